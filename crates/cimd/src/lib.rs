@@ -1,0 +1,1 @@
+//! Client ID Metadata Documents: client_id URL rules, validation, caching, versions.

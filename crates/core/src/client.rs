@@ -1,0 +1,105 @@
+//! Clients as non-human identities: how they arrived, where they stand in
+//! their lifecycle, and how far Steward trusts them.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// How a client became known to Steward (CIMD -02 §7.1: keep a kind
+/// discriminator so the three kinds never shadow each other).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientKind {
+    /// Configured by an operator (configuration file or `steward clients create`).
+    PreRegistered,
+    /// The `client_id` is an https URL serving a Client ID Metadata Document.
+    MetadataDocument,
+    /// Registered through RFC 7591 Dynamic Client Registration.
+    Dynamic,
+}
+
+/// Where a client stands. Only `Active` clients may obtain tokens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LifecycleState {
+    /// Known but awaiting approval.
+    Pending,
+    Active,
+    /// Temporarily blocked; may be reactivated.
+    Suspended,
+    /// Blocked for good; its grants and tokens are revoked.
+    Revoked,
+    /// Decommissioned by its owner.
+    Retired,
+}
+
+/// How far Steward trusts a client's claims about itself. Identity is not
+/// trust: a metadata document proves control of a URL, nothing more.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrustTier {
+    /// Self-asserted identity only (a fresh metadata document or open DCR).
+    Unverified,
+    /// Reviewed and approved by an operator.
+    Verified,
+    /// An operator-managed first-party or partner client.
+    Trusted,
+}
+
+macro_rules! str_enum {
+    ($t:ty { $($v:ident => $s:literal),+ $(,)? }) => {
+        impl $t {
+            pub const fn as_str(self) -> &'static str {
+                match self { $(Self::$v => $s),+ }
+            }
+        }
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+        impl FromStr for $t {
+            type Err = UnknownVariant;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($s => Ok(Self::$v),)+
+                    other => Err(UnknownVariant(other.to_owned())),
+                }
+            }
+        }
+    };
+}
+
+str_enum!(ClientKind { PreRegistered => "pre_registered", MetadataDocument => "metadata_document", Dynamic => "dynamic" });
+str_enum!(LifecycleState { Pending => "pending", Active => "active", Suspended => "suspended", Revoked => "revoked", Retired => "retired" });
+str_enum!(TrustTier { Unverified => "unverified", Verified => "verified", Trusted => "trusted" });
+
+/// A stored enum column held a value this build does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown value {0:?}")]
+pub struct UnknownVariant(pub String);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn string_forms_round_trip() {
+        for k in [ClientKind::PreRegistered, ClientKind::MetadataDocument, ClientKind::Dynamic] {
+            assert_eq!(k.as_str().parse::<ClientKind>(), Ok(k));
+        }
+        for s in [
+            LifecycleState::Pending,
+            LifecycleState::Active,
+            LifecycleState::Suspended,
+            LifecycleState::Revoked,
+            LifecycleState::Retired,
+        ] {
+            assert_eq!(s.as_str().parse::<LifecycleState>(), Ok(s));
+        }
+        for t in [TrustTier::Unverified, TrustTier::Verified, TrustTier::Trusted] {
+            assert_eq!(t.as_str().parse::<TrustTier>(), Ok(t));
+        }
+        assert!("bogus".parse::<ClientKind>().is_err());
+    }
+}

@@ -1,0 +1,1 @@
+//! Signing keys, JWKS, JWT access tokens, client assertions.

@@ -1,0 +1,1 @@
+//! Steward's HTTP surface: protocol endpoints, discovery, admin API, operations.

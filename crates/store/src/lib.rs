@@ -1,0 +1,1 @@
+//! Storage traits with SQLite and PostgreSQL implementations and one conformance suite.

@@ -1,0 +1,1 @@
+//! Test support: in-process server, test CA, local HTTPS document host, loopback nameserver.

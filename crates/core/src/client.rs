@@ -85,7 +85,11 @@ mod tests {
 
     #[test]
     fn string_forms_round_trip() {
-        for k in [ClientKind::PreRegistered, ClientKind::MetadataDocument, ClientKind::Dynamic] {
+        for k in [
+            ClientKind::PreRegistered,
+            ClientKind::MetadataDocument,
+            ClientKind::Dynamic,
+        ] {
             assert_eq!(k.as_str().parse::<ClientKind>(), Ok(k));
         }
         for s in [

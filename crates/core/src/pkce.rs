@@ -11,7 +11,8 @@ use subtle::ConstantTimeEq;
 /// Verifier and challenge alphabet and length (OAuth 2.1 Appendix A).
 fn is_pkce_string(s: &str) -> bool {
     (43..=128).contains(&s.len())
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
 }
 
 /// An S256 code challenge as sent in the authorization request.
@@ -86,13 +87,22 @@ mod tests {
 
     #[test]
     fn missing_method_means_plain_and_is_refused() {
-        assert_eq!(CodeChallenge::from_request(Some(CHALLENGE), None), Err(PkceError::UnsupportedMethod));
+        assert_eq!(
+            CodeChallenge::from_request(Some(CHALLENGE), None),
+            Err(PkceError::UnsupportedMethod)
+        );
         assert_eq!(
             CodeChallenge::from_request(Some(CHALLENGE), Some("plain")),
             Err(PkceError::UnsupportedMethod)
         );
-        assert_eq!(CodeChallenge::from_request(None, Some("S256")), Err(PkceError::MissingChallenge));
-        assert_eq!(CodeChallenge::from_request(Some("short"), Some("S256")), Err(PkceError::MalformedChallenge));
+        assert_eq!(
+            CodeChallenge::from_request(None, Some("S256")),
+            Err(PkceError::MissingChallenge)
+        );
+        assert_eq!(
+            CodeChallenge::from_request(Some("short"), Some("S256")),
+            Err(PkceError::MalformedChallenge)
+        );
     }
 
     #[test]

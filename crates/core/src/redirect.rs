@@ -78,14 +78,20 @@ impl RedirectUri {
                 if !parsed.username().is_empty() || parsed.password().is_some() || authority_has_at(raw) {
                     return Err(RedirectUriError::Userinfo);
                 }
-                Ok(Self { raw: raw.to_owned(), loopback: None })
+                Ok(Self {
+                    raw: raw.to_owned(),
+                    loopback: None,
+                })
             }
             "http" => {
                 if authority_has_at(raw) {
                     return Err(RedirectUriError::Userinfo);
                 }
                 match split_loopback(raw) {
-                    Some(parts) => Ok(Self { raw: raw.to_owned(), loopback: Some(parts) }),
+                    Some(parts) => Ok(Self {
+                        raw: raw.to_owned(),
+                        loopback: Some(parts),
+                    }),
                     None => Err(RedirectUriError::HttpNotLoopback),
                 }
             }
@@ -100,7 +106,10 @@ impl RedirectUri {
                 if !scheme.contains('.') || scheme.starts_with('.') || scheme.ends_with('.') {
                     return Err(RedirectUriError::PrivateUseSchemeNotReverseDomain);
                 }
-                Ok(Self { raw: raw.to_owned(), loopback: None })
+                Ok(Self {
+                    raw: raw.to_owned(),
+                    loopback: None,
+                })
             }
         }
     }
@@ -200,7 +209,10 @@ fn split_loopback(raw: &str) -> Option<LoopbackParts> {
             return None;
         }
     }
-    Some(LoopbackParts { host: host.to_owned(), rest: rest.to_owned() })
+    Some(LoopbackParts {
+        host: host.to_owned(),
+        rest: rest.to_owned(),
+    })
 }
 
 #[cfg(test)]
@@ -252,18 +264,38 @@ mod tests {
     #[test]
     fn registration_rules() {
         let d = RedirectUriRules::default();
-        assert_eq!(RedirectUri::parse("https://a.example/cb#", d), Err(RedirectUriError::Fragment));
+        assert_eq!(
+            RedirectUri::parse("https://a.example/cb#", d),
+            Err(RedirectUriError::Fragment)
+        );
         assert_eq!(RedirectUri::parse("/cb", d), Err(RedirectUriError::NotAbsolute));
-        assert_eq!(RedirectUri::parse("http://a.example/cb", d), Err(RedirectUriError::HttpNotLoopback));
-        assert_eq!(RedirectUri::parse("http://127.0.0.2/cb", d), Err(RedirectUriError::HttpNotLoopback));
-        assert_eq!(RedirectUri::parse("https://u@a.example/cb", d), Err(RedirectUriError::Userinfo));
-        assert_eq!(RedirectUri::parse("https://a.example/c b", d), Err(RedirectUriError::BadCharacter));
-        assert_eq!(RedirectUri::parse("javascript:alert(1)", d), Err(RedirectUriError::SchemeNotAllowed));
+        assert_eq!(
+            RedirectUri::parse("http://a.example/cb", d),
+            Err(RedirectUriError::HttpNotLoopback)
+        );
+        assert_eq!(
+            RedirectUri::parse("http://127.0.0.2/cb", d),
+            Err(RedirectUriError::HttpNotLoopback)
+        );
+        assert_eq!(
+            RedirectUri::parse("https://u@a.example/cb", d),
+            Err(RedirectUriError::Userinfo)
+        );
+        assert_eq!(
+            RedirectUri::parse("https://a.example/c b", d),
+            Err(RedirectUriError::BadCharacter)
+        );
+        assert_eq!(
+            RedirectUri::parse("javascript:alert(1)", d),
+            Err(RedirectUriError::SchemeNotAllowed)
+        );
         assert_eq!(
             RedirectUri::parse("com.example.app:/cb", d),
             Err(RedirectUriError::PrivateUseSchemeNotAllowed)
         );
-        let allow = RedirectUriRules { allow_private_use_schemes: true };
+        let allow = RedirectUriRules {
+            allow_private_use_schemes: true,
+        };
         assert!(RedirectUri::parse("com.example.app:/cb", allow).is_ok());
         assert_eq!(
             RedirectUri::parse("cursor://cb", allow),

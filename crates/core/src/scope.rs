@@ -13,7 +13,9 @@ pub struct InvalidScope;
 pub struct ScopeSet(BTreeSet<String>);
 
 fn valid_token(t: &str) -> bool {
-    !t.is_empty() && t.bytes().all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
+    !t.is_empty()
+        && t.bytes()
+            .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
 }
 
 impl ScopeSet {

@@ -1,1 +1,24 @@
 //! Client ID Metadata Documents: client_id URL rules, validation, caching, versions.
+//!
+//! A client whose `client_id` is an https URL is a CIMD client (CIMD -02,
+//! SPEC_CHECKLIST §0.2 and §4). This crate decides which ids qualify
+//! ([`ClientIdUrl`]), whether a fetched document is acceptable
+//! ([`validate_document`]), how long it may be reused ([`Resolver`]) and
+//! which versions were seen ([`VersionStore`]). It knows nothing of HTTP
+//! serving and opens no sockets itself: fetches go through steward-egress.
+
+pub mod client_id;
+pub mod freshness;
+pub mod problem;
+pub mod strict_json;
+pub mod validate;
+pub mod versions;
+
+pub use client_id::{ClientIdError, ClientIdUrl, UrlRules, looks_like_metadata_document_id};
+pub use problem::{Problem, ValidationFailure, first_failure};
+pub use validate::{
+    AuthMethod, ClientMetadata, GrantType, ResponseType, ValidationPolicy, validate_document,
+};
+pub use versions::{
+    MemoryVersionStore, NewVersion, VersionRecord, VersionStore, VersionStoreError, content_hash,
+};

@@ -1,1 +1,104 @@
-fn main() {}
+//! `steward`: the Steward authorization server binary.
+
+mod commands;
+mod config;
+mod logging;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Steward — an OAuth 2.1 authorization server for AI agents and MCP clients.
+///
+/// With no configuration at all, `steward serve` listens on http://127.0.0.1:8080
+/// and keeps its state (SQLite database, key-encryption key, signing keys) in
+/// ./steward-data/. Settings come from built-in defaults, then the TOML file
+/// given with --config (or STEWARD_CONFIG), then STEWARD_… environment
+/// variables (STEWARD_DATABASE__URL sets database.url). See docs/configuration.md.
+#[derive(Debug, Parser)]
+#[command(name = "steward", version, about, long_about, propagate_version = true)]
+struct Cli {
+    /// TOML configuration file.
+    #[arg(long, short, global = true, env = "STEWARD_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// Log line format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum LogFormat {
+    /// Readable lines for a terminal.
+    Human,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the authorization server.
+    Serve,
+    /// Manage signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Client ID Metadata Document tools.
+    #[command(subcommand)]
+    Cimd(CimdCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// List signing keys: kid, algorithm, state and dates.
+    List,
+    /// Generate a new signing key and make it the active one. The previous key
+    /// stays published in the JWKS until every token it signed has expired.
+    Rotate,
+}
+
+#[derive(Debug, Subcommand)]
+enum CimdCommand {
+    /// Fetch and validate a Client ID Metadata Document exactly as the server
+    /// would, and explain every problem found. Exit code 0 when valid, 1 when not.
+    Check {
+        /// The client_id URL, e.g. https://app.example.com/oauth/client.json
+        url: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match config::load(cli.config.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("steward: invalid configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    logging::init(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("steward: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve => commands::serve::run(settings).await,
+            Command::Keys(KeysCommand::List) => commands::keys::list(settings).await,
+            Command::Keys(KeysCommand::Rotate) => commands::keys::rotate(settings).await,
+            Command::Cimd(CimdCommand::Check { url }) => commands::cimd::check(settings, &url).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("steward: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

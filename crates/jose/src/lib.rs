@@ -1,1 +1,36 @@
 //! Signing keys, JWKS, JWT access tokens, client assertions.
+//!
+//! - [`kek`]: the key-encryption key that protects signing keys at rest.
+//! - [`keygen`] / [`at_rest`]: new signing keys, their RFC 7638 `kid`, AES-256-GCM sealing.
+//! - [`signing_key`]: a decrypted key that signs compact JWS quickly.
+//! - [`jwks`]: the published key set and the [`Verifier`] built from it.
+//! - [`access_token`]: RFC 9068 JWT access tokens.
+//! - [`client_assertion`]: RFC 7523 `private_key_jwt` client authentication.
+//! - [`rotation`]: how long a rotated-out key stays published.
+//!
+//! Pure library: the only I/O is reading or creating the KEK file.
+
+pub mod access_token;
+pub mod algorithm;
+pub mod at_rest;
+pub mod client_assertion;
+pub mod error;
+pub mod jwks;
+pub mod kek;
+pub mod keygen;
+mod public_jwk;
+pub mod rotation;
+pub mod signing_key;
+pub mod thumbprint;
+mod token_parts;
+
+pub use access_token::{AccessTokenClaims, sign_access_token};
+pub use algorithm::Algorithm;
+pub use client_assertion::{AssertionClaims, AssertionError, verify_client_assertion};
+pub use error::JoseError;
+pub use jwks::{Expectations, Jwks, Verifier};
+pub use kek::Kek;
+pub use keygen::{NewKey, generate_signing_key};
+pub use rotation::retire_after;
+pub use signing_key::SigningKey;
+pub use thumbprint::jwk_thumbprint;

@@ -1,1 +1,78 @@
-//! Steward's HTTP surface: protocol endpoints, discovery, admin API, operations.
+//! Steward's HTTP surface: protocol endpoints, discovery, admin API,
+//! operations endpoints, and the start-up wiring that joins storage, keys,
+//! the guarded fetcher and the CIMD resolver.
+
+pub mod cimd;
+pub mod error;
+pub mod keyring;
+pub mod metrics;
+pub mod routes;
+pub mod serve;
+pub mod settings;
+pub mod startup;
+pub mod state;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::routing::{get, post};
+use std::time::Duration;
+use tower_http::cors::{Any, CorsLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
+
+pub use state::AppState;
+
+/// CORS for endpoints browsers' JavaScript clients call directly (metadata,
+/// JWKS, and later token, revocation, introspection). Never on /authorize
+/// (OAuth 2.1 §3.1: the authorization endpoint is navigated to, not fetched).
+fn public_cors() -> CorsLayer {
+    CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        .max_age(Duration::from_secs(3600))
+}
+
+/// The complete application: routes under the issuer's path, the RFC 8414
+/// well-known document at the path-inserted location, operations endpoints at
+/// the root, and the cross-cutting limits.
+pub fn router(state: AppState) -> Router {
+    let http = &state.settings.http;
+    let issuer_path = url::Url::parse(&state.issuer)
+        .map(|u| u.path().trim_end_matches('/').to_owned())
+        .unwrap_or_default();
+
+    let public = Router::new()
+        .route(routes::discovery::JWKS_PATH, get(routes::jwks::jwks))
+        .layer(public_cors());
+    let admin = Router::new().route("/admin/cimd/check", post(routes::admin::cimd_check));
+    let issuer_routes = public.merge(admin);
+
+    let mut app = Router::new()
+        .route("/healthz", get(routes::ops::healthz))
+        .route("/readyz", get(routes::ops::readyz))
+        .route("/metrics", get(routes::ops::metrics))
+        .merge(
+            Router::new()
+                .route(&routes::discovery::well_known_path(&state.issuer), get(routes::discovery::metadata))
+                .layer(public_cors()),
+        );
+    app = if issuer_path.is_empty() { app.merge(issuer_routes) } else { app.nest(&issuer_path, issuer_routes) };
+
+    app.layer(axum::middleware::from_fn(metrics::track))
+        .layer(DefaultBodyLimit::max(http.max_body_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_millis(http.request_timeout_ms),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .with_state(state)
+}

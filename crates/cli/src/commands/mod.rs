@@ -1,0 +1,5 @@
+//! One module per subcommand.
+
+pub mod cimd;
+pub mod keys;
+pub mod serve;

@@ -1,0 +1,233 @@
+//! `private_key_jwt` client authentication: RFC 7523 §3 as tightened by
+//! RFC 7523bis (audience = the issuer identifier) and RFC 8725.
+//!
+//! The caller supplies the client's registered key set; this module never
+//! fetches anything. It returns the `jti` and `exp` so the caller can record
+//! the `jti` until `exp` and refuse a replay (RFC 7523 §3 item 7).
+
+use crate::error::JoseError;
+use crate::public_jwk::{self, KeyType, has_private_members};
+use crate::token_parts::{self, PartsError, audience_contains, numeric_date};
+use jsonwebtoken::Algorithm as JwtAlg;
+use serde::Deserialize;
+use serde_json::Value;
+use std::str::FromStr;
+use steward_core::UnixTime;
+
+/// Clock skew tolerated on `exp` and `nbf`.
+pub const ASSERTION_LEEWAY_SECS: i64 = 30;
+
+/// What the caller needs after a successful verification.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AssertionClaims {
+    /// Record until `exp`; a second use of the same `jti` is a replay.
+    pub jti: String,
+    pub exp: UnixTime,
+}
+
+/// Why a client assertion was refused. All map to `invalid_client`.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AssertionError {
+    #[error("assertion is not a compact JWS")]
+    Malformed,
+    /// `none`, HMAC (which would let a public key be used as a MAC secret),
+    /// or any name that is not an asymmetric JWS algorithm.
+    #[error("assertion algorithm {0:?} is not accepted")]
+    UnsupportedAlgorithm(String),
+    #[error("assertion carries a critical header extension")]
+    UnsupportedCritical,
+    #[error("the client's key set is not a JWKS")]
+    InvalidClientJwks,
+    #[error("no client key has kid {0:?}")]
+    UnknownKid(String),
+    #[error("no client key fits the assertion's algorithm")]
+    NoMatchingKey,
+    /// Several keys fit and the assertion names none with `kid`.
+    #[error("several client keys fit; the assertion must name one with kid")]
+    AmbiguousKey,
+    #[error("the client's key set contains private key material")]
+    PrivateKeyInJwks,
+    #[error("the selected key cannot be used with the assertion's algorithm")]
+    KeyAlgorithmMismatch,
+    #[error("the selected client key is invalid")]
+    InvalidKey,
+    #[error("assertion signature is invalid")]
+    BadSignature,
+    #[error("assertion iss is not the client_id")]
+    WrongIssuer,
+    #[error("assertion sub is not the client_id")]
+    WrongSubject,
+    #[error("assertion aud does not name this authorization server")]
+    WrongAudience,
+    #[error("assertion has no exp")]
+    MissingExp,
+    #[error("assertion expired")]
+    Expired,
+    #[error("assertion lifetime exceeds the allowed maximum")]
+    LifetimeTooLong,
+    #[error("assertion is not valid yet (nbf)")]
+    NotYetValid,
+    #[error("assertion has no jti")]
+    MissingJti,
+    #[error("assertion claims are not a JSON object of the expected shape")]
+    InvalidClaims,
+}
+
+/// Asymmetric JWS algorithms accepted from clients (RFC 7518 §3.3–3.5, RFC 8037).
+fn asymmetric(alg: &str) -> Option<JwtAlg> {
+    let parsed = JwtAlg::from_str(alg).ok()?;
+    match parsed {
+        JwtAlg::HS256 | JwtAlg::HS384 | JwtAlg::HS512 => None,
+        other => Some(other),
+    }
+}
+
+#[derive(Deserialize)]
+struct Claims {
+    #[serde(default)]
+    iss: Option<Value>,
+    #[serde(default)]
+    sub: Option<Value>,
+    #[serde(default)]
+    aud: Option<Value>,
+    #[serde(default)]
+    exp: Option<Value>,
+    #[serde(default)]
+    nbf: Option<Value>,
+    #[serde(default)]
+    jti: Option<Value>,
+}
+
+/// Verifies a client assertion for `client_id` presented to `issuer`.
+///
+/// Rules: `iss` = `sub` = `client_id` (RFC 7523 §3 items 1–2); `aud` is the
+/// issuer identifier, as a string or inside an array (item 3, RFC 7523bis);
+/// `exp` present, not past (with [`ASSERTION_LEEWAY_SECS`]) and at most
+/// `max_lifetime_secs` ahead, bounding how long the caller must remember the
+/// `jti` (item 4); `jti` present (item 7). The key is the one named by
+/// `kid`, or, without `kid`, the only key whose type fits the algorithm.
+pub fn verify_client_assertion(
+    assertion: &str,
+    client_id: &str,
+    issuer: &str,
+    client_jwks: &Value,
+    now: UnixTime,
+    max_lifetime_secs: u64,
+) -> Result<AssertionClaims, AssertionError> {
+    let parts = token_parts::split(assertion).map_err(|e| match e {
+        PartsError::Malformed => AssertionError::Malformed,
+        PartsError::Critical => AssertionError::UnsupportedCritical,
+    })?;
+    let alg = asymmetric(&parts.header.alg)
+        .ok_or_else(|| AssertionError::UnsupportedAlgorithm(parts.header.alg.clone()))?;
+    let jwk = select_key(client_jwks, parts.header.kid.as_deref(), alg)?;
+    let key = usable_key(jwk, alg)?;
+
+    let valid = jsonwebtoken::crypto::verify(parts.signature, parts.signing_input.as_bytes(), &key, alg)
+        .map_err(|_| AssertionError::BadSignature)?;
+    if !valid {
+        return Err(AssertionError::BadSignature);
+    }
+
+    let claims: Claims = serde_json::from_slice(&parts.payload).map_err(|_| AssertionError::InvalidClaims)?;
+    if claims.iss.as_ref().and_then(Value::as_str) != Some(client_id) {
+        return Err(AssertionError::WrongIssuer);
+    }
+    if claims.sub.as_ref().and_then(Value::as_str) != Some(client_id) {
+        return Err(AssertionError::WrongSubject);
+    }
+    if !audience_contains(claims.aud.as_ref(), issuer) {
+        return Err(AssertionError::WrongAudience);
+    }
+    let exp = claims
+        .exp
+        .as_ref()
+        .and_then(numeric_date)
+        .ok_or(AssertionError::MissingExp)?;
+    if now.seconds() > exp.saturating_add(ASSERTION_LEEWAY_SECS) {
+        return Err(AssertionError::Expired);
+    }
+    let max_lifetime = i64::try_from(max_lifetime_secs).unwrap_or(i64::MAX);
+    if now.until(UnixTime(exp)) > max_lifetime.saturating_add(ASSERTION_LEEWAY_SECS) {
+        return Err(AssertionError::LifetimeTooLong);
+    }
+    if let Some(nbf) = claims.nbf.as_ref().and_then(numeric_date)
+        && nbf > now.seconds().saturating_add(ASSERTION_LEEWAY_SECS)
+    {
+        return Err(AssertionError::NotYetValid);
+    }
+    let jti = claims
+        .jti
+        .as_ref()
+        .and_then(Value::as_str)
+        .filter(|j| !j.is_empty())
+        .ok_or(AssertionError::MissingJti)?;
+    Ok(AssertionClaims {
+        jti: jti.to_owned(),
+        exp: UnixTime(exp),
+    })
+}
+
+fn select_key<'a>(jwks: &'a Value, kid: Option<&str>, alg: JwtAlg) -> Result<&'a Value, AssertionError> {
+    let keys = jwks
+        .get("keys")
+        .and_then(Value::as_array)
+        .ok_or(AssertionError::InvalidClientJwks)?;
+    // A registered set with private material is refused as a whole: the
+    // client has leaked its key, and Steward must not treat it as valid.
+    if keys.iter().any(has_private_members) {
+        return Err(AssertionError::PrivateKeyInJwks);
+    }
+    let candidates: Vec<&Value> = match kid {
+        Some(kid) => {
+            let named: Vec<&Value> = keys
+                .iter()
+                .filter(|k| k.get("kid").and_then(Value::as_str) == Some(kid))
+                .collect();
+            if named.is_empty() {
+                return Err(AssertionError::UnknownKid(kid.to_owned()));
+            }
+            named
+        }
+        None => keys.iter().filter(|k| fits(k, alg)).collect(),
+    };
+    match candidates.as_slice() {
+        [one] => Ok(one),
+        [] => Err(AssertionError::NoMatchingKey),
+        _ => Err(AssertionError::AmbiguousKey),
+    }
+}
+
+/// Whether a key could verify `alg`: right type and curve, `use` absent or
+/// `sig`, `alg` absent or equal.
+fn fits(jwk: &Value, alg: JwtAlg) -> bool {
+    let type_fits = match (
+        jwk.get("kty").and_then(Value::as_str),
+        jwk.get("crv").and_then(Value::as_str),
+    ) {
+        (Some("EC"), Some("P-256")) => KeyType::P256.accepts(alg),
+        (Some("EC"), Some("P-384")) => KeyType::P384.accepts(alg),
+        (Some("OKP"), Some("Ed25519")) => KeyType::Ed25519.accepts(alg),
+        (Some("RSA"), _) => KeyType::Rsa.accepts(alg),
+        _ => false,
+    };
+    type_fits && jwk.get("use").is_none_or(|u| u.as_str() == Some("sig")) && declared_alg_allows(jwk, alg)
+}
+
+fn declared_alg_allows(jwk: &Value, alg: JwtAlg) -> bool {
+    match jwk.get("alg") {
+        None => true,
+        Some(declared) => declared.as_str().and_then(|s| JwtAlg::from_str(s).ok()) == Some(alg),
+    }
+}
+
+fn usable_key(jwk: &Value, alg: JwtAlg) -> Result<jsonwebtoken::DecodingKey, AssertionError> {
+    let (kind, key) = public_jwk::decoding_key(jwk).map_err(|e| match e {
+        JoseError::PrivateJwk => AssertionError::PrivateKeyInJwks,
+        _ => AssertionError::InvalidKey,
+    })?;
+    if !kind.accepts(alg) || !declared_alg_allows(jwk, alg) {
+        return Err(AssertionError::KeyAlgorithmMismatch);
+    }
+    Ok(key)
+}

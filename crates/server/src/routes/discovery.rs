@@ -1,0 +1,73 @@
+//! RFC 8414 authorization server metadata.
+//!
+//! The document is built once at start-up from the settings and served as
+//! bytes. It lists only what this server implements, the `issuer` is the
+//! configured string byte for byte (RFC 8414 §3.3: clients compare it
+//! exactly), and every endpoint URL is absolute.
+
+use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+use crate::state::AppState;
+
+/// The endpoint paths Steward serves, relative to the issuer.
+pub const JWKS_PATH: &str = "/jwks.json";
+
+/// Builds the metadata document for `issuer`.
+pub fn metadata_document(issuer: &str, cimd_enabled: bool) -> Value {
+    let base = issuer.trim_end_matches('/');
+    let mut doc = json!({
+        "issuer": issuer,
+        "jwks_uri": format!("{base}{JWKS_PATH}"),
+        "code_challenge_methods_supported": ["S256"],
+    });
+    if cimd_enabled {
+        // CIMD -01 §5 / -02 §6: ASs that publish metadata include this when they support CIMD.
+        doc["client_id_metadata_document_supported"] = Value::Bool(true);
+    }
+    doc
+}
+
+/// The well-known path for an issuer: RFC 8414 §3.1 inserts the well-known
+/// segment between the host and the issuer's path.
+pub fn well_known_path(issuer: &str) -> String {
+    let path = url::Url::parse(issuer).map(|u| u.path().trim_end_matches('/').to_owned()).unwrap_or_default();
+    format!("/.well-known/oauth-authorization-server{path}")
+}
+
+pub async fn metadata(State(state): State<AppState>) -> Response {
+    json_bytes(state.metadata.clone())
+}
+
+/// A cached JSON body with the content type RFC 8414 §3.2 requires.
+pub fn json_bytes(body: Bytes) -> Response {
+    let mut res = body.into_response();
+    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn well_known_inserts_the_issuer_path() {
+        assert_eq!(well_known_path("https://as.example"), "/.well-known/oauth-authorization-server");
+        assert_eq!(
+            well_known_path("https://as.example/tenant1"),
+            "/.well-known/oauth-authorization-server/tenant1"
+        );
+    }
+
+    #[test]
+    fn issuer_is_byte_for_byte_and_urls_absolute() {
+        let d = metadata_document("https://as.example/t", true);
+        assert_eq!(d["issuer"], "https://as.example/t");
+        assert_eq!(d["jwks_uri"], "https://as.example/t/jwks.json");
+        assert_eq!(d["client_id_metadata_document_supported"], true);
+    }
+}

@@ -1,0 +1,182 @@
+//! The listener: plain HTTP or HTTPS (rustls), HTTP/1.1, with limits on the
+//! request head and its arrival time, and graceful shutdown — on SIGTERM or
+//! Ctrl-C the listener closes, in-flight requests finish (up to a grace
+//! period), then `serve` returns.
+//!
+//! One code path for both transports, written on hyper directly because
+//! `axum::serve` neither terminates TLS nor bounds header size.
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt;
+
+use crate::settings::{HttpSettings, TlsSettings};
+
+/// Why the TLS configuration cannot be used, naming the setting.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsLoadError {
+    #[error("tls.cert_file: cannot read {path}: {source}")]
+    ReadCert { path: String, source: std::io::Error },
+    #[error("tls.cert_file: {path} holds no PEM certificate")]
+    NoCert { path: String },
+    #[error("tls.key_file: cannot read {path}: {source}")]
+    ReadKey { path: String, source: std::io::Error },
+    #[error("tls.key_file: {path} holds no PEM private key")]
+    NoKey { path: String },
+    #[error("tls: certificate and key do not form a usable pair: {0}")]
+    Rustls(#[from] rustls::Error),
+}
+
+/// Builds the rustls server configuration from PEM files.
+pub fn load_tls(tls: &TlsSettings) -> Result<Arc<rustls::ServerConfig>, TlsLoadError> {
+    let cert_path = tls.cert_file.display().to_string();
+    let key_path = tls.key_file.display().to_string();
+    let certs = {
+        let pem = read(&tls.cert_file).map_err(|source| TlsLoadError::ReadCert { path: cert_path.clone(), source })?;
+        rustls_pemfile::certs(&mut pem.as_slice())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|source| TlsLoadError::ReadCert { path: cert_path.clone(), source })?
+    };
+    if certs.is_empty() {
+        return Err(TlsLoadError::NoCert { path: cert_path });
+    }
+    let key = {
+        let pem = read(&tls.key_file).map_err(|source| TlsLoadError::ReadKey { path: key_path.clone(), source })?;
+        rustls_pemfile::private_key(&mut pem.as_slice())
+            .map_err(|source| TlsLoadError::ReadKey { path: key_path.clone(), source })?
+            .ok_or(TlsLoadError::NoKey { path: key_path })?
+    };
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+fn read(path: &Path) -> std::io::Result<Vec<u8>> {
+    std::fs::read(path)
+}
+
+/// Serves `app` on `listener` until `shutdown` completes, then lets
+/// in-flight requests finish for up to `http.shutdown_grace_ms`.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    app: Router,
+    http: &HttpSettings,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let acceptor = tls.map(TlsAcceptor::from);
+    let graceful = GracefulShutdown::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_millis(http.header_timeout_ms))
+        .max_buf_size(http.max_header_bytes.max(8192))
+        .keep_alive(true);
+    let builder = Arc::new(builder);
+    tokio::pin!(shutdown);
+
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off, never exit.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+            req.extensions_mut().insert(ConnectInfo(peer));
+            app.clone().oneshot(req)
+        });
+        let builder = builder.clone();
+        match &acceptor {
+            None => {
+                let conn = builder.serve_connection(TokioIo::new(stream), service);
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, %peer, "connection ended with an error");
+                    }
+                });
+            }
+            Some(acceptor) => {
+                let acceptor = acceptor.clone();
+                let watcher = graceful.watcher();
+                let handshake_timeout = Duration::from_millis(http.header_timeout_ms);
+                tokio::spawn(async move {
+                    let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => tls,
+                        Ok(Err(e)) => {
+                            tracing::debug!(error = %e, %peer, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    let conn = builder.serve_connection(TokioIo::new(tls), service);
+                    if let Err(e) = watcher.watch(conn).await {
+                        tracing::debug!(error = %e, %peer, "connection ended with an error");
+                    }
+                });
+            }
+        }
+    }
+    drop(listener);
+    let grace = Duration::from_millis(http.shutdown_grace_ms);
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("all connections closed"),
+        () = tokio::time::sleep(grace) => tracing::warn!("shutdown grace period over; closing remaining connections"),
+    }
+    Ok(())
+}
+
+/// Completes on SIGTERM or Ctrl-C (SIGINT).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("Ctrl-C received; shutting down"),
+        () = terminate => tracing::info!("SIGTERM received; shutting down"),
+    }
+}
+
+/// The peer's socket address, for handlers that need it (rate limits).
+pub fn peer(req_ext: &http::Extensions) -> Option<SocketAddr> {
+    req_ext.get::<ConnectInfo<SocketAddr>>().map(|c| c.0)
+}

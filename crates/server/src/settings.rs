@@ -1,0 +1,517 @@
+//! Steward's settings: the one typed description of every configuration
+//! key, with its default. `steward` (the CLI) fills it from the embedded
+//! defaults, a TOML file and `STEWARD_…` environment variables; every key is
+//! documented in docs/configuration.md.
+//!
+//! Unknown keys are refused (`deny_unknown_fields`) so that a typo never
+//! silently leaves a security setting at its default.
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// The issuer identifier (RFC 8414 §2), used byte for byte in metadata,
+    /// the `iss` response parameter and JWTs. Empty means `http://{listen}`.
+    pub issuer: String,
+    /// The socket address to listen on.
+    pub listen: SocketAddr,
+    /// Serve HTTPS directly (rustls) when set.
+    pub tls: Option<TlsSettings>,
+    pub database: DatabaseSettings,
+    pub keys: KeySettings,
+    pub egress: EgressSettings,
+    pub cimd: CimdSettings,
+    pub http: HttpSettings,
+    pub tokens: TokenSettings,
+    pub admin: AdminSettings,
+    /// RFC 8707 resource used when a request names none.
+    pub default_resource: Option<String>,
+    /// Scopes granted when a request names none (OAuth 2.1 §1.4.1).
+    pub default_scopes: Vec<String>,
+    /// The protected resources (MCP servers) Steward issues tokens for.
+    pub resources: Vec<ResourceSettings>,
+    /// Pre-registered clients, and settings for allow-listed metadata-document URLs.
+    pub clients: Vec<ClientSettings>,
+    pub login: LoginSettings,
+    pub dev: DevSettings,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceSettings {
+    /// The resource's canonical URI; tokens for it carry it as `aud`.
+    pub uri: String,
+    /// Shown on the consent page.
+    pub name: String,
+    /// Scopes this resource understands, each with the description users see.
+    #[serde(default)]
+    pub scopes: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientSettings {
+    /// Issued ids must not start with `https://`; an `https://` id names a
+    /// metadata-document URL and makes this entry its allow-list settings.
+    pub client_id: String,
+    /// Display name (pre-registered clients).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Environment variable holding the client secret.
+    #[serde(default)]
+    pub secret_env: Option<String>,
+    /// The keyed hash of the client secret, as printed by `steward clients create`.
+    #[serde(default)]
+    pub secret_hash: Option<String>,
+    #[serde(default = "default_grant_types")]
+    pub grant_types: Vec<String>,
+    /// Scopes this client may obtain; empty means every scope of the resource.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+}
+
+fn default_grant_types() -> Vec<String> {
+    vec!["authorization_code".to_owned()]
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoginSettings {
+    /// Lifetime of a login session.
+    pub session_lifetime_secs: u64,
+    /// Failed logins allowed per account within `window_secs`.
+    pub max_failures_per_account: u32,
+    /// Failed logins allowed per client address within `window_secs`.
+    pub max_failures_per_address: u32,
+    pub window_secs: u64,
+}
+
+impl Default for LoginSettings {
+    fn default() -> Self {
+        Self { session_lifetime_secs: 8 * 3600, max_failures_per_account: 5, max_failures_per_address: 20, window_secs: 900 }
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DevSettings {
+    /// Sign every authorization request in as this user and approve it. For
+    /// demos and load tests only: refused unless every listen address is loopback.
+    pub auto_approve_user: Option<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            issuer: String::new(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            tls: None,
+            database: DatabaseSettings::default(),
+            keys: KeySettings::default(),
+            egress: EgressSettings::default(),
+            cimd: CimdSettings::default(),
+            http: HttpSettings::default(),
+            tokens: TokenSettings::default(),
+            admin: AdminSettings::default(),
+            default_resource: None,
+            default_scopes: Vec::new(),
+            resources: Vec::new(),
+            clients: Vec::new(),
+            login: LoginSettings::default(),
+            dev: DevSettings::default(),
+        }
+    }
+}
+
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminSettings {
+    /// Bearer token for the admin HTTP API (`/admin/…`). Unset: the admin
+    /// API is disabled. Secret: prefer `STEWARD_ADMIN__TOKEN_FILE`.
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for AdminSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminSettings").field("token", &self.token.as_ref().map(|_| "[redacted]")).finish()
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    /// PEM certificate chain.
+    pub cert_file: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseSettings {
+    /// `sqlite://PATH` (created if missing) or `postgres://user@host/db`.
+    pub url: String,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self { url: "sqlite://./steward-data/steward.db".to_owned() }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeySettings {
+    /// `ES256`, `EdDSA` or `RS256`: the algorithm of newly generated signing keys.
+    pub algorithm: String,
+    /// The key-encryption key that protects private signing keys at rest.
+    /// Created (mode 0600) when missing.
+    pub encryption_key_file: PathBuf,
+    /// How often a running server reloads the key set from the database, so a
+    /// `steward keys rotate` on any node takes effect everywhere.
+    pub reload_seconds: u64,
+}
+
+impl Default for KeySettings {
+    fn default() -> Self {
+        Self {
+            algorithm: "ES256".to_owned(),
+            encryption_key_file: PathBuf::from("./steward-data/kek"),
+            reload_seconds: 30,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EgressSettings {
+    /// CIDRs exempt from the special-purpose address block (internal clients, tests).
+    pub allow_networks: Vec<IpNet>,
+    /// Extra PEM root certificates trusted for outbound fetches.
+    pub extra_root_certs: Vec<PathBuf>,
+    /// Nameservers (`ip:port`); empty means the system resolver configuration.
+    pub dns_servers: Vec<SocketAddr>,
+    /// One deadline for DNS, connect, TLS, headers and body.
+    pub timeout_ms: u64,
+    /// Cap on a fetched document's size, checked from Content-Length and while reading.
+    pub max_document_bytes: usize,
+    /// Concurrent fetches allowed to one host.
+    pub per_host_concurrency: usize,
+    /// Fetches per minute allowed to one host.
+    pub per_host_per_minute: u32,
+}
+
+impl Default for EgressSettings {
+    fn default() -> Self {
+        Self {
+            allow_networks: Vec::new(),
+            extra_root_certs: Vec::new(),
+            dns_servers: Vec::new(),
+            timeout_ms: 3000,
+            max_document_bytes: 5120,
+            per_host_concurrency: 4,
+            per_host_per_minute: 60,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CimdSettings {
+    /// Accept Client ID Metadata Document clients (https `client_id`s).
+    pub enabled: bool,
+    /// Accept client_id URLs with a query string (CIMD -02: SHOULD NOT).
+    pub allow_query: bool,
+    /// Accept private-use redirect URI schemes in reverse-domain form.
+    pub allow_private_use_schemes: bool,
+    /// Lower bound on how long a fetched document is considered fresh.
+    pub min_cache_seconds: u64,
+    /// Upper bound on how long a fetched document is considered fresh.
+    pub max_cache_seconds: u64,
+    /// Documents held in memory at most.
+    pub cache_max_entries: u64,
+    /// Bytes of documents held in memory at most.
+    pub cache_max_bytes: u64,
+    /// First back-off after a failed fetch; doubles on each further failure.
+    pub negative_cache_seconds: u64,
+}
+
+impl Default for CimdSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            allow_query: false,
+            allow_private_use_schemes: false,
+            min_cache_seconds: 300,
+            max_cache_seconds: 86_400,
+            cache_max_entries: 10_000,
+            cache_max_bytes: 64 * 1024 * 1024,
+            negative_cache_seconds: 5,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+    /// Largest request head (request line and headers) accepted.
+    pub max_header_bytes: usize,
+    /// Time allowed to receive a request head.
+    pub header_timeout_ms: u64,
+    /// Time allowed to handle one request.
+    pub request_timeout_ms: u64,
+    /// Time in-flight requests get to finish after SIGTERM or Ctrl-C.
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 64 * 1024,
+            max_header_bytes: 16 * 1024,
+            header_timeout_ms: 10_000,
+            request_timeout_ms: 30_000,
+            shutdown_grace_ms: 10_000,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokenSettings {
+    /// Access token lifetime in seconds.
+    pub access_token_lifetime_secs: u64,
+    /// Authorization code lifetime (OAuth 2.1 §4.1.2: short; 10 min at most).
+    pub code_lifetime_secs: u64,
+    /// Refresh token lifetime; each rotation issues a token with a fresh lifetime.
+    pub refresh_token_lifetime_secs: u64,
+    /// `jwt` (RFC 9068) or `opaque` (random, validated by introspection).
+    pub format: String,
+}
+
+impl Default for TokenSettings {
+    fn default() -> Self {
+        Self {
+            access_token_lifetime_secs: 600,
+            code_lifetime_secs: 60,
+            refresh_token_lifetime_secs: 30 * 86_400,
+            format: "jwt".to_owned(),
+        }
+    }
+}
+
+/// A setting that cannot be used, named by its dotted key.
+#[derive(Debug, thiserror::Error)]
+#[error("{key}: {reason}")]
+pub struct SettingError {
+    pub key: &'static str,
+    pub reason: String,
+}
+
+impl Settings {
+    /// The issuer in force: the configured one, or `http://{listen}`.
+    pub fn effective_issuer(&self) -> String {
+        if self.issuer.is_empty() {
+            let scheme = if self.tls.is_some() { "https" } else { "http" };
+            format!("{scheme}://{}", self.listen)
+        } else {
+            self.issuer.clone()
+        }
+    }
+
+    /// Checks what serde cannot: the issuer's form (RFC 8414 §2), the key
+    /// algorithm, TLS files, the database URL scheme, numeric bounds.
+    pub fn validate(&self) -> Result<(), SettingError> {
+        let issuer = self.effective_issuer();
+        validate_issuer(&issuer).map_err(|reason| SettingError { key: "issuer", reason })?;
+        if !matches!(self.keys.algorithm.as_str(), "ES256" | "EdDSA" | "RS256") {
+            return Err(SettingError {
+                key: "keys.algorithm",
+                reason: format!("{:?} is not one of ES256, EdDSA, RS256", self.keys.algorithm),
+            });
+        }
+        if let Some(tls) = &self.tls {
+            if !tls.cert_file.is_file() {
+                return Err(SettingError {
+                    key: "tls.cert_file",
+                    reason: format!("{} does not exist or is not a file", tls.cert_file.display()),
+                });
+            }
+            if !tls.key_file.is_file() {
+                return Err(SettingError {
+                    key: "tls.key_file",
+                    reason: format!("{} does not exist or is not a file", tls.key_file.display()),
+                });
+            }
+        }
+        let db = &self.database.url;
+        if !(db.starts_with("sqlite:") || db.starts_with("postgres://") || db.starts_with("postgresql://")) {
+            return Err(SettingError {
+                key: "database.url",
+                reason: "must start with sqlite:// or postgres://".to_owned(),
+            });
+        }
+        if db.starts_with("postgres") && url::Url::parse(db).is_err() {
+            return Err(SettingError { key: "database.url", reason: "not a parsable URL".to_owned() });
+        }
+        for path in &self.egress.extra_root_certs {
+            if !path.is_file() {
+                return Err(SettingError {
+                    key: "egress.extra_root_certs",
+                    reason: format!("{} does not exist or is not a file", path.display()),
+                });
+            }
+        }
+        if self.egress.timeout_ms == 0 {
+            return Err(SettingError { key: "egress.timeout_ms", reason: "must be positive".to_owned() });
+        }
+        if self.cimd.min_cache_seconds > self.cimd.max_cache_seconds {
+            return Err(SettingError {
+                key: "cimd.min_cache_seconds",
+                reason: "must not exceed cimd.max_cache_seconds".to_owned(),
+            });
+        }
+        if self.admin.token.as_ref().is_some_and(|t| t.len() < 32) {
+            return Err(SettingError {
+                key: "admin.token",
+                reason: "must be at least 32 characters".to_owned(),
+            });
+        }
+        if !matches!(self.tokens.format.as_str(), "jwt" | "opaque") {
+            return Err(SettingError { key: "tokens.format", reason: "must be \"jwt\" or \"opaque\"".to_owned() });
+        }
+        if self.tokens.code_lifetime_secs == 0 || self.tokens.code_lifetime_secs > 600 {
+            return Err(SettingError {
+                key: "tokens.code_lifetime_secs",
+                reason: "must be between 1 and 600 (OAuth 2.1 §4.1.2)".to_owned(),
+            });
+        }
+        for r in &self.resources {
+            validate_resource_uri(&r.uri).map_err(|reason| SettingError { key: "resources.uri", reason })?;
+        }
+        if let Some(d) = &self.default_resource {
+            if !self.resources.iter().any(|r| &r.uri == d) {
+                return Err(SettingError {
+                    key: "default_resource",
+                    reason: format!("{d:?} is not the uri of any [[resources]] entry"),
+                });
+            }
+        }
+        for c in &self.clients {
+            if c.client_id.is_empty() {
+                return Err(SettingError { key: "clients.client_id", reason: "must not be empty".to_owned() });
+            }
+            if c.secret_env.is_some() && c.secret_hash.is_some() {
+                return Err(SettingError {
+                    key: "clients.secret_env",
+                    reason: format!("client {:?}: set secret_env or secret_hash, not both", c.client_id),
+                });
+            }
+        }
+        if self.dev.auto_approve_user.is_some() && !self.listen.ip().is_loopback() {
+            return Err(SettingError {
+                key: "dev.auto_approve_user",
+                reason: "refused: the listen address is not loopback".to_owned(),
+            });
+        }
+        if self.tokens.access_token_lifetime_secs == 0 {
+            return Err(SettingError {
+                key: "tokens.access_token_lifetime_secs",
+                reason: "must be positive".to_owned(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// RFC 8707 §2: an absolute URI without a fragment.
+pub fn validate_resource_uri(uri: &str) -> Result<(), String> {
+    if uri.contains('#') {
+        return Err(format!("{uri:?} has a fragment"));
+    }
+    let url = url::Url::parse(uri).map_err(|_| format!("{uri:?} is not an absolute URI"))?;
+    if url.cannot_be_a_base() {
+        return Err(format!("{uri:?} is not a hierarchical URI"));
+    }
+    Ok(())
+}
+
+/// RFC 8414 §2: the issuer is an https URL with no query and no fragment.
+/// Plain http is accepted only for a loopback host, for development.
+fn validate_issuer(issuer: &str) -> Result<(), String> {
+    let url = url::Url::parse(issuer).map_err(|e| format!("{issuer:?} is not a URL ({e})"))?;
+    if url.query().is_some() || issuer.contains('?') {
+        return Err("must not have a query".to_owned());
+    }
+    if url.fragment().is_some() || issuer.contains('#') {
+        return Err("must not have a fragment".to_owned());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("must not have userinfo".to_owned());
+    }
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" => {
+            let loopback = match url.host() {
+                Some(url::Host::Domain(d)) => d == "localhost",
+                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                None => false,
+            };
+            if loopback {
+                Ok(())
+            } else {
+                Err("must use https (http is allowed only on a loopback host)".to_owned())
+            }
+        }
+        other => Err(format!("scheme {other:?} is not https")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_issuer_is_derived_from_listen() {
+        let s = Settings::default();
+        assert_eq!(s.effective_issuer(), "http://127.0.0.1:8080");
+        s.validate().unwrap();
+    }
+
+    #[test]
+    fn issuer_rules() {
+        assert!(validate_issuer("https://auth.example.com").is_ok());
+        assert!(validate_issuer("https://auth.example.com/tenant1").is_ok());
+        assert!(validate_issuer("http://auth.example.com").is_err());
+        assert!(validate_issuer("https://auth.example.com?x=1").is_err());
+        assert!(validate_issuer("https://auth.example.com#").is_err());
+        assert!(validate_issuer("not a url").is_err());
+        assert!(validate_issuer("http://localhost:8080").is_ok());
+    }
+
+    #[test]
+    fn missing_tls_file_names_the_setting() {
+        let s = Settings {
+            tls: Some(TlsSettings { cert_file: "/nonexistent/c.pem".into(), key_file: "/nonexistent/k".into() }),
+            ..Settings::default()
+        };
+        let err = s.validate().unwrap_err();
+        assert_eq!(err.key, "tls.cert_file");
+    }
+
+    #[test]
+    fn bad_algorithm_names_the_setting() {
+        let mut s = Settings::default();
+        s.keys.algorithm = "HS256".into();
+        assert_eq!(s.validate().unwrap_err().key, "keys.algorithm");
+    }
+}

@@ -1,0 +1,188 @@
+//! Start-up: turn validated settings into a running server. Every failure
+//! names the setting at fault, so `steward serve` can stop with one clear
+//! line.
+
+use bytes::Bytes;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use steward_cimd::{CimdConfig, DocumentFetcher, Resolver};
+use steward_core::Clock;
+use steward_egress::{Egress, EgressConfig};
+use steward_jose::{Algorithm, Kek};
+use tokio::net::TcpListener;
+
+use crate::cimd::DbVersionStore;
+use crate::keyring::{KeyRing, KeyRingStart};
+use crate::settings::Settings;
+use crate::state::AppState;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("database.url: {0}")]
+    Database(#[source] steward_store::StoreError),
+    #[error("keys.encryption_key_file: {0}")]
+    Kek(#[source] steward_jose::JoseError),
+    #[error("keys: {0}")]
+    Keys(#[from] crate::keyring::KeyRingError),
+    #[error("keys.algorithm: {0}")]
+    Algorithm(String),
+    #[error("egress.extra_root_certs: cannot read {path}: {source}")]
+    RootCert { path: String, source: std::io::Error },
+    #[error("egress: {0}")]
+    Egress(String),
+    #[error("{0}")]
+    Tls(#[from] crate::serve::TlsLoadError),
+    #[error("listen: cannot bind {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+}
+
+/// What start-up did, for the summary the CLI prints.
+#[derive(Debug, Clone)]
+pub struct StartSummary {
+    pub issuer: String,
+    pub listen: SocketAddr,
+    pub tls: bool,
+    pub database: String,
+    pub kek_path: String,
+    pub kek_created: bool,
+    pub key: KeyRingStart,
+}
+
+/// A server ready to accept connections.
+pub struct Prepared {
+    pub state: AppState,
+    pub listener: TcpListener,
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub summary: StartSummary,
+}
+
+/// The guarded fetcher configured from the settings.
+pub fn egress_from(settings: &Settings) -> Result<Egress, StartError> {
+    let mut extra_root_certs_pem = Vec::new();
+    for path in &settings.egress.extra_root_certs {
+        let pem = std::fs::read(path)
+            .map_err(|source| StartError::RootCert { path: path.display().to_string(), source })?;
+        extra_root_certs_pem.push(pem);
+    }
+    let config = EgressConfig {
+        allow_networks: settings.egress.allow_networks.clone(),
+        extra_root_certs_pem,
+        dns_servers: settings.egress.dns_servers.clone(),
+        timeout: Duration::from_millis(settings.egress.timeout_ms),
+        max_document_bytes: settings.egress.max_document_bytes,
+        per_host_concurrency: settings.egress.per_host_concurrency,
+        per_host_per_minute: settings.egress.per_host_per_minute,
+        ..EgressConfig::default()
+    };
+    Egress::new(config).map_err(|e| StartError::Egress(e.to_string()))
+}
+
+/// The CIMD resolver configuration from the settings.
+pub fn cimd_config(settings: &Settings) -> CimdConfig {
+    let c = &settings.cimd;
+    CimdConfig {
+        min_cache_seconds: c.min_cache_seconds,
+        max_cache_seconds: c.max_cache_seconds,
+        allow_query: c.allow_query,
+        allow_private_use_schemes: c.allow_private_use_schemes,
+        cache_max_entries: c.cache_max_entries,
+        cache_max_bytes: c.cache_max_bytes,
+        negative_cache_seconds: c.negative_cache_seconds,
+        ..CimdConfig::default()
+    }
+}
+
+/// Opens the database, the key-encryption key and the key ring, builds the
+/// state and binds the listener. Nothing is served yet.
+pub async fn prepare(settings: Settings, clock: Arc<dyn Clock>) -> Result<Prepared, StartError> {
+    let settings = Arc::new(settings);
+    let issuer = settings.effective_issuer();
+    let tls = settings.tls.as_ref().map(crate::serve::load_tls).transpose()?;
+
+    let store = steward_store::connect(&settings.database.url).await.map_err(StartError::Database)?;
+    let (kek, kek_created) = Kek::load_or_create(&settings.keys.encryption_key_file).map_err(StartError::Kek)?;
+    let algorithm: Algorithm =
+        settings.keys.algorithm.parse().map_err(|_| StartError::Algorithm(settings.keys.algorithm.clone()))?;
+    let (keys, key_start) = KeyRing::open(store.clone(), kek, clock.clone(), algorithm).await?;
+
+    let egress = egress_from(&settings)?;
+    let fetcher: Arc<dyn DocumentFetcher> = Arc::new(egress.clone());
+    let versions = Arc::new(DbVersionStore::new(store.clone(), clock.clone()));
+    let cimd = Arc::new(Resolver::new(fetcher, versions, clock.clone(), cimd_config(&settings)));
+
+    let metadata = crate::routes::discovery::metadata_document(&issuer, settings.cimd.enabled);
+    let metadata = Bytes::from(metadata.to_string());
+    let listener = TcpListener::bind(settings.listen)
+        .await
+        .map_err(|source| StartError::Bind { addr: settings.listen, source })?;
+    let listen = listener.local_addr().map_err(|source| StartError::Bind { addr: settings.listen, source })?;
+
+    let summary = StartSummary {
+        issuer: issuer.clone(),
+        listen,
+        tls: tls.is_some(),
+        database: redact_url(&settings.database.url),
+        kek_path: settings.keys.encryption_key_file.display().to_string(),
+        kek_created,
+        key: key_start,
+    };
+    let state = AppState {
+        issuer: Arc::from(issuer.as_str()),
+        admin_token_digest: crate::routes::admin::token_digest(settings.admin.token.as_deref()),
+        settings,
+        store,
+        clock,
+        keys: Arc::new(keys),
+        egress,
+        cimd,
+        metadata,
+    };
+    Ok(Prepared { state, listener, tls, summary })
+}
+
+/// Serves until `shutdown` completes; background upkeep (key reload and
+/// retirement) runs alongside.
+pub async fn run(prepared: Prepared, shutdown: impl std::future::Future<Output = ()>) -> std::io::Result<()> {
+    let Prepared { state, listener, tls, .. } = prepared;
+    let _ = crate::metrics::handle();
+    let keys = state.keys.clone();
+    let every = Duration::from_secs(state.settings.keys.reload_seconds.max(1));
+    let upkeep = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            if let Err(e) = keys.reload().await {
+                tracing::warn!(error = %e, "signing key reload failed; keeping the current set");
+            }
+        }
+    });
+    let http = state.settings.http.clone();
+    let app = crate::router(state);
+    let result = crate::serve::serve(listener, tls, app, &http, shutdown).await;
+    upkeep.abort();
+    result
+}
+
+/// A database URL for display: any password is replaced.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("REDACTED"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(redact_url("postgres://u:secret@h/db"), "postgres://u:REDACTED@h/db");
+        assert_eq!(redact_url("sqlite://./x.db"), "sqlite://./x.db");
+    }
+}

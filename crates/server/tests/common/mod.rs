@@ -1,0 +1,92 @@
+//! Shared support for the server's integration tests: a real Steward,
+//! in-process, on 127.0.0.1 with an ephemeral port, a fresh SQLite database
+//! and key files in a temporary directory, and a manual clock.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use steward_core::{ManualClock, UnixTime};
+use steward_server::settings::Settings;
+use steward_server::startup;
+use steward_server::state::AppState;
+use tokio::sync::oneshot;
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    /// `http://127.0.0.1:PORT`
+    pub base: String,
+    pub state: AppState,
+    pub clock: ManualClock,
+    pub dir: Arc<tempfile::TempDir>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+/// Settings for a test server: loopback, ephemeral port, files under `dir`.
+pub fn test_settings(dir: &std::path::Path) -> Settings {
+    let mut s = Settings::default();
+    s.listen = "127.0.0.1:0".parse().unwrap();
+    s.database.url = format!("sqlite://{}/steward.db", dir.display());
+    s.keys.encryption_key_file = dir.join("kek");
+    s
+}
+
+impl TestServer {
+    /// Starts a server with default test settings.
+    pub async fn start() -> TestServer {
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        let settings = test_settings(dir.path());
+        Self::start_with(settings, dir).await
+    }
+
+    /// Starts a server with `settings` (listen should be 127.0.0.1:0). The
+    /// issuer, when empty, becomes `http://127.0.0.1:PORT`.
+    pub async fn start_with(mut settings: Settings, dir: Arc<tempfile::TempDir>) -> TestServer {
+        let clock = ManualClock::new(UnixTime(1_800_000_000));
+        // Bind first so the issuer can name the real port.
+        let probe = std::net::TcpListener::bind(settings.listen).unwrap();
+        let addr = probe.local_addr().unwrap();
+        drop(probe);
+        settings.listen = addr;
+        let prepared = startup::prepare(settings, Arc::new(clock.clone())).await.expect("server prepares");
+        let addr = prepared.summary.listen;
+        let state = prepared.state.clone();
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(startup::run(prepared, async move {
+            let _ = rx.await;
+        }));
+        TestServer {
+            addr,
+            base: format!("http://{addr}"),
+            state,
+            clock,
+            dir,
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Sends the shutdown signal and waits for the server to finish.
+    pub async fn stop(mut self) -> std::io::Result<()> {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        match self.task.take() {
+            Some(t) => t.await.unwrap(),
+            None => Ok(()),
+        }
+    }
+}
+
+/// An HTTP client that never uses a proxy and never follows redirects.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}

@@ -1,0 +1,87 @@
+//! The client inventory: every client of every kind (pre-registered,
+//! metadata-document, dynamic), so operators can see and govern all
+//! non-human identities in one place (CIMD -02 §7.1 kind discriminator).
+
+use crate::StoreError;
+use async_trait::async_trait;
+use std::fmt;
+use steward_core::{ClientKind, LifecycleState, TrustTier, UnixTime};
+
+/// One inventory record.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientRecord {
+    pub client_id: String,
+    pub kind: ClientKind,
+    pub display_name: Option<String>,
+    pub first_seen: UnixTime,
+    pub last_seen: UnixTime,
+    pub state: LifecycleState,
+    pub owner_organization: Option<String>,
+    pub owner_business: Option<String>,
+    pub owner_technical: Option<String>,
+    pub owner_contact: Option<String>,
+    pub trust_tier: TrustTier,
+    /// Hash of the client secret, for confidential pre-registered/dynamic
+    /// clients. Redacted in `Debug`: even a hash helps offline guessing of
+    /// low-entropy operator-chosen secrets.
+    pub secret_hash: Option<String>,
+    /// Registration data as JSON text (redirect URIs, grant types, scopes,
+    /// auth method …). Opaque to the store; the server owns its shape.
+    pub registration: String,
+    pub created_at: UnixTime,
+    pub updated_at: UnixTime,
+}
+
+impl fmt::Debug for ClientRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientRecord")
+            .field("client_id", &self.client_id)
+            .field("kind", &self.kind)
+            .field("display_name", &self.display_name)
+            .field("first_seen", &self.first_seen)
+            .field("last_seen", &self.last_seen)
+            .field("state", &self.state)
+            .field("owner_organization", &self.owner_organization)
+            .field("owner_business", &self.owner_business)
+            .field("owner_technical", &self.owner_technical)
+            .field("owner_contact", &self.owner_contact)
+            .field("trust_tier", &self.trust_tier)
+            .field("secret_hash", &self.secret_hash.as_ref().map(|_| "[redacted]"))
+            .field("registration", &self.registration)
+            .field("created_at", &self.created_at)
+            .field("updated_at", &self.updated_at)
+            .finish()
+    }
+}
+
+/// Which clients to list. `limit: None` lists all; rows come ordered by
+/// `client_id` so paging with `offset` is stable.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClientFilter {
+    pub kind: Option<ClientKind>,
+    pub state: Option<LifecycleState>,
+    pub limit: Option<u32>,
+    pub offset: u32,
+}
+
+#[async_trait]
+pub trait ClientStore: Send + Sync {
+    /// Inserts or replaces a client. On update `first_seen` and `created_at`
+    /// keep their original values: the inventory remembers when a client
+    /// first appeared even after its metadata changes.
+    async fn upsert_client(&self, client: &ClientRecord) -> Result<(), StoreError>;
+    async fn get_client(&self, client_id: &str) -> Result<Option<ClientRecord>, StoreError>;
+    async fn list_clients(&self, filter: &ClientFilter) -> Result<Vec<ClientRecord>, StoreError>;
+    /// Deletes the client and, by cascade, its metadata versions, grants,
+    /// codes, refresh families and access tokens. `false` if it did not exist.
+    async fn delete_client(&self, client_id: &str) -> Result<bool, StoreError>;
+    /// Records that the client was just seen (`last_seen`). `false` if unknown.
+    async fn touch_client(&self, client_id: &str, now: UnixTime) -> Result<bool, StoreError>;
+    /// Moves the client to `state` and sets `updated_at`. `false` if unknown.
+    async fn set_client_state(
+        &self,
+        client_id: &str,
+        state: LifecycleState,
+        now: UnixTime,
+    ) -> Result<bool, StoreError>;
+}

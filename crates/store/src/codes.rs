@@ -1,0 +1,53 @@
+//! Authorization codes (OAuth 2.1 §4.1.2), stored by hash.
+//!
+//! OAuth 2.1 §4.1.3 and RFC 9700 §4.5: a code is single-use, and a second
+//! redemption should revoke what the first produced. Redemption is therefore
+//! one atomic conditional UPDATE: of any number of concurrent redeemers
+//! exactly one sees `Consumed`; the rest see `Replayed` with the code's
+//! `family_id`, so the caller can revoke that family.
+
+use crate::StoreError;
+use async_trait::async_trait;
+use steward_core::UnixTime;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthorizationCode {
+    pub code_hash: String,
+    pub client_id: String,
+    pub user_id: String,
+    pub grant_id: String,
+    pub redirect_uri: String,
+    /// PKCE S256 challenge (OAuth 2.1 §4.1.1: PKCE is mandatory).
+    pub code_challenge: String,
+    pub scopes: String,
+    pub resource: Option<String>,
+    /// The metadata version consented to, so redemption can detect changes.
+    pub metadata_version_id: Option<i64>,
+    pub auth_time: UnixTime,
+    pub created_at: UnixTime,
+    pub expires_at: UnixTime,
+    pub consumed_at: Option<UnixTime>,
+    /// The refresh family the redemption produced (set after issuance).
+    pub family_id: Option<String>,
+}
+
+/// The outcome of redeeming a code.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CodeConsumption {
+    /// First redemption: the caller may issue tokens.
+    Consumed(AuthorizationCode),
+    /// Already redeemed: refuse, and revoke `family_id` if set.
+    Replayed(AuthorizationCode),
+    /// Never redeemed but past `expires_at`.
+    Expired,
+    NotFound,
+}
+
+#[async_trait]
+pub trait CodeStore: Send + Sync {
+    async fn insert_code(&self, code: &AuthorizationCode) -> Result<(), StoreError>;
+    /// Atomically marks the code consumed at `now` (see module docs).
+    async fn consume_code(&self, code_hash: &str, now: UnixTime) -> Result<CodeConsumption, StoreError>;
+    /// Remembers which refresh family the redemption produced. `false` if unknown.
+    async fn set_code_family(&self, code_hash: &str, family_id: &str) -> Result<bool, StoreError>;
+}

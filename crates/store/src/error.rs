@@ -1,0 +1,117 @@
+//! The one error type of the storage layer.
+//!
+//! Display strings are short reasons only: SQL text, bound values and
+//! connection strings (which may carry passwords) never reach a log line or
+//! an HTTP response through this type. The underlying driver error stays
+//! reachable through `source()` for operators who need it.
+
+use sqlx::migrate::MigrateError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The record does not exist, or a record it refers to does not
+    /// (a foreign-key violation: e.g. a grant for an unknown client).
+    #[error("record not found")]
+    NotFound,
+    /// A unique constraint refused the write (duplicate id, username, or a
+    /// second active signing key).
+    #[error("record already exists")]
+    Conflict,
+    /// The database was migrated by a newer Steward. Running an older binary
+    /// against it could silently misread or drop data, so we refuse.
+    #[error("database schema version {found} is newer than this build supports ({supported}); refusing to run")]
+    SchemaTooNew { found: i64, supported: i64 },
+    /// The URL's scheme names no backend this build has.
+    #[error("unsupported database URL scheme {scheme:?} (expected sqlite: or postgres://)")]
+    UnsupportedUrl { scheme: String },
+    /// The connection string could not be parsed.
+    #[error("invalid database URL")]
+    InvalidUrl(#[source] sqlx::Error),
+    /// Applying the embedded migrations failed.
+    #[error("database migration failed: {reason}")]
+    Migration {
+        reason: &'static str,
+        #[source]
+        source: MigrateError,
+    },
+    /// A stored value this build cannot interpret (e.g. an unknown enum text).
+    #[error("stored value in column {column} is invalid")]
+    Corrupt { column: &'static str },
+    /// Any other driver failure: connection, pool timeout, I/O, decoding.
+    #[error("database error: {reason}")]
+    Database {
+        reason: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
+    /// Creating the SQLite file's parent directory failed.
+    #[error("cannot create database directory")]
+    Io(#[source] std::io::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        if let Some(db) = e.as_database_error() {
+            if db.is_unique_violation() {
+                return StoreError::Conflict;
+            }
+            if db.is_foreign_key_violation() {
+                return StoreError::NotFound;
+            }
+        }
+        let reason = match &e {
+            sqlx::Error::PoolTimedOut => "pool timed out",
+            sqlx::Error::PoolClosed => "pool closed",
+            sqlx::Error::Io(_) | sqlx::Error::Tls(_) => "connection failed",
+            sqlx::Error::Protocol(_) => "protocol error",
+            sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) | sqlx::Error::ColumnNotFound(_) => {
+                "cannot decode row"
+            }
+            sqlx::Error::Database(_) => "query failed",
+            sqlx::Error::Configuration(_) => "bad configuration",
+            _ => "driver error",
+        };
+        StoreError::Database { reason, source: e }
+    }
+}
+
+/// Parses an enum stored as its `as_str()` text.
+pub(crate) fn parse_column<T: std::str::FromStr>(column: &'static str, text: &str) -> Result<T, StoreError> {
+    text.parse().map_err(|_| StoreError::Corrupt { column })
+}
+
+/// Converts a bound on row counts to the SQL `LIMIT` operand; `None` means all.
+pub(crate) fn sql_limit(limit: Option<u32>) -> i64 {
+    limit.map_or(i64::MAX, i64::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_never_contains_sql_or_values() {
+        let e = StoreError::from(sqlx::Error::Protocol("SELECT secret FROM x WHERE y = 'hunter2'".into()));
+        let shown = e.to_string();
+        assert_eq!(shown, "database error: protocol error");
+        assert!(!shown.contains("hunter2"));
+    }
+
+    #[test]
+    fn schema_too_new_names_both_versions() {
+        let e = StoreError::SchemaTooNew { found: 7, supported: 3 };
+        assert!(e.to_string().contains('7') && e.to_string().contains('3'));
+    }
+
+    #[test]
+    fn unknown_enum_text_is_corrupt_not_panic() {
+        let r: Result<steward_core::ClientKind, _> = parse_column("kind", "martian");
+        assert!(matches!(r, Err(StoreError::Corrupt { column: "kind" })));
+    }
+
+    #[test]
+    fn no_limit_means_all_rows() {
+        assert_eq!(sql_limit(None), i64::MAX);
+        assert_eq!(sql_limit(Some(5)), 5);
+    }
+}

@@ -25,14 +25,18 @@ pub struct AccessTokenRecord {
 pub trait AccessTokenStore: Send + Sync {
     async fn insert_access_token(&self, token: &AccessTokenRecord) -> Result<(), StoreError>;
     async fn get_access_token(&self, jti: &str) -> Result<Option<AccessTokenRecord>, StoreError>;
-    async fn get_access_token_by_hash(&self, token_hash: &str)
-    -> Result<Option<AccessTokenRecord>, StoreError>;
+    async fn get_access_token_by_hash(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<AccessTokenRecord>, StoreError>;
     /// `false` if unknown or already revoked.
     async fn revoke_access_token(&self, jti: &str, now: UnixTime) -> Result<bool, StoreError>;
-    async fn revoke_access_tokens_of_family(&self, family_id: &str, now: UnixTime) -> Result<u64, StoreError>;
+    async fn revoke_access_tokens_of_family(&self, family_id: &str, now: UnixTime)
+    -> Result<u64, StoreError>;
     async fn revoke_access_tokens_of_grant(&self, grant_id: &str, now: UnixTime) -> Result<u64, StoreError>;
     /// Deletes everything whose lifetime is over at `now`: access tokens,
-    /// authorization codes, refresh tokens, sessions and assertion jtis, so
+    /// authorization codes, refresh tokens, sessions, assertion jtis, and refresh
+    /// families left with no token pointing at them, so
     /// storage and index cost follow live state, not history. Returns the
     /// number of rows deleted.
     async fn purge_expired(&self, now: UnixTime) -> Result<u64, StoreError>;

@@ -85,3 +85,32 @@ pub trait ClientStore: Send + Sync {
         now: UnixTime,
     ) -> Result<bool, StoreError>;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_prints_the_secret_hash() {
+        let c = ClientRecord {
+            client_id: "cli".into(),
+            kind: ClientKind::PreRegistered,
+            display_name: None,
+            first_seen: UnixTime(0),
+            last_seen: UnixTime(0),
+            state: LifecycleState::Active,
+            owner_organization: None,
+            owner_business: None,
+            owner_technical: None,
+            owner_contact: None,
+            trust_tier: TrustTier::Trusted,
+            secret_hash: Some("deadbeefcafe".into()),
+            registration: "{}".into(),
+            created_at: UnixTime(0),
+            updated_at: UnixTime(0),
+        };
+        let shown = format!("{c:?}");
+        assert!(shown.contains("cli") && shown.contains("[redacted]"));
+        assert!(!shown.contains("deadbeefcafe"));
+    }
+}

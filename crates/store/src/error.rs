@@ -19,7 +19,9 @@ pub enum StoreError {
     Conflict,
     /// The database was migrated by a newer Steward. Running an older binary
     /// against it could silently misread or drop data, so we refuse.
-    #[error("database schema version {found} is newer than this build supports ({supported}); refusing to run")]
+    #[error(
+        "database schema version {found} is newer than this build supports ({supported}); refusing to run"
+    )]
     SchemaTooNew { found: i64, supported: i64 },
     /// The URL's scheme names no backend this build has.
     #[error("unsupported database URL scheme {scheme:?} (expected sqlite: or postgres://)")]
@@ -91,7 +93,9 @@ mod tests {
 
     #[test]
     fn display_never_contains_sql_or_values() {
-        let e = StoreError::from(sqlx::Error::Protocol("SELECT secret FROM x WHERE y = 'hunter2'".into()));
+        let e = StoreError::from(sqlx::Error::Protocol(
+            "SELECT secret FROM x WHERE y = 'hunter2'".into(),
+        ));
         let shown = e.to_string();
         assert_eq!(shown, "database error: protocol error");
         assert!(!shown.contains("hunter2"));
@@ -99,7 +103,10 @@ mod tests {
 
     #[test]
     fn schema_too_new_names_both_versions() {
-        let e = StoreError::SchemaTooNew { found: 7, supported: 3 };
+        let e = StoreError::SchemaTooNew {
+            found: 7,
+            supported: 3,
+        };
         assert!(e.to_string().contains('7') && e.to_string().contains('3'));
     }
 

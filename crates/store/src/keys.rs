@@ -37,7 +37,10 @@ impl fmt::Debug for SigningKey {
             .field("kid", &self.kid)
             .field("algorithm", &self.algorithm)
             .field("public_jwk", &self.public_jwk)
-            .field("private_key_encrypted", &format_args!("[{} bytes redacted]", self.private_key_encrypted.len()))
+            .field(
+                "private_key_encrypted",
+                &format_args!("[{} bytes redacted]", self.private_key_encrypted.len()),
+            )
             .field("created_at", &self.created_at)
             .field("activated_at", &self.activated_at)
             .field("retire_after", &self.retire_after)
@@ -64,4 +67,48 @@ pub trait KeyStore: Send + Sync {
     async fn active_signing_key(&self) -> Result<Option<SigningKey>, StoreError>;
     /// Sets `retired_at = now` on keys whose `retire_after <= now`; returns their kids.
     async fn retire_expired_keys(&self, now: UnixTime) -> Result<Vec<String>, StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> SigningKey {
+        SigningKey {
+            kid: "k1".into(),
+            algorithm: "ES256".into(),
+            public_jwk: "{}".into(),
+            private_key_encrypted: vec![0xAB; 3],
+            created_at: UnixTime(0),
+            activated_at: Some(UnixTime(1)),
+            retire_after: None,
+            retired_at: None,
+        }
+    }
+
+    #[test]
+    fn debug_never_prints_private_key_bytes() {
+        let shown = format!("{:?}", key());
+        assert!(shown.contains("[3 bytes redacted]"));
+        assert!(!shown.contains("171"), "0xAB as a decimal byte must not appear");
+    }
+
+    #[test]
+    fn scheduled_for_retirement_is_not_active() {
+        assert!(key().is_active());
+        assert!(
+            !SigningKey {
+                retire_after: Some(UnixTime(5)),
+                ..key()
+            }
+            .is_active()
+        );
+        assert!(
+            !SigningKey {
+                activated_at: None,
+                ..key()
+            }
+            .is_active()
+        );
+    }
 }

@@ -33,7 +33,9 @@ pub use grants::{Grant, GrantStore, NewGrant};
 pub use keys::{KeyStore, SigningKey};
 pub use metadata_versions::{MetadataVersion, MetadataVersionStore, NewMetadataVersion};
 pub use postgres::PostgresStore;
-pub use refresh::{NewRefreshFamily, NewRefreshToken, RefreshFamily, RefreshRecord, RefreshStore, RefreshToken, Rotation};
+pub use refresh::{
+    NewRefreshFamily, NewRefreshToken, RefreshFamily, RefreshRecord, RefreshStore, RefreshToken, Rotation,
+};
 pub use sessions::{Session, SessionStore};
 pub use sqlite::SqliteStore;
 pub use users::{User, UserStore};
@@ -96,7 +98,9 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
         "sqlite" => Ok(Arc::new(SqliteStore::connect(url).await?)),
         "postgres" | "postgresql" => Ok(Arc::new(PostgresStore::connect(url).await?)),
         // Only the scheme is echoed: the rest may hold a password.
-        other => Err(StoreError::UnsupportedUrl { scheme: other.chars().take(32).collect() }),
+        other => Err(StoreError::UnsupportedUrl {
+            scheme: other.chars().take(32).collect(),
+        }),
     }
 }
 

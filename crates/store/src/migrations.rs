@@ -17,11 +17,17 @@ use std::pin::Pin;
 /// One embedded migration: version, description, SQL.
 pub(crate) type Embedded = (i64, &'static str, &'static str);
 
-pub(crate) const SQLITE: &[Embedded] =
-    &[(1, "initial", include_str!("../migrations/sqlite/0001_initial.sql"))];
+pub(crate) const SQLITE: &[Embedded] = &[(
+    1,
+    "initial",
+    include_str!("../migrations/sqlite/0001_initial.sql"),
+)];
 
-pub(crate) const POSTGRES: &[Embedded] =
-    &[(1, "initial", include_str!("../migrations/postgres/0001_initial.sql"))];
+pub(crate) const POSTGRES: &[Embedded] = &[(
+    1,
+    "initial",
+    include_str!("../migrations/postgres/0001_initial.sql"),
+)];
 
 /// A [`MigrationSource`] over SQL compiled into the binary.
 #[derive(Debug, Clone, Copy)]
@@ -54,10 +60,12 @@ pub(crate) fn supported_version(set: &[Embedded]) -> i64 {
 
 /// Builds the migrator for one backend's embedded set.
 pub(crate) async fn migrator(set: &'static [Embedded]) -> Result<Migrator, StoreError> {
-    Migrator::new(EmbeddedSource(set)).await.map_err(|source| StoreError::Migration {
-        reason: "cannot load embedded migrations",
-        source,
-    })
+    Migrator::new(EmbeddedSource(set))
+        .await
+        .map_err(|source| StoreError::Migration {
+            reason: "cannot load embedded migrations",
+            source,
+        })
 }
 
 /// Maps the migrator's failures, turning "applied version unknown to us"
@@ -80,7 +88,10 @@ pub(crate) fn map_migrate_error(set: &[Embedded], e: MigrateError) -> StoreError
             reason: "a previous migration failed part-way; repair required",
             source: e,
         },
-        other => StoreError::Migration { reason: "migration failed", source: other },
+        other => StoreError::Migration {
+            reason: "migration failed",
+            source: other,
+        },
     }
 }
 
@@ -104,7 +115,10 @@ mod tests {
 
     #[test]
     fn a_newer_applied_version_is_schema_too_new() {
-        let e = map_migrate_error(SQLITE, MigrateError::VersionMissing(supported_version(SQLITE) + 1));
+        let e = map_migrate_error(
+            SQLITE,
+            MigrateError::VersionMissing(supported_version(SQLITE) + 1),
+        );
         assert!(matches!(e, StoreError::SchemaTooNew { .. }));
     }
 

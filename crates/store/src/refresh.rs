@@ -65,7 +65,9 @@ pub enum Rotation {
     Rotated(RefreshFamily),
     /// The token had been used before: the family and its access tokens were
     /// revoked in the same transaction.
-    Reused { family_id: String },
+    Reused {
+        family_id: String,
+    },
     /// The family was already revoked.
     Revoked,
     /// Current but past `expires_at`.

@@ -5,13 +5,16 @@
 //! durable across application crashes in WAL mode and avoids an fsync per
 //! commit on the token hot path. Writers serialize on SQLite's lock; the busy
 //! timeout makes them queue instead of failing. Every atomic operation starts
-//! its transaction with its write, so a transaction never has to upgrade a
-//! read snapshot to a write lock (which SQLite would refuse with BUSY).
+//! its transaction with `BEGIN IMMEDIATE`: the write lock is taken up front,
+//! so a transaction never has to upgrade a read snapshot to a write lock
+//! (which SQLite refuses with SQLITE_BUSY instead of waiting).
 
 use crate::error::{parse_column, sql_limit};
 use crate::migrations::{self, SQLITE};
 use crate::*;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
 use sqlx::{Row, SqlitePool};
 use std::str::FromStr;
 use std::time::Duration;
@@ -41,7 +44,11 @@ impl SqliteStore {
         let pool_options = if in_memory {
             // An in-memory database lives as long as a connection to it:
             // keep exactly one, forever.
-            SqlitePoolOptions::new().max_connections(1).min_connections(1).idle_timeout(None).max_lifetime(None)
+            SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
         } else {
             let path = options.get_filename();
             if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -49,7 +56,10 @@ impl SqliteStore {
             }
             SqlitePoolOptions::new().max_connections(FILE_POOL_SIZE)
         };
-        let pool = pool_options.acquire_timeout(BUSY_TIMEOUT).connect_with(options).await?;
+        let pool = pool_options
+            .acquire_timeout(BUSY_TIMEOUT)
+            .connect_with(options)
+            .await?;
         let store = Self { pool };
         store.migrate().await?;
         Ok(store)
@@ -58,7 +68,10 @@ impl SqliteStore {
     /// Applies pending embedded migrations; a no-op when up to date.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         let migrator = migrations::migrator(SQLITE).await?;
-        migrator.run(&self.pool).await.map_err(|e| migrations::map_migrate_error(SQLITE, e))
+        migrator
+            .run(&self.pool)
+            .await
+            .map_err(|e| migrations::map_migrate_error(SQLITE, e))
     }
 
     /// The underlying pool (for tests and maintenance commands).
@@ -305,7 +318,10 @@ impl ClientStore for SqliteStore {
     }
 
     async fn delete_client(&self, client_id: &str) -> Result<bool, StoreError> {
-        let r = sqlx::query("DELETE FROM clients WHERE client_id = $1").bind(client_id).execute(&self.pool).await?;
+        let r = sqlx::query("DELETE FROM clients WHERE client_id = $1")
+            .bind(client_id)
+            .execute(&self.pool)
+            .await?;
         Ok(r.rows_affected() > 0)
     }
 
@@ -369,19 +385,22 @@ impl MetadataVersionStore for SqliteStore {
     }
 
     async fn get_metadata_version(&self, id: i64) -> Result<Option<MetadataVersion>, StoreError> {
-        let row = sqlx::query(&format!("SELECT {MV_COLS} FROM client_metadata_versions WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {MV_COLS} FROM client_metadata_versions WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
         row.as_ref().map(mv_row).transpose()
     }
 
     async fn list_metadata_versions(&self, client_id: &str) -> Result<Vec<MetadataVersion>, StoreError> {
-        let rows =
-            sqlx::query(&format!("SELECT {MV_COLS} FROM client_metadata_versions WHERE client_id = $1 ORDER BY id"))
-                .bind(client_id)
-                .fetch_all(&self.pool)
-                .await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {MV_COLS} FROM client_metadata_versions WHERE client_id = $1 ORDER BY id"
+        ))
+        .bind(client_id)
+        .fetch_all(&self.pool)
+        .await?;
         collect(&rows, mv_row)
     }
 }
@@ -433,7 +452,10 @@ impl UserStore for SqliteStore {
     }
 
     async fn delete_user(&self, id: &str) -> Result<bool, StoreError> {
-        let r = sqlx::query("DELETE FROM users WHERE id = $1").bind(id).execute(&self.pool).await?;
+        let r = sqlx::query("DELETE FROM users WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
         Ok(r.rows_affected() > 0)
     }
 }
@@ -455,21 +477,29 @@ impl SessionStore for SqliteStore {
     }
 
     async fn get_session(&self, id_hash: &str, now: UnixTime) -> Result<Option<Session>, StoreError> {
-        let row = sqlx::query(&format!("SELECT {SESSION_COLS} FROM sessions WHERE id_hash = $1 AND expires_at > $2"))
-            .bind(id_hash)
-            .bind(now.0)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {SESSION_COLS} FROM sessions WHERE id_hash = $1 AND expires_at > $2"
+        ))
+        .bind(id_hash)
+        .bind(now.0)
+        .fetch_optional(&self.pool)
+        .await?;
         row.as_ref().map(session_row).transpose()
     }
 
     async fn delete_session(&self, id_hash: &str) -> Result<bool, StoreError> {
-        let r = sqlx::query("DELETE FROM sessions WHERE id_hash = $1").bind(id_hash).execute(&self.pool).await?;
+        let r = sqlx::query("DELETE FROM sessions WHERE id_hash = $1")
+            .bind(id_hash)
+            .execute(&self.pool)
+            .await?;
         Ok(r.rows_affected() > 0)
     }
 
     async fn delete_sessions_of_user(&self, user_id: &str) -> Result<u64, StoreError> {
-        let r = sqlx::query("DELETE FROM sessions WHERE user_id = $1").bind(user_id).execute(&self.pool).await?;
+        let r = sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
         Ok(r.rows_affected())
     }
 }
@@ -582,10 +612,12 @@ impl CodeStore for SqliteStore {
         if let Some(row) = won {
             return Ok(CodeConsumption::Consumed(code_row(&row)?));
         }
-        let row = sqlx::query(&format!("SELECT {CODE_COLS} FROM authorization_codes WHERE code_hash = $1"))
-            .bind(code_hash)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {CODE_COLS} FROM authorization_codes WHERE code_hash = $1"
+        ))
+        .bind(code_hash)
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(match row.as_ref().map(code_row).transpose()? {
             None => CodeConsumption::NotFound,
             Some(code) if code.consumed_at.is_some() => CodeConsumption::Replayed(code),
@@ -610,7 +642,7 @@ impl RefreshStore for SqliteStore {
         f: &NewRefreshFamily,
         first: &NewRefreshToken,
     ) -> Result<RefreshFamily, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let row = sqlx::query(&format!(
             "INSERT INTO refresh_families (id, grant_id, client_id, user_id, scopes, resource, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {FAMILY_COLS}"
@@ -642,7 +674,7 @@ impl RefreshStore for SqliteStore {
         new: &NewRefreshToken,
         now: UnixTime,
     ) -> Result<Rotation, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         // The write comes first so this transaction holds the write lock from
         // its first statement: only one rotation can mark the token used.
         let won: Option<String> = sqlx::query_scalar(
@@ -665,10 +697,12 @@ impl RefreshStore for SqliteStore {
             .bind(new.expires_at.0)
             .execute(&mut *tx)
             .await?;
-            let row = sqlx::query(&format!("SELECT {FAMILY_COLS} FROM refresh_families WHERE id = $1"))
-                .bind(&family_id)
-                .fetch_one(&mut *tx)
-                .await?;
+            let row = sqlx::query(&format!(
+                "SELECT {FAMILY_COLS} FROM refresh_families WHERE id = $1"
+            ))
+            .bind(&family_id)
+            .fetch_one(&mut *tx)
+            .await?;
             let family = family_row(&row)?;
             tx.commit().await?;
             return Ok(Rotation::Rotated(family));
@@ -726,25 +760,30 @@ impl RefreshStore for SqliteStore {
             expires_at: t(row.try_get("expires_at")?),
             used_at: ot(row.try_get("used_at")?),
         };
-        Ok(Some(RefreshRecord { token, family: family_row(&row)? }))
+        Ok(Some(RefreshRecord {
+            token,
+            family: family_row(&row)?,
+        }))
     }
 
     async fn revoke_family(&self, family_id: &str, now: UnixTime) -> Result<bool, StoreError> {
-        let r = sqlx::query("UPDATE refresh_families SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
-            .bind(now.0)
-            .bind(family_id)
-            .execute(&self.pool)
-            .await?;
+        let r =
+            sqlx::query("UPDATE refresh_families SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+                .bind(now.0)
+                .bind(family_id)
+                .execute(&self.pool)
+                .await?;
         Ok(r.rows_affected() > 0)
     }
 
     async fn revoke_families_of_grant(&self, grant_id: &str, now: UnixTime) -> Result<u64, StoreError> {
-        let r =
-            sqlx::query("UPDATE refresh_families SET revoked_at = $1 WHERE grant_id = $2 AND revoked_at IS NULL")
-                .bind(now.0)
-                .bind(grant_id)
-                .execute(&self.pool)
-                .await?;
+        let r = sqlx::query(
+            "UPDATE refresh_families SET revoked_at = $1 WHERE grant_id = $2 AND revoked_at IS NULL",
+        )
+        .bind(now.0)
+        .bind(grant_id)
+        .execute(&self.pool)
+        .await?;
         Ok(r.rows_affected())
     }
 }
@@ -779,11 +818,16 @@ impl AccessTokenStore for SqliteStore {
         row.as_ref().map(at_row).transpose()
     }
 
-    async fn get_access_token_by_hash(&self, token_hash: &str) -> Result<Option<AccessTokenRecord>, StoreError> {
-        let row = sqlx::query(&format!("SELECT {AT_COLS} FROM access_tokens WHERE token_hash = $1"))
-            .bind(token_hash)
-            .fetch_optional(&self.pool)
-            .await?;
+    async fn get_access_token_by_hash(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<AccessTokenRecord>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {AT_COLS} FROM access_tokens WHERE token_hash = $1"
+        ))
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await?;
         row.as_ref().map(at_row).transpose()
     }
 
@@ -796,26 +840,34 @@ impl AccessTokenStore for SqliteStore {
         Ok(r.rows_affected() > 0)
     }
 
-    async fn revoke_access_tokens_of_family(&self, family_id: &str, now: UnixTime) -> Result<u64, StoreError> {
-        let r = sqlx::query("UPDATE access_tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at IS NULL")
-            .bind(now.0)
-            .bind(family_id)
-            .execute(&self.pool)
-            .await?;
+    async fn revoke_access_tokens_of_family(
+        &self,
+        family_id: &str,
+        now: UnixTime,
+    ) -> Result<u64, StoreError> {
+        let r = sqlx::query(
+            "UPDATE access_tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at IS NULL",
+        )
+        .bind(now.0)
+        .bind(family_id)
+        .execute(&self.pool)
+        .await?;
         Ok(r.rows_affected())
     }
 
     async fn revoke_access_tokens_of_grant(&self, grant_id: &str, now: UnixTime) -> Result<u64, StoreError> {
-        let r = sqlx::query("UPDATE access_tokens SET revoked_at = $1 WHERE grant_id = $2 AND revoked_at IS NULL")
-            .bind(now.0)
-            .bind(grant_id)
-            .execute(&self.pool)
-            .await?;
+        let r = sqlx::query(
+            "UPDATE access_tokens SET revoked_at = $1 WHERE grant_id = $2 AND revoked_at IS NULL",
+        )
+        .bind(now.0)
+        .bind(grant_id)
+        .execute(&self.pool)
+        .await?;
         Ok(r.rows_affected())
     }
 
     async fn purge_expired(&self, now: UnixTime) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let mut deleted = 0;
         for sql in [
             "DELETE FROM access_tokens WHERE expires_at <= $1",
@@ -823,8 +875,17 @@ impl AccessTokenStore for SqliteStore {
             "DELETE FROM refresh_tokens WHERE expires_at <= $1",
             "DELETE FROM sessions WHERE expires_at <= $1",
             "DELETE FROM client_assertion_jtis WHERE expires_at <= $1",
+            // A family with no refresh token left can never be presented
+            // again; once no access token points at it either, it is history.
+            "DELETE FROM refresh_families WHERE created_at <= $1 \
+             AND NOT EXISTS (SELECT 1 FROM refresh_tokens t WHERE t.family_id = refresh_families.id) \
+             AND NOT EXISTS (SELECT 1 FROM access_tokens a WHERE a.family_id = refresh_families.id)",
         ] {
-            deleted += sqlx::query(sql).bind(now.0).execute(&mut *tx).await?.rows_affected();
+            deleted += sqlx::query(sql)
+                .bind(now.0)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
         }
         tx.commit().await?;
         Ok(deleted)
@@ -834,24 +895,28 @@ impl AccessTokenStore for SqliteStore {
 #[async_trait]
 impl KeyStore for SqliteStore {
     async fn insert_signing_key(&self, k: &SigningKey) -> Result<(), StoreError> {
-        sqlx::query(&format!("INSERT INTO signing_keys ({KEY_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"))
-            .bind(&k.kid)
-            .bind(&k.algorithm)
-            .bind(&k.public_jwk)
-            .bind(&k.private_key_encrypted)
-            .bind(k.created_at.0)
-            .bind(k.activated_at.map(|t| t.0))
-            .bind(k.retire_after.map(|t| t.0))
-            .bind(k.retired_at.map(|t| t.0))
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(&format!(
+            "INSERT INTO signing_keys ({KEY_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        ))
+        .bind(&k.kid)
+        .bind(&k.algorithm)
+        .bind(&k.public_jwk)
+        .bind(&k.private_key_encrypted)
+        .bind(k.created_at.0)
+        .bind(k.activated_at.map(|t| t.0))
+        .bind(k.retire_after.map(|t| t.0))
+        .bind(k.retired_at.map(|t| t.0))
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
     async fn list_signing_keys(&self) -> Result<Vec<SigningKey>, StoreError> {
-        let rows = sqlx::query(&format!("SELECT {KEY_COLS} FROM signing_keys ORDER BY created_at DESC, kid DESC"))
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {KEY_COLS} FROM signing_keys ORDER BY created_at DESC, kid DESC"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
         collect(&rows, key_row)
     }
 
@@ -861,7 +926,7 @@ impl KeyStore for SqliteStore {
         now: UnixTime,
         previous_retire_after: UnixTime,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query(
             "UPDATE signing_keys SET retire_after = $1 WHERE kid <> $2 AND activated_at IS NOT NULL \
              AND retire_after IS NULL AND retired_at IS NULL",
@@ -948,7 +1013,7 @@ impl AssertionStore for SqliteStore {
         expires_at: UnixTime,
         now: UnixTime,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query("DELETE FROM client_assertion_jtis WHERE expires_at <= $1")
             .bind(now.0)
             .execute(&mut *tx)

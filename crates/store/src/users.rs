@@ -41,3 +41,22 @@ pub trait UserStore: Send + Sync {
     /// Deletes the user with their sessions, grants, codes and tokens.
     async fn delete_user(&self, id: &str) -> Result<bool, StoreError>;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_prints_the_password_hash() {
+        let u = User {
+            id: "u1".into(),
+            username: "alice".into(),
+            password_hash: "$argon2id$secretpart".into(),
+            created_at: UnixTime(0),
+            disabled: false,
+        };
+        let shown = format!("{u:?}");
+        assert!(shown.contains("alice") && shown.contains("[redacted]"));
+        assert!(!shown.contains("secretpart"));
+    }
+}

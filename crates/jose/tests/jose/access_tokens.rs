@@ -409,6 +409,9 @@ fn a_token_without_typ_is_refused_when_typ_is_expected() {
         verify(&token, &expect(IAT)),
         Err(JoseError::WrongType { found: None, .. })
     ));
-    let untyped = Expectations { typ: None, ..expect(IAT) };
+    let untyped = Expectations {
+        typ: None,
+        ..expect(IAT)
+    };
     assert_eq!(verify(&token, &untyped).unwrap(), claims());
 }

@@ -1,0 +1,1257 @@
+//! One conformance suite for every backend.
+//!
+//! Each check is written once, as an `async fn` over `Arc<dyn Store>` (or,
+//! for schema/restart checks, over a [`Harness`] that can reopen the same
+//! database), and the `conformance!` macro runs it unchanged on SQLite (a
+//! fresh temporary file) and PostgreSQL (a fresh schema `t_<random>`).
+//!
+//! PostgreSQL: `STEWARD_TEST_POSTGRES_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/test`). Unreachable → skipped with a
+//! printed reason, except with `CI=true`, where it fails.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use async_trait::async_trait;
+use std::future::Future;
+use std::pin::Pin;
+use std::str::FromStr;
+use std::sync::Arc;
+use steward_core::{ClientKind, LifecycleState, TrustTier, UnixTime};
+use steward_store::*;
+
+// ---------------------------------------------------------------- harness
+
+/// Backend-specific setup; the checks themselves never branch on backend.
+#[async_trait]
+trait Harness: Send + Sync {
+    /// Connects (again) to this test's database, running migrations.
+    async fn open(&self) -> Result<Arc<dyn Store>, StoreError>;
+    /// Records a migration newer than this build knows, as a newer Steward would.
+    async fn inject_future_migration(&self);
+}
+
+type Check = fn(Arc<dyn Harness>) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+
+struct SqliteHarness {
+    _dir: tempfile::TempDir,
+    url: String,
+}
+
+#[async_trait]
+impl Harness for SqliteHarness {
+    async fn open(&self) -> Result<Arc<dyn Store>, StoreError> {
+        connect(&self.url).await
+    }
+
+    async fn inject_future_migration(&self) {
+        let pool = sqlx::SqlitePool::connect(&self.url).await.unwrap();
+        sqlx::query(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+             VALUES (9999, 'from the future', TRUE, $1, 0)",
+        )
+        .bind(vec![0u8; 48])
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+    }
+}
+
+struct PostgresHarness {
+    base_url: String,
+    schema: String,
+}
+
+impl PostgresHarness {
+    /// Goes through the plain `connect(url)` path with a search_path option.
+    fn url(&self) -> String {
+        let sep = if self.base_url.contains('?') { '&' } else { '?' };
+        format!("{}{sep}options=-c%20search_path%3D{}", self.base_url, self.schema)
+    }
+}
+
+#[async_trait]
+impl Harness for PostgresHarness {
+    async fn open(&self) -> Result<Arc<dyn Store>, StoreError> {
+        connect(&self.url()).await
+    }
+
+    async fn inject_future_migration(&self) {
+        let store = PostgresStore::connect_with_schema(&self.base_url, &self.schema)
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+             VALUES (9999, 'from the future', TRUE, $1, 0)",
+        )
+        .bind(vec![0u8; 48])
+        .execute(store.pool())
+        .await
+        .unwrap();
+        store.pool().close().await;
+    }
+}
+
+async fn run_sqlite(check: Check) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("nested/dir/steward.db").display());
+    check(Arc::new(SqliteHarness { _dir: dir, url })).await;
+}
+
+async fn run_postgres(check: Check) {
+    let base_url = std::env::var("STEWARD_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    let admin = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(std::time::Duration::from_secs(5))
+        .connect_with(sqlx::postgres::PgConnectOptions::from_str(&base_url).unwrap())
+        .await;
+    let admin = match admin {
+        Ok(pool) => pool,
+        Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("CI=true and PostgreSQL is unreachable: {e}")
+        }
+        Err(e) => {
+            eprintln!("skipping PostgreSQL conformance check: cannot connect ({e})");
+            return;
+        }
+    };
+    let schema = format!("t_{:016x}", rand::random::<u64>());
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let harness = Arc::new(PostgresHarness {
+        base_url,
+        schema: schema.clone(),
+    });
+    // Run on a task so a failing check still lets us drop the schema.
+    let outcome = tokio::spawn(check(harness)).await;
+    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    admin.close().await;
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+/// Generates one test per backend per check.
+macro_rules! conformance {
+    (stores: [$($s:ident),* $(,)?], harnesses: [$($h:ident),* $(,)?]) => {
+        conformance!(@backend sqlite, run_sqlite, [$($s),*], [$($h),*]);
+        conformance!(@backend postgres, run_postgres, [$($s),*], [$($h),*]);
+    };
+    (@backend $m:ident, $run:ident, [$($s:ident),*], [$($h:ident),*]) => {
+        mod $m {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $s() {
+                    crate::$run(|h| Box::pin(async move { crate::$s(h.open().await.unwrap()).await })).await;
+                }
+            )*
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $h() {
+                    crate::$run(|h| Box::pin(crate::$h(h))).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    stores: [
+        ping_reports_backend,
+        client_upsert_get_and_first_seen_is_kept,
+        client_list_filters_and_pages,
+        client_touch_state_and_delete_cascades,
+        metadata_versions_are_idempotent_by_content_hash,
+        metadata_version_needs_a_known_client,
+        users_are_unique_by_id_and_name,
+        sessions_expire_and_end_per_user,
+        grants_upsert_reactivates_the_same_row,
+        codes_are_single_use,
+        codes_concurrent_redemption_has_one_winner,
+        refresh_rotation_and_reuse_revokes_family,
+        refresh_concurrent_rotation_never_forks,
+        refresh_expired_unknown_and_revocation,
+        access_tokens_revoke_and_purge,
+        signing_key_rotation_keeps_one_active,
+        audit_is_listed_newest_first_with_filters,
+        assertion_jti_replay_is_refused,
+        assertion_jti_concurrent_first_use_has_one_winner,
+    ],
+    harnesses: [
+        migrations_twice_is_a_no_op_and_reopen_keeps_data,
+        newer_schema_is_refused,
+    ]
+);
+
+// ---------------------------------------------------------------- fixtures
+
+const T0: UnixTime = UnixTime(1_800_000_000);
+const CLIENT: &str = "https://agent.example/client.json";
+const USER: &str = "user-1";
+const REDIRECT: &str = "http://127.0.0.1:7777/cb";
+
+fn client(id: &str, kind: ClientKind, state: LifecycleState) -> ClientRecord {
+    ClientRecord {
+        client_id: id.to_owned(),
+        kind,
+        display_name: Some(format!("client {id}")),
+        first_seen: T0,
+        last_seen: T0,
+        state,
+        owner_organization: Some("Example Org".into()),
+        owner_business: None,
+        owner_technical: Some("ops@example.org".into()),
+        owner_contact: None,
+        trust_tier: TrustTier::Unverified,
+        secret_hash: Some("5e884898da28047151d0e56f8dc62927".into()),
+        registration: r#"{"redirect_uris":["http://127.0.0.1:7777/cb"]}"#.into(),
+        created_at: T0,
+        updated_at: T0,
+    }
+}
+
+fn user(id: &str, name: &str) -> User {
+    User {
+        id: id.to_owned(),
+        username: name.to_owned(),
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+        created_at: T0,
+        disabled: false,
+    }
+}
+
+/// A client, a user and a grant between them; returns the grant id.
+async fn seed(s: &Arc<dyn Store>) -> String {
+    s.upsert_client(&client(
+        CLIENT,
+        ClientKind::MetadataDocument,
+        LifecycleState::Active,
+    ))
+    .await
+    .unwrap();
+    s.create_user(&user(USER, "alice")).await.unwrap();
+    s.upsert_grant(&NewGrant {
+        id: "grant-1".into(),
+        user_id: USER.into(),
+        client_id: CLIENT.into(),
+        redirect_uri: REDIRECT.into(),
+        scopes: "mcp:read".into(),
+        resource: Some("https://mcp.example/".into()),
+        metadata_version_id: None,
+        now: T0,
+    })
+    .await
+    .unwrap()
+    .id
+}
+
+fn code(hash: &str, grant_id: &str, expires_at: UnixTime) -> AuthorizationCode {
+    AuthorizationCode {
+        code_hash: hash.to_owned(),
+        client_id: CLIENT.into(),
+        user_id: USER.into(),
+        grant_id: grant_id.to_owned(),
+        redirect_uri: REDIRECT.into(),
+        code_challenge: "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".into(),
+        scopes: "mcp:read".into(),
+        resource: Some("https://mcp.example/".into()),
+        metadata_version_id: None,
+        auth_time: T0,
+        created_at: T0,
+        expires_at,
+        consumed_at: None,
+        family_id: None,
+    }
+}
+
+async fn family(s: &Arc<dyn Store>, id: &str, grant_id: &str, first: &str) -> RefreshFamily {
+    s.create_family(
+        &NewRefreshFamily {
+            id: id.to_owned(),
+            grant_id: grant_id.to_owned(),
+            client_id: CLIENT.into(),
+            user_id: Some(USER.into()),
+            scopes: "mcp:read".into(),
+            resource: Some("https://mcp.example/".into()),
+            created_at: T0,
+        },
+        &NewRefreshToken {
+            token_hash: first.to_owned(),
+            expires_at: T0.plus_secs(3600),
+        },
+    )
+    .await
+    .unwrap()
+}
+
+fn access_token(
+    jti: &str,
+    grant_id: Option<&str>,
+    family_id: Option<&str>,
+    expires_at: UnixTime,
+) -> AccessTokenRecord {
+    AccessTokenRecord {
+        jti: jti.to_owned(),
+        token_hash: Some(format!("hash-of-{jti}")),
+        client_id: CLIENT.into(),
+        user_id: Some(USER.into()),
+        grant_id: grant_id.map(str::to_owned),
+        family_id: family_id.map(str::to_owned),
+        scopes: "mcp:read".into(),
+        resource: None,
+        issued_at: T0,
+        expires_at,
+        revoked_at: None,
+    }
+}
+
+fn new_token(hash: &str) -> NewRefreshToken {
+    NewRefreshToken {
+        token_hash: hash.to_owned(),
+        expires_at: T0.plus_secs(7200),
+    }
+}
+
+// ---------------------------------------------------------------- checks
+
+async fn ping_reports_backend(s: Arc<dyn Store>) {
+    s.ping().await.unwrap();
+    assert!(matches!(s.backend(), Backend::Sqlite | Backend::Postgres));
+}
+
+async fn client_upsert_get_and_first_seen_is_kept(s: Arc<dyn Store>) {
+    let c = client(CLIENT, ClientKind::MetadataDocument, LifecycleState::Pending);
+    s.upsert_client(&c).await.unwrap();
+    assert_eq!(s.get_client(CLIENT).await.unwrap(), Some(c.clone()));
+    assert_eq!(s.get_client("https://other.example/").await.unwrap(), None);
+
+    let mut later = c.clone();
+    later.first_seen = T0.plus_secs(500);
+    later.created_at = T0.plus_secs(500);
+    later.last_seen = T0.plus_secs(500);
+    later.updated_at = T0.plus_secs(500);
+    later.display_name = None;
+    later.secret_hash = None;
+    later.trust_tier = TrustTier::Verified;
+    s.upsert_client(&later).await.unwrap();
+    let got = s.get_client(CLIENT).await.unwrap().unwrap();
+    assert_eq!(got.first_seen, T0, "first_seen survives updates");
+    assert_eq!(got.created_at, T0, "created_at survives updates");
+    assert_eq!(got.last_seen, T0.plus_secs(500));
+    assert_eq!(got.display_name, None);
+    assert_eq!(got.trust_tier, TrustTier::Verified);
+}
+
+async fn client_list_filters_and_pages(s: Arc<dyn Store>) {
+    s.upsert_client(&client(
+        "a-pre",
+        ClientKind::PreRegistered,
+        LifecycleState::Active,
+    ))
+    .await
+    .unwrap();
+    s.upsert_client(&client("b-dyn", ClientKind::Dynamic, LifecycleState::Pending))
+        .await
+        .unwrap();
+    s.upsert_client(&client(
+        "c-cimd",
+        ClientKind::MetadataDocument,
+        LifecycleState::Active,
+    ))
+    .await
+    .unwrap();
+    s.upsert_client(&client(
+        "d-cimd",
+        ClientKind::MetadataDocument,
+        LifecycleState::Suspended,
+    ))
+    .await
+    .unwrap();
+    let ids = |v: Vec<ClientRecord>| v.into_iter().map(|c| c.client_id).collect::<Vec<_>>();
+
+    assert_eq!(
+        ids(s.list_clients(&ClientFilter::default()).await.unwrap()),
+        ["a-pre", "b-dyn", "c-cimd", "d-cimd"]
+    );
+    let cimd = ClientFilter {
+        kind: Some(ClientKind::MetadataDocument),
+        ..Default::default()
+    };
+    assert_eq!(ids(s.list_clients(&cimd).await.unwrap()), ["c-cimd", "d-cimd"]);
+    let active = ClientFilter {
+        state: Some(LifecycleState::Active),
+        ..Default::default()
+    };
+    assert_eq!(ids(s.list_clients(&active).await.unwrap()), ["a-pre", "c-cimd"]);
+    let both = ClientFilter {
+        kind: Some(ClientKind::MetadataDocument),
+        state: Some(LifecycleState::Active),
+        ..Default::default()
+    };
+    assert_eq!(ids(s.list_clients(&both).await.unwrap()), ["c-cimd"]);
+    let page = ClientFilter {
+        limit: Some(2),
+        offset: 1,
+        ..Default::default()
+    };
+    assert_eq!(ids(s.list_clients(&page).await.unwrap()), ["b-dyn", "c-cimd"]);
+}
+
+async fn client_touch_state_and_delete_cascades(s: Arc<dyn Store>) {
+    let grant_id = seed(&s).await;
+    assert!(s.touch_client(CLIENT, T0.plus_secs(10)).await.unwrap());
+    assert!(!s.touch_client("nobody", T0).await.unwrap());
+    assert_eq!(
+        s.get_client(CLIENT).await.unwrap().unwrap().last_seen,
+        T0.plus_secs(10)
+    );
+
+    assert!(
+        s.set_client_state(CLIENT, LifecycleState::Suspended, T0.plus_secs(20))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.set_client_state("nobody", LifecycleState::Active, T0)
+            .await
+            .unwrap()
+    );
+    let c = s.get_client(CLIENT).await.unwrap().unwrap();
+    assert_eq!(
+        (c.state, c.updated_at),
+        (LifecycleState::Suspended, T0.plus_secs(20))
+    );
+
+    s.insert_access_token(&access_token("jti-1", Some(&grant_id), None, T0.plus_secs(60)))
+        .await
+        .unwrap();
+    assert!(s.delete_client(CLIENT).await.unwrap());
+    assert!(!s.delete_client(CLIENT).await.unwrap());
+    assert_eq!(s.get_client(CLIENT).await.unwrap(), None);
+    assert_eq!(
+        s.get_grant(&grant_id).await.unwrap(),
+        None,
+        "grants go with their client"
+    );
+    assert_eq!(
+        s.get_access_token("jti-1").await.unwrap(),
+        None,
+        "tokens go with their client"
+    );
+}
+
+async fn metadata_versions_are_idempotent_by_content_hash(s: Arc<dyn Store>) {
+    seed(&s).await;
+    let v1 = NewMetadataVersion {
+        client_id: CLIENT.into(),
+        content_hash: "aa".repeat(32),
+        body: r#"{"client_name":"one"}"#.into(),
+        fetched_at: T0,
+        etag: Some("\"1\"".into()),
+        last_modified: None,
+        peer_addr: Some("127.0.0.1:443".into()),
+    };
+    let first = s.record_metadata_version(&v1).await.unwrap();
+    assert_eq!((first.fetched_at, first.last_seen_at), (T0, T0));
+
+    let v2 = NewMetadataVersion {
+        content_hash: "bb".repeat(32),
+        body: "{}".into(),
+        fetched_at: T0.plus_secs(10),
+        ..v1.clone()
+    };
+    let second = s.record_metadata_version(&v2).await.unwrap();
+    assert_ne!(first.id, second.id);
+    assert_eq!(
+        s.latest_metadata_version(CLIENT).await.unwrap().unwrap().id,
+        second.id
+    );
+
+    // The document flips back to its first content: same row, seen again.
+    let again = NewMetadataVersion {
+        fetched_at: T0.plus_secs(20),
+        etag: Some("\"3\"".into()),
+        ..v1.clone()
+    };
+    let back = s.record_metadata_version(&again).await.unwrap();
+    assert_eq!(back.id, first.id);
+    assert_eq!((back.fetched_at, back.last_seen_at), (T0, T0.plus_secs(20)));
+    assert_eq!(back.etag.as_deref(), Some("\"3\""));
+    assert_eq!(
+        s.latest_metadata_version(CLIENT).await.unwrap().unwrap().id,
+        first.id
+    );
+
+    let all = s.list_metadata_versions(CLIENT).await.unwrap();
+    assert_eq!(
+        all.iter().map(|v| v.id).collect::<Vec<_>>(),
+        [first.id, second.id]
+    );
+    assert_eq!(s.get_metadata_version(second.id).await.unwrap(), Some(second));
+    assert_eq!(s.get_metadata_version(-1).await.unwrap(), None);
+    assert_eq!(
+        s.latest_metadata_version("https://none.example/").await.unwrap(),
+        None
+    );
+}
+
+async fn metadata_version_needs_a_known_client(s: Arc<dyn Store>) {
+    let v = NewMetadataVersion {
+        client_id: "https://unknown.example/".into(),
+        content_hash: "cc".repeat(32),
+        body: "{}".into(),
+        fetched_at: T0,
+        etag: None,
+        last_modified: None,
+        peer_addr: None,
+    };
+    assert!(matches!(
+        s.record_metadata_version(&v).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+async fn users_are_unique_by_id_and_name(s: Arc<dyn Store>) {
+    s.create_user(&user("u-b", "bob")).await.unwrap();
+    s.create_user(&user("u-a", "alice")).await.unwrap();
+    assert!(matches!(
+        s.create_user(&user("u-c", "bob")).await,
+        Err(StoreError::Conflict)
+    ));
+    assert!(matches!(
+        s.create_user(&user("u-a", "carol")).await,
+        Err(StoreError::Conflict)
+    ));
+
+    assert_eq!(s.get_user("u-b").await.unwrap().unwrap().username, "bob");
+    assert_eq!(s.get_user_by_name("alice").await.unwrap().unwrap().id, "u-a");
+    assert_eq!(s.get_user_by_name("mallory").await.unwrap(), None);
+    let names: Vec<String> = s
+        .list_users()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.username)
+        .collect();
+    assert_eq!(names, ["alice", "bob"]);
+
+    assert!(s.set_user_disabled("u-a", true).await.unwrap());
+    assert!(s.get_user("u-a").await.unwrap().unwrap().disabled);
+    assert!(!s.set_user_disabled("nobody", true).await.unwrap());
+
+    assert!(s.delete_user("u-a").await.unwrap());
+    assert!(!s.delete_user("u-a").await.unwrap());
+    assert_eq!(s.get_user("u-a").await.unwrap(), None);
+}
+
+async fn sessions_expire_and_end_per_user(s: Arc<dyn Store>) {
+    s.create_user(&user(USER, "alice")).await.unwrap();
+    let sess = |h: &str| Session {
+        id_hash: h.to_owned(),
+        user_id: USER.into(),
+        created_at: T0,
+        expires_at: T0.plus_secs(100),
+        auth_time: T0,
+    };
+    s.create_session(&sess("s1")).await.unwrap();
+    s.create_session(&sess("s2")).await.unwrap();
+    s.create_session(&sess("s3")).await.unwrap();
+    assert!(matches!(
+        s.create_session(&sess("s1")).await,
+        Err(StoreError::Conflict)
+    ));
+    let orphan = Session {
+        user_id: "nobody".into(),
+        ..sess("s4")
+    };
+    assert!(matches!(
+        s.create_session(&orphan).await,
+        Err(StoreError::NotFound)
+    ));
+
+    assert_eq!(
+        s.get_session("s1", T0.plus_secs(99)).await.unwrap(),
+        Some(sess("s1"))
+    );
+    assert_eq!(
+        s.get_session("s1", T0.plus_secs(100)).await.unwrap(),
+        None,
+        "expired at expires_at"
+    );
+    assert_eq!(s.get_session("nope", T0).await.unwrap(), None);
+
+    assert!(s.delete_session("s1").await.unwrap());
+    assert!(!s.delete_session("s1").await.unwrap());
+    assert_eq!(s.delete_sessions_of_user(USER).await.unwrap(), 2);
+    assert_eq!(s.get_session("s2", T0).await.unwrap(), None);
+
+    s.create_session(&sess("s5")).await.unwrap();
+    s.delete_user(USER).await.unwrap();
+    assert_eq!(
+        s.get_session("s5", T0).await.unwrap(),
+        None,
+        "sessions go with their user"
+    );
+}
+
+async fn grants_upsert_reactivates_the_same_row(s: Arc<dyn Store>) {
+    let id = seed(&s).await;
+    let g = s.get_grant(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (g.scopes.as_str(), g.created_at, g.revoked_at),
+        ("mcp:read", T0, None)
+    );
+    assert_eq!(
+        s.find_grant(USER, CLIENT, REDIRECT).await.unwrap(),
+        Some(g.clone())
+    );
+    assert_eq!(
+        s.find_grant(USER, CLIENT, "http://127.0.0.1:1/other")
+            .await
+            .unwrap(),
+        None
+    );
+
+    assert!(s.revoke_grant(&id, T0.plus_secs(5)).await.unwrap());
+    assert!(
+        !s.revoke_grant(&id, T0.plus_secs(6)).await.unwrap(),
+        "already revoked"
+    );
+    assert_eq!(
+        s.get_grant(&id).await.unwrap().unwrap().revoked_at,
+        Some(T0.plus_secs(5))
+    );
+
+    let again = s
+        .upsert_grant(&NewGrant {
+            id: "grant-ignored".into(),
+            user_id: USER.into(),
+            client_id: CLIENT.into(),
+            redirect_uri: REDIRECT.into(),
+            scopes: "mcp:read mcp:write".into(),
+            resource: None,
+            metadata_version_id: None,
+            now: T0.plus_secs(10),
+        })
+        .await
+        .unwrap();
+    assert_eq!(again.id, id, "same (user, client, redirect) → same grant");
+    assert_eq!(again.scopes, "mcp:read mcp:write");
+    assert_eq!(
+        (again.created_at, again.updated_at, again.revoked_at),
+        (T0, T0.plus_secs(10), None)
+    );
+
+    let other = s
+        .upsert_grant(&NewGrant {
+            id: "grant-2".into(),
+            redirect_uri: "http://127.0.0.1:8888/cb".into(),
+            now: T0.plus_secs(20),
+            ..NewGrant {
+                id: String::new(),
+                user_id: USER.into(),
+                client_id: CLIENT.into(),
+                redirect_uri: String::new(),
+                scopes: "mcp:read".into(),
+                resource: None,
+                metadata_version_id: None,
+                now: T0,
+            }
+        })
+        .await
+        .unwrap();
+    assert_eq!(other.id, "grant-2");
+    let listed: Vec<String> = s
+        .list_grants(CLIENT)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|g| g.id)
+        .collect();
+    assert_eq!(listed, [id, "grant-2".to_owned()]);
+    assert!(s.list_grants("nobody").await.unwrap().is_empty());
+}
+
+async fn codes_are_single_use(s: Arc<dyn Store>) {
+    let grant_id = seed(&s).await;
+    let c = code("code-1", &grant_id, T0.plus_secs(60));
+    s.insert_code(&c).await.unwrap();
+    assert!(matches!(s.insert_code(&c).await, Err(StoreError::Conflict)));
+
+    let CodeConsumption::Consumed(got) = s.consume_code("code-1", T0.plus_secs(1)).await.unwrap() else {
+        panic!("first redemption must succeed");
+    };
+    assert_eq!(got.consumed_at, Some(T0.plus_secs(1)));
+    assert_eq!(got.code_challenge, c.code_challenge);
+
+    family(&s, "fam-1", &grant_id, "rt-1").await;
+    assert!(s.set_code_family("code-1", "fam-1").await.unwrap());
+    assert!(!s.set_code_family("no-code", "fam-1").await.unwrap());
+    let CodeConsumption::Replayed(replayed) = s.consume_code("code-1", T0.plus_secs(2)).await.unwrap() else {
+        panic!("second redemption must be a replay");
+    };
+    assert_eq!(
+        replayed.family_id.as_deref(),
+        Some("fam-1"),
+        "replay tells which family to revoke"
+    );
+    assert_eq!(
+        replayed.consumed_at,
+        Some(T0.plus_secs(1)),
+        "first consumption time is kept"
+    );
+
+    s.insert_code(&code("code-2", &grant_id, T0.plus_secs(60)))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.consume_code("code-2", T0.plus_secs(60)).await.unwrap(),
+        CodeConsumption::Expired
+    );
+    assert_eq!(
+        s.consume_code("code-3", T0).await.unwrap(),
+        CodeConsumption::NotFound
+    );
+}
+
+async fn codes_concurrent_redemption_has_one_winner(s: Arc<dyn Store>) {
+    let grant_id = seed(&s).await;
+    s.insert_code(&code("hot-code", &grant_id, T0.plus_secs(60)))
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..100)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move { s.consume_code("hot-code", T0.plus_secs(1)).await.unwrap() })
+        })
+        .collect();
+    let mut consumed = 0;
+    let mut replayed = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            CodeConsumption::Consumed(_) => consumed += 1,
+            CodeConsumption::Replayed(_) => replayed += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!((consumed, replayed), (1, 99));
+}
+
+async fn refresh_rotation_and_reuse_revokes_family(s: Arc<dyn Store>) {
+    let grant_id = seed(&s).await;
+    let fam = family(&s, "fam-1", &grant_id, "rt-1").await;
+    assert_eq!((fam.id.as_str(), fam.revoked_at), ("fam-1", None));
+    s.insert_access_token(&access_token(
+        "at-1",
+        Some(&grant_id),
+        Some("fam-1"),
+        T0.plus_secs(600),
+    ))
+    .await
+    .unwrap();
+
+    let now = T0.plus_secs(10);
+    let Rotation::Rotated(f) = s.rotate_refresh("rt-1", &new_token("rt-2"), now).await.unwrap() else {
+        panic!("current token must rotate");
+    };
+    assert_eq!(f.id, "fam-1");
+    let old = s.get_refresh("rt-1").await.unwrap().unwrap();
+    assert_eq!(old.token.used_at, Some(now));
+    let new = s.get_refresh("rt-2").await.unwrap().unwrap();
+    assert_eq!(
+        (
+            new.token.family_id.as_str(),
+            new.token.created_at,
+            new.token.used_at
+        ),
+        ("fam-1", now, None)
+    );
+    assert_eq!(new.family.grant_id, grant_id);
+
+    // rt-1 presented again: stolen or replayed → the family dies.
+    let later = T0.plus_secs(20);
+    assert_eq!(
+        s.rotate_refresh("rt-1", &new_token("rt-3"), later).await.unwrap(),
+        Rotation::Reused {
+            family_id: "fam-1".into()
+        }
+    );
+    assert_eq!(
+        s.get_refresh("rt-2").await.unwrap().unwrap().family.revoked_at,
+        Some(later)
+    );
+    assert_eq!(
+        s.get_access_token("at-1").await.unwrap().unwrap().revoked_at,
+        Some(later),
+        "its access tokens too"
+    );
+    assert_eq!(
+        s.get_refresh("rt-3").await.unwrap(),
+        None,
+        "nothing was issued on reuse"
+    );
+    assert_eq!(
+        s.rotate_refresh("rt-2", &new_token("rt-4"), later).await.unwrap(),
+        Rotation::Revoked
+    );
+}
+
+async fn refresh_concurrent_rotation_never_forks(s: Arc<dyn Store>) {
+    let grant_id = seed(&s).await;
+    family(&s, "fam-1", &grant_id, "rt-0").await;
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                s.rotate_refresh("rt-0", &new_token(&format!("rt-next-{i}")), T0.plus_secs(1))
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let (mut rotated, mut reused) = (0, 0);
+    for t in tasks {
+        match t.await.unwrap() {
+            Rotation::Rotated(f) => {
+                assert_eq!(f.id, "fam-1");
+                rotated += 1;
+            }
+            Rotation::Reused { family_id } => {
+                assert_eq!(family_id, "fam-1");
+                reused += 1;
+            }
+            // A loser that arrives after another loser revoked the family.
+            Rotation::Revoked => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(rotated, 1, "exactly one rotation wins");
+    assert!(reused >= 1, "a second presentation of a used token is reuse");
+    assert!(
+        s.get_refresh("rt-0")
+            .await
+            .unwrap()
+            .unwrap()
+            .family
+            .revoked_at
+            .is_some()
+    );
+    let mut successors = 0;
+    for i in 0..50 {
+        if let Some(r) = s.get_refresh(&format!("rt-next-{i}")).await.unwrap() {
+            assert_eq!(r.token.family_id, "fam-1");
+            successors += 1;
+        }
+    }
+    assert_eq!(successors, 1, "the family never forks");
+}
+
+async fn refresh_expired_unknown_and_revocation(s: Arc<dyn Store>) {
+    let grant_id = seed(&s).await;
+    family(&s, "fam-1", &grant_id, "rt-1").await;
+    family(&s, "fam-2", &grant_id, "rt-2").await;
+    family(&s, "fam-3", &grant_id, "rt-3").await;
+    assert!(matches!(
+        s.create_family(
+            &NewRefreshFamily {
+                id: "fam-x".into(),
+                grant_id: "no-such-grant".into(),
+                client_id: CLIENT.into(),
+                user_id: None,
+                scopes: String::new(),
+                resource: None,
+                created_at: T0,
+            },
+            &new_token("rt-x"),
+        )
+        .await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(
+        s.get_refresh("rt-x").await.unwrap(),
+        None,
+        "the family insert rolled back with its token"
+    );
+
+    assert_eq!(
+        s.rotate_refresh("rt-1", &new_token("n1"), T0.plus_secs(3600))
+            .await
+            .unwrap(),
+        Rotation::Expired
+    );
+    assert_eq!(
+        s.rotate_refresh("nope", &new_token("n2"), T0).await.unwrap(),
+        Rotation::NotFound
+    );
+
+    assert!(s.revoke_family("fam-1", T0.plus_secs(1)).await.unwrap());
+    assert!(!s.revoke_family("fam-1", T0.plus_secs(2)).await.unwrap());
+    assert_eq!(
+        s.rotate_refresh("rt-1", &new_token("n3"), T0.plus_secs(3))
+            .await
+            .unwrap(),
+        Rotation::Revoked
+    );
+
+    assert_eq!(
+        s.revoke_families_of_grant(&grant_id, T0.plus_secs(4))
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        s.get_refresh("rt-3").await.unwrap().unwrap().family.revoked_at,
+        Some(T0.plus_secs(4))
+    );
+    assert_eq!(
+        s.get_refresh("rt-1").await.unwrap().unwrap().family.revoked_at,
+        Some(T0.plus_secs(1))
+    );
+}
+
+async fn access_tokens_revoke_and_purge(s: Arc<dyn Store>) {
+    let grant_id = seed(&s).await;
+    family(&s, "fam-1", &grant_id, "rt-1").await;
+    let a1 = access_token("at-1", Some(&grant_id), Some("fam-1"), T0.plus_secs(100));
+    s.insert_access_token(&a1).await.unwrap();
+    s.insert_access_token(&access_token(
+        "at-2",
+        Some(&grant_id),
+        Some("fam-1"),
+        T0.plus_secs(100),
+    ))
+    .await
+    .unwrap();
+    s.insert_access_token(&access_token("at-3", Some(&grant_id), None, T0.plus_secs(100)))
+        .await
+        .unwrap();
+    s.insert_access_token(&access_token("at-4", None, None, T0.plus_secs(10)))
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.insert_access_token(&a1).await,
+        Err(StoreError::Conflict)
+    ));
+
+    assert_eq!(s.get_access_token("at-1").await.unwrap(), Some(a1.clone()));
+    assert_eq!(
+        s.get_access_token_by_hash("hash-of-at-1").await.unwrap(),
+        Some(a1)
+    );
+    assert_eq!(s.get_access_token("nope").await.unwrap(), None);
+    assert_eq!(s.get_access_token_by_hash("nope").await.unwrap(), None);
+
+    assert!(s.revoke_access_token("at-1", T0.plus_secs(1)).await.unwrap());
+    assert!(!s.revoke_access_token("at-1", T0.plus_secs(2)).await.unwrap());
+    assert_eq!(
+        s.revoke_access_tokens_of_family("fam-1", T0.plus_secs(3))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        s.revoke_access_tokens_of_grant(&grant_id, T0.plus_secs(4))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        s.get_access_token("at-3").await.unwrap().unwrap().revoked_at,
+        Some(T0.plus_secs(4))
+    );
+    assert_eq!(
+        s.get_access_token("at-4").await.unwrap().unwrap().revoked_at,
+        None
+    );
+
+    // Expired things of every kind go; live ones stay.
+    s.insert_code(&code("code-old", &grant_id, T0.plus_secs(10)))
+        .await
+        .unwrap();
+    s.insert_code(&code("code-live", &grant_id, T0.plus_secs(1000)))
+        .await
+        .unwrap();
+    s.create_session(&Session {
+        id_hash: "sess-old".into(),
+        user_id: USER.into(),
+        created_at: T0,
+        expires_at: T0.plus_secs(10),
+        auth_time: T0,
+    })
+    .await
+    .unwrap();
+    assert!(
+        s.record_assertion_jti(CLIENT, "jti-old", T0.plus_secs(10), T0)
+            .await
+            .unwrap()
+    );
+    // at-4, code-old, sess-old, jti-old expire at T0+10.
+    assert_eq!(s.purge_expired(T0.plus_secs(50)).await.unwrap(), 4);
+    assert_eq!(s.get_access_token("at-4").await.unwrap(), None);
+    assert!(s.get_access_token("at-1").await.unwrap().is_some());
+    assert_eq!(
+        s.consume_code("code-old", T0).await.unwrap(),
+        CodeConsumption::NotFound
+    );
+    assert!(matches!(
+        s.consume_code("code-live", T0).await.unwrap(),
+        CodeConsumption::Consumed(_)
+    ));
+    // at-1..3 and rt-1 (T0+3600 > T0+100) ...
+    assert_eq!(
+        s.purge_expired(T0.plus_secs(3600)).await.unwrap(),
+        6,
+        "3 access tokens, 1 code, 1 refresh token and its now empty family"
+    );
+    assert_eq!(s.get_refresh("rt-1").await.unwrap(), None);
+    assert!(
+        s.get_grant(&grant_id).await.unwrap().is_some(),
+        "consents are not expiring state"
+    );
+    assert_eq!(
+        s.purge_expired(T0.plus_secs(3600)).await.unwrap(),
+        0,
+        "purging twice deletes nothing more"
+    );
+}
+
+fn key(kid: &str, created: i64) -> SigningKey {
+    SigningKey {
+        kid: kid.to_owned(),
+        algorithm: "ES256".into(),
+        public_jwk: format!(r#"{{"kty":"EC","kid":"{kid}"}}"#),
+        private_key_encrypted: vec![1, 2, 3, 4],
+        created_at: T0.plus_secs(created),
+        activated_at: None,
+        retire_after: None,
+        retired_at: None,
+    }
+}
+
+async fn signing_key_rotation_keeps_one_active(s: Arc<dyn Store>) {
+    s.insert_signing_key(&key("k1", 0)).await.unwrap();
+    s.insert_signing_key(&key("k2", 10)).await.unwrap();
+    assert!(matches!(
+        s.insert_signing_key(&key("k1", 0)).await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(s.active_signing_key().await.unwrap(), None);
+    let kids: Vec<String> = s
+        .list_signing_keys()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.kid)
+        .collect();
+    assert_eq!(kids, ["k2", "k1"], "newest first");
+
+    s.activate_signing_key("k1", T0.plus_secs(1), T0.plus_secs(100))
+        .await
+        .unwrap();
+    let active = s.active_signing_key().await.unwrap().unwrap();
+    assert_eq!(
+        (active.kid.as_str(), active.activated_at),
+        ("k1", Some(T0.plus_secs(1)))
+    );
+    assert_eq!(active.private_key_encrypted, vec![1, 2, 3, 4]);
+
+    s.activate_signing_key("k2", T0.plus_secs(20), T0.plus_secs(200))
+        .await
+        .unwrap();
+    assert_eq!(s.active_signing_key().await.unwrap().unwrap().kid, "k2");
+    let keys = s.list_signing_keys().await.unwrap();
+    let k1 = keys.iter().find(|k| k.kid == "k1").unwrap();
+    assert_eq!(
+        (k1.retire_after, k1.retired_at),
+        (Some(T0.plus_secs(200)), None),
+        "still published"
+    );
+    assert_eq!(keys.iter().filter(|k| k.is_active()).count(), 1);
+
+    assert!(matches!(
+        s.activate_signing_key("k9", T0, T0).await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(
+        s.active_signing_key().await.unwrap().unwrap().kid,
+        "k2",
+        "failed activation rolled back"
+    );
+
+    assert!(s.retire_expired_keys(T0.plus_secs(199)).await.unwrap().is_empty());
+    assert_eq!(s.retire_expired_keys(T0.plus_secs(200)).await.unwrap(), ["k1"]);
+    assert!(s.retire_expired_keys(T0.plus_secs(300)).await.unwrap().is_empty());
+    assert!(
+        matches!(
+            s.activate_signing_key("k1", T0, T0).await,
+            Err(StoreError::NotFound)
+        ),
+        "retired stays retired"
+    );
+}
+
+async fn audit_is_listed_newest_first_with_filters(s: Arc<dyn Store>) {
+    let ev = |i: i64, action: &str, client: Option<&str>| NewAuditEvent {
+        at: T0.plus_secs(i),
+        actor: "admin".into(),
+        action: action.to_owned(),
+        client_id: client.map(str::to_owned),
+        subject: Some("user-1".into()),
+        detail: format!(r#"{{"n":{i}}}"#),
+    };
+    let first = s
+        .append_audit(&ev(1, "client.created", Some("c1")))
+        .await
+        .unwrap();
+    assert_eq!((first.at, first.detail.as_str()), (T0.plus_secs(1), r#"{"n":1}"#));
+    s.append_audit(&ev(2, "grant.revoked", Some("c1"))).await.unwrap();
+    s.append_audit(&ev(3, "client.created", Some("c2")))
+        .await
+        .unwrap();
+    s.append_audit(&ev(4, "key.rotated", None)).await.unwrap();
+    let ats = |v: Vec<AuditEvent>| v.into_iter().map(|e| e.at.0 - T0.0).collect::<Vec<_>>();
+
+    assert_eq!(
+        ats(s.list_audit(&AuditFilter::default()).await.unwrap()),
+        [4, 3, 2, 1]
+    );
+    let c1 = AuditFilter {
+        client_id: Some("c1".into()),
+        ..Default::default()
+    };
+    assert_eq!(ats(s.list_audit(&c1).await.unwrap()), [2, 1]);
+    let created = AuditFilter {
+        action: Some("client.created".into()),
+        ..Default::default()
+    };
+    assert_eq!(ats(s.list_audit(&created).await.unwrap()), [3, 1]);
+    let both = AuditFilter {
+        client_id: Some("c2".into()),
+        action: Some("client.created".into()),
+        limit: None,
+    };
+    assert_eq!(ats(s.list_audit(&both).await.unwrap()), [3]);
+    let limited = AuditFilter {
+        limit: Some(2),
+        ..Default::default()
+    };
+    assert_eq!(ats(s.list_audit(&limited).await.unwrap()), [4, 3]);
+}
+
+async fn assertion_jti_replay_is_refused(s: Arc<dyn Store>) {
+    let exp = T0.plus_secs(60);
+    assert!(
+        s.record_assertion_jti("c1", "jti-1", exp, T0).await.unwrap(),
+        "first use"
+    );
+    assert!(
+        !s.record_assertion_jti("c1", "jti-1", exp, T0.plus_secs(30))
+            .await
+            .unwrap(),
+        "replay refused"
+    );
+    assert!(
+        s.record_assertion_jti("c2", "jti-1", exp, T0).await.unwrap(),
+        "jti is scoped per client"
+    );
+    // Once expired, the assertion itself is invalid; the entry may be reused.
+    assert!(
+        s.record_assertion_jti("c1", "jti-1", T0.plus_secs(200), T0.plus_secs(60))
+            .await
+            .unwrap()
+    );
+}
+
+async fn assertion_jti_concurrent_first_use_has_one_winner(s: Arc<dyn Store>) {
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                s.record_assertion_jti("c1", "jti-hot", T0.plus_secs(60), T0)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut firsts = 0;
+    for t in tasks {
+        if t.await.unwrap() {
+            firsts += 1;
+        }
+    }
+    assert_eq!(firsts, 1);
+}
+
+async fn migrations_twice_is_a_no_op_and_reopen_keeps_data(h: Arc<dyn Harness>) {
+    let s = h.open().await.unwrap();
+    seed(&s).await;
+    drop(s);
+    // A restart: connect again to the same database; migrations run again.
+    let s = h.open().await.unwrap();
+    assert!(
+        s.get_client(CLIENT).await.unwrap().is_some(),
+        "data survives a restart"
+    );
+    assert_eq!(s.get_user_by_name("alice").await.unwrap().unwrap().id, USER);
+    let s2 = h.open().await.unwrap();
+    s2.ping().await.unwrap();
+}
+
+async fn newer_schema_is_refused(h: Arc<dyn Harness>) {
+    drop(h.open().await.unwrap());
+    h.inject_future_migration().await;
+    match h.open().await {
+        Err(StoreError::SchemaTooNew { found, supported }) => {
+            assert_eq!(found, 9999);
+            assert!(supported >= 1 && supported < found);
+        }
+        Err(other) => panic!("expected SchemaTooNew, got {other}"),
+        Ok(_) => panic!("a newer schema must be refused"),
+    }
+}
+
+// ---------------------------------------------------------------- SQLite-only connection behaviour
+
+#[tokio::test]
+async fn sqlite_memory_url_works_and_is_private() {
+    let a = connect("sqlite::memory:").await.unwrap();
+    let b = connect("sqlite::memory:").await.unwrap();
+    assert_eq!(a.backend(), Backend::Sqlite);
+    a.create_user(&user(USER, "alice")).await.unwrap();
+    assert!(a.get_user(USER).await.unwrap().is_some());
+    assert_eq!(
+        b.get_user(USER).await.unwrap(),
+        None,
+        "each in-memory store is its own database"
+    );
+}
+
+#[tokio::test]
+async fn sqlite_file_creates_parent_dirs_and_uses_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a/b/steward.db");
+    let store = SqliteStore::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    assert!(path.exists());
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(mode, "wal");
+    let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(fk, 1);
+    let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(sync, 1, "NORMAL");
+}

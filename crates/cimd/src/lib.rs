@@ -7,15 +7,24 @@
 //! which versions were seen ([`VersionStore`]). It knows nothing of HTTP
 //! serving and opens no sockets itself: fetches go through steward-egress.
 
+pub mod check;
 pub mod client_id;
+pub mod fetcher;
 pub mod freshness;
+mod negative;
 pub mod problem;
+pub mod resolve_error;
+pub mod resolver;
 pub mod strict_json;
 pub mod validate;
 pub mod versions;
 
+pub use check::{CheckReport, check};
 pub use client_id::{ClientIdError, ClientIdUrl, UrlRules, looks_like_metadata_document_id};
+pub use fetcher::DocumentFetcher;
 pub use problem::{Problem, ValidationFailure, first_failure};
+pub use resolve_error::ResolveError;
+pub use resolver::{CimdConfig, ResolvedClient, Resolver};
 pub use validate::{
     AuthMethod, ClientMetadata, GrantType, ResponseType, ValidationPolicy, validate_document,
 };

@@ -142,6 +142,15 @@ struct SharedFailure {
     problems: Option<Vec<Problem>>,
 }
 
+/// Why a fetch is attempted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Flight {
+    /// No usable entry: fetch unless one appeared meanwhile.
+    Needed,
+    /// The entry is fresh but near its end: fetch anyway.
+    EarlyRefresh,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Outcome {
     Fetched,
@@ -227,9 +236,13 @@ impl Resolver {
     /// Re-reads a recorded version without fetching, for the token endpoint
     /// (which never touches the network) and for restarts. The stored body is
     /// validated again under the current policy, and its hash checked.
-    pub async fn stored(&self, id: &ClientIdUrl, version_id: i64) -> Result<Option<ResolvedClient>, ResolveError> {
+    pub async fn stored(
+        &self,
+        id: &ClientIdUrl,
+        version_id: i64,
+    ) -> Result<Option<ResolvedClient>, ResolveError> {
         match self.inner.versions.get(version_id).await? {
-            Some(record) if record.client_id == id.as_str() => self.from_record(id, record).map(Some),
+            Some(record) if record.client_id == id.as_str() => self.client_from_record(id, record).map(Some),
             _ => Ok(None),
         }
     }
@@ -237,12 +250,16 @@ impl Resolver {
     /// The most recent recorded version of `id`, re-validated, without fetching.
     pub async fn latest_stored(&self, id: &ClientIdUrl) -> Result<Option<ResolvedClient>, ResolveError> {
         match self.inner.versions.latest(id.as_str()).await? {
-            Some(record) => self.from_record(id, record).map(Some),
+            Some(record) => self.client_from_record(id, record).map(Some),
             None => Ok(None),
         }
     }
 
-    fn from_record(&self, id: &ClientIdUrl, record: crate::VersionRecord) -> Result<ResolvedClient, ResolveError> {
+    fn client_from_record(
+        &self,
+        id: &ClientIdUrl,
+        record: crate::VersionRecord,
+    ) -> Result<ResolvedClient, ResolveError> {
         if content_hash(record.body.as_bytes()) != record.content_hash {
             return Err(VersionStoreError::Corrupt(record.id).into());
         }
@@ -250,8 +267,8 @@ impl Resolver {
             .peer_addr
             .parse()
             .map_err(|_| VersionStoreError::Corrupt(record.id))?;
-        let metadata =
-            validate_document(id, record.body.as_bytes(), &self.inner.policy).map_err(ResolveError::Invalid)?;
+        let metadata = validate_document(id, record.body.as_bytes(), &self.inner.policy)
+            .map_err(ResolveError::Invalid)?;
         Ok(ResolvedClient {
             metadata,
             version_id: record.id,
@@ -262,7 +279,10 @@ impl Resolver {
         })
     }
 
-    async fn resolve_counted(&self, id: &ClientIdUrl) -> Result<(Arc<ResolvedClient>, Outcome), ResolveError> {
+    async fn resolve_counted(
+        &self,
+        id: &ClientIdUrl,
+    ) -> Result<(Arc<ResolvedClient>, Outcome), ResolveError> {
         let key = id.as_str();
         let now = self.inner.clock.now();
         let cached = self.inner.cache.get(key);
@@ -283,7 +303,7 @@ impl Resolver {
             }
             return Err(failure.to_error(now));
         }
-        self.single_flight(id).await
+        self.single_flight(id, Flight::Needed).await
     }
 
     /// Spawns one refresh when a hit lands in the last tenth of the entry's life.
@@ -302,7 +322,7 @@ impl Resolver {
         let this = self.clone();
         let id = id.clone();
         runtime.spawn(async move {
-            let result = this.single_flight(&id).await;
+            let result = this.single_flight(&id, Flight::EarlyRefresh).await;
             let label = match &result {
                 Ok((_, outcome)) => outcome.label(),
                 Err(e) => e.reason(),
@@ -311,14 +331,24 @@ impl Resolver {
         });
     }
 
+    /// May a stale entry be served after a transient revalidation failure?
+    /// Never for `no-cache` documents: the origin demanded a successful
+    /// revalidation before every use (RFC 9111 §5.2.2.4).
     fn within_grace(&self, entry: &Entry, now: UnixTime) -> bool {
+        if entry.freshness == Freshness::AlwaysRevalidate {
+            return false;
+        }
         let max = i64::try_from(self.inner.config.max_cache_seconds).unwrap_or(i64::MAX);
         now < entry.validated_at.plus_secs(max)
     }
 
     /// One fetch per URL at a time; everyone else waits for its outcome. If
     /// the leader is cancelled (its request dropped), a waiter takes over.
-    async fn single_flight(&self, id: &ClientIdUrl) -> Result<(Arc<ResolvedClient>, Outcome), ResolveError> {
+    async fn single_flight(
+        &self,
+        id: &ClientIdUrl,
+        flight: Flight,
+    ) -> Result<(Arc<ResolvedClient>, Outcome), ResolveError> {
         let key = id.as_str();
         loop {
             let role = {
@@ -335,7 +365,7 @@ impl Resolver {
             match role {
                 Ok(tx) => {
                     let _leader = InflightGuard { resolver: self, key };
-                    let result = self.fetch_and_update(id).await;
+                    let result = self.fetch_and_update(id, flight).await;
                     tx.send_replace(Some(share(&result)));
                     return result;
                 }
@@ -384,11 +414,16 @@ impl Resolver {
         self.inner.inflight.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    async fn fetch_and_update(&self, id: &ClientIdUrl) -> Result<(Arc<ResolvedClient>, Outcome), ResolveError> {
+    async fn fetch_and_update(
+        &self,
+        id: &ClientIdUrl,
+        flight: Flight,
+    ) -> Result<(Arc<ResolvedClient>, Outcome), ResolveError> {
         let key = id.as_str();
         let prior = self.inner.cache.get(key);
-        // A waiter that missed the previous leader's insert must not fetch again.
-        if let Some(entry) = &prior
+        // A caller that missed the previous leader's insert must not fetch again.
+        if flight == Flight::Needed
+            && let Some(entry) = &prior
             && self.inner.clock.now() < entry.client.fresh_until
         {
             return Ok((Arc::clone(&entry.client), Outcome::CacheHit));
@@ -408,7 +443,9 @@ impl Resolver {
             Ok(resp) => match resp.status {
                 FetchStatus::Ok => self.accept(id, resp, prior.as_deref(), now).await,
                 FetchStatus::NotModified => match prior {
-                    Some(entry) if request.validators.is_some() => Ok(self.revalidated(key, &entry, &resp, now)),
+                    Some(entry) if request.validators.is_some() => {
+                        Ok(self.revalidated(key, &entry, &resp, now))
+                    }
                     _ => {
                         self.inner.cache.invalidate(key);
                         let err = ResolveError::UnexpectedNotModified;
@@ -429,10 +466,15 @@ impl Resolver {
         now: UnixTime,
     ) -> Result<(Arc<ResolvedClient>, Outcome), ResolveError> {
         let transient = error.is_transient();
-        self.inner.negative.note(key, now, error.reason(), transient, None);
+        self.inner
+            .negative
+            .note(key, now, error.reason(), transient, None);
         match prior {
             Some(entry) if transient && self.within_grace(entry, now) => {
-                tracing::warn!(reason = error.reason(), "serving a stale metadata document after a transient failure");
+                tracing::warn!(
+                    reason = error.reason(),
+                    "serving a stale metadata document after a transient failure"
+                );
                 return Ok((Arc::clone(&entry.client), Outcome::Stale));
             }
             Some(_) if !transient => self.inner.cache.invalidate(key),
@@ -457,7 +499,9 @@ impl Resolver {
                 // previous version is withdrawn by its owner's new one.
                 self.inner.cache.invalidate(key);
                 let reason = problems.first().map_or("invalid_document", |p| p.rule);
-                self.inner.negative.note(key, now, reason, false, Some(problems.clone()));
+                self.inner
+                    .negative
+                    .note(key, now, reason, false, Some(problems.clone()));
                 return Err(ResolveError::Invalid(problems));
             }
         };
@@ -517,7 +561,13 @@ impl Resolver {
 
     /// A 304: same content, new freshness (RFC 9111 §4.3.4: the 304's
     /// caching headers replace the stored ones; absent ones are kept).
-    fn revalidated(&self, key: &str, prior: &Entry, resp: &FetchResponse, now: UnixTime) -> (Arc<ResolvedClient>, Outcome) {
+    fn revalidated(
+        &self,
+        key: &str,
+        prior: &Entry,
+        resp: &FetchResponse,
+        now: UnixTime,
+    ) -> (Arc<ResolvedClient>, Outcome) {
         let has_new_freshness = resp.cache.cache_control.is_some() || resp.cache.expires.is_some();
         let fresh = if has_new_freshness {
             self.freshness_of(resp, now)
@@ -544,7 +594,11 @@ impl Resolver {
                     weight: prior.weight,
                     freshness: fresh,
                     etag: resp.cache.etag.clone().or_else(|| prior.etag.clone()),
-                    last_modified: resp.cache.last_modified.clone().or_else(|| prior.last_modified.clone()),
+                    last_modified: resp
+                        .cache
+                        .last_modified
+                        .clone()
+                        .or_else(|| prior.last_modified.clone()),
                     validated_at: now,
                     refreshing: AtomicBool::new(false),
                 },

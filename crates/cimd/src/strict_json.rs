@@ -27,9 +27,11 @@ pub fn parse(body: &[u8]) -> Result<Value, StrictJsonError> {
     let text = std::str::from_utf8(body).map_err(|_| StrictJsonError::NotUtf8)?;
     let duplicate = RefCell::new(None);
     let mut de = serde_json::Deserializer::from_str(text);
-    let parsed = StrictSeed { duplicate: &duplicate }
-        .deserialize(&mut de)
-        .and_then(|v| de.end().map(|()| v));
+    let parsed = StrictSeed {
+        duplicate: &duplicate,
+    }
+    .deserialize(&mut de)
+    .and_then(|v| de.end().map(|()| v));
     match parsed {
         Ok(v) => Ok(v),
         Err(e) => match duplicate.into_inner() {

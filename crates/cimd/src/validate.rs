@@ -196,7 +196,11 @@ impl Validator<'_> {
     fn client_id(&mut self, expected: &ClientIdUrl) -> Option<String> {
         match self.doc.get("client_id") {
             None => {
-                self.push(F::ClientIdMissing, "client_id", "the document must contain client_id");
+                self.push(
+                    F::ClientIdMissing,
+                    "client_id",
+                    "the document must contain client_id",
+                );
                 None
             }
             Some(Value::String(s)) if s == expected.as_str() => Some(s.clone()),
@@ -253,7 +257,11 @@ impl Validator<'_> {
             match item.as_str().map(|s| RedirectUri::parse(s, rules)) {
                 Some(Ok(uri)) => out.push(uri),
                 Some(Err(e)) => self.push(F::InvalidRedirectUri, "redirect_uris", format!("entry {i}: {e}")),
-                None => self.push(F::InvalidRedirectUri, "redirect_uris", format!("entry {i} is not a string")),
+                None => self.push(
+                    F::InvalidRedirectUri,
+                    "redirect_uris",
+                    format!("entry {i} is not a string"),
+                ),
             }
         }
         (out.len() == items.len()).then_some(out)

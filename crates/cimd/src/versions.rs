@@ -100,7 +100,9 @@ impl MemoryVersionStore {
     fn lock(&self) -> std::sync::MutexGuard<'_, MemoryInner> {
         // A poisoned lock only means another test thread panicked mid-insert;
         // the vectors are still consistent, so keep going.
-        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -112,7 +114,9 @@ impl VersionStore for MemoryVersionStore {
         if let Some(&i) = inner.by_hash.get(&key) {
             return Ok(inner.records[i].clone());
         }
-        let id = i64::try_from(inner.records.len()).unwrap_or(i64::MAX).saturating_add(1);
+        let id = i64::try_from(inner.records.len())
+            .unwrap_or(i64::MAX)
+            .saturating_add(1);
         let record = VersionRecord {
             id,
             client_id: v.client_id,

@@ -76,7 +76,10 @@ fn duplicate_key_nested() {
 #[test]
 fn not_an_object() {
     assert_eq!(rules(b"[]"), ["not_an_object"]);
-    assert_eq!(rules(b"\"https://client.example/oauth/client.json\""), ["not_an_object"]);
+    assert_eq!(
+        rules(b"\"https://client.example/oauth/client.json\""),
+        ["not_an_object"]
+    );
 }
 
 #[test]
@@ -92,14 +95,22 @@ fn client_id_mismatch() {
         "https://client.example/oauth/client.json/",
         "https://evil.example/oauth/client.json",
     ] {
-        assert_eq!(rules(&with(json!({"client_id": other}))), ["client_id_mismatch"], "{other}");
+        assert_eq!(
+            rules(&with(json!({"client_id": other}))),
+            ["client_id_mismatch"],
+            "{other}"
+        );
     }
     assert_eq!(rules(&with(json!({"client_id": 7}))), ["client_id_mismatch"]);
 }
 
 #[test]
 fn client_id_with_default_port_matches_only_itself() {
-    let id443 = ClientIdUrl::parse("https://client.example:443/oauth/client.json", &UrlRules::default()).unwrap();
+    let id443 = ClientIdUrl::parse(
+        "https://client.example:443/oauth/client.json",
+        &UrlRules::default(),
+    )
+    .unwrap();
     let body = with(json!({"client_id": "https://client.example:443/oauth/client.json"}));
     assert!(validate_document(&id443, &body, &ValidationPolicy::default()).is_ok());
     assert_eq!(rules(&body), ["client_id_mismatch"]);
@@ -107,16 +118,31 @@ fn client_id_with_default_port_matches_only_itself() {
 
 #[test]
 fn client_name_required() {
-    assert_eq!(rules(&with(json!({"client_name": null}))), ["client_name_required"]);
-    assert_eq!(rules(&with(json!({"client_name": "  "}))), ["client_name_required"]);
+    assert_eq!(
+        rules(&with(json!({"client_name": null}))),
+        ["client_name_required"]
+    );
+    assert_eq!(
+        rules(&with(json!({"client_name": "  "}))),
+        ["client_name_required"]
+    );
     assert_eq!(rules(&with(json!({"client_name": 3}))), ["client_name_required"]);
 }
 
 #[test]
 fn redirect_uris_required() {
-    assert_eq!(rules(&with(json!({"redirect_uris": null}))), ["redirect_uris_required"]);
-    assert_eq!(rules(&with(json!({"redirect_uris": []}))), ["redirect_uris_required"]);
-    assert_eq!(rules(&with(json!({"redirect_uris": "https://c.example/cb"}))), ["redirect_uris_required"]);
+    assert_eq!(
+        rules(&with(json!({"redirect_uris": null}))),
+        ["redirect_uris_required"]
+    );
+    assert_eq!(
+        rules(&with(json!({"redirect_uris": []}))),
+        ["redirect_uris_required"]
+    );
+    assert_eq!(
+        rules(&with(json!({"redirect_uris": "https://c.example/cb"}))),
+        ["redirect_uris_required"]
+    );
 }
 
 #[test]
@@ -146,8 +172,14 @@ fn private_use_scheme_allowed_by_policy() {
 
 #[test]
 fn forbidden_member() {
-    assert_eq!(rules(&with(json!({"client_secret": "s3cret"}))), ["forbidden_member"]);
-    assert_eq!(rules(&with(json!({"client_secret_expires_at": 0}))), ["forbidden_member"]);
+    assert_eq!(
+        rules(&with(json!({"client_secret": "s3cret"}))),
+        ["forbidden_member"]
+    );
+    assert_eq!(
+        rules(&with(json!({"client_secret_expires_at": 0}))),
+        ["forbidden_member"]
+    );
 }
 
 #[test]
@@ -225,7 +257,12 @@ fn invalid_jwks() {
 #[test]
 fn uri_not_https() {
     for member in URI_MEMBERS {
-        for bad in ["http://client.example/x", "/relative", "javascript:alert(1)", "https://"] {
+        for bad in [
+            "http://client.example/x",
+            "/relative",
+            "javascript:alert(1)",
+            "https://",
+        ] {
             let body = with(json!({ member: bad }));
             assert_eq!(rules(&body), ["uri_not_https"], "{member} {bad}");
         }

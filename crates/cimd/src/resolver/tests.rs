@@ -1,0 +1,548 @@
+use super::*;
+use crate::client_id::UrlRules;
+use crate::versions::MemoryVersionStore;
+use async_trait::async_trait;
+use std::sync::atomic::AtomicUsize;
+use std::time::Duration;
+use steward_core::ManualClock;
+use steward_egress::CacheHeaders;
+
+const ID: &str = "https://client.example/oauth/client.json";
+const T0: UnixTime = UnixTime(1_700_000_000);
+
+fn id() -> ClientIdUrl {
+    ClientIdUrl::parse(ID, &UrlRules::default()).unwrap()
+}
+
+fn doc(name: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "client_id": ID,
+        "client_name": name,
+        "redirect_uris": ["http://localhost/callback"],
+    }))
+    .unwrap()
+}
+
+#[derive(Clone)]
+enum Reply {
+    Doc {
+        body: Vec<u8>,
+        cache_control: Option<&'static str>,
+        expires: Option<String>,
+        etag: Option<&'static str>,
+    },
+    Transient,
+    Definitive,
+}
+
+/// A document server in memory: answers 304 when `If-None-Match` matches,
+/// counts fetches, and can be slowed down to provoke concurrency.
+struct FakeFetcher {
+    reply: Mutex<Reply>,
+    fetches: AtomicUsize,
+    conditional: AtomicUsize,
+    delay: Duration,
+}
+
+impl FakeFetcher {
+    fn new(reply: Reply) -> Arc<Self> {
+        Self::slow(reply, Duration::ZERO)
+    }
+
+    fn slow(reply: Reply, delay: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            reply: Mutex::new(reply),
+            fetches: AtomicUsize::new(0),
+            conditional: AtomicUsize::new(0),
+            delay,
+        })
+    }
+
+    fn set(&self, reply: Reply) {
+        *self.reply.lock().unwrap() = reply;
+    }
+
+    fn fetches(&self) -> usize {
+        self.fetches.load(Ordering::SeqCst)
+    }
+}
+
+fn headers(cache_control: Option<&str>, expires: Option<String>, etag: Option<&str>) -> CacheHeaders {
+    CacheHeaders {
+        cache_control: cache_control.map(str::to_owned),
+        expires,
+        date: None,
+        age: None,
+        etag: etag.map(str::to_owned),
+        last_modified: None,
+    }
+}
+
+#[async_trait]
+impl DocumentFetcher for FakeFetcher {
+    async fn fetch(&self, req: &FetchRequest) -> Result<FetchResponse, FetchError> {
+        self.fetches.fetch_add(1, Ordering::SeqCst);
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
+        assert_eq!(req.url.as_str(), ID);
+        let reply = self.reply.lock().unwrap().clone();
+        let peer: SocketAddr = "127.0.0.2:443".parse().unwrap();
+        match reply {
+            Reply::Doc {
+                body,
+                cache_control,
+                expires,
+                etag,
+            } => {
+                let sent = req.validators.as_ref().and_then(|v| v.etag.as_deref());
+                if sent.is_some() {
+                    self.conditional.fetch_add(1, Ordering::SeqCst);
+                }
+                let not_modified = sent.is_some() && sent == etag;
+                Ok(FetchResponse {
+                    status: if not_modified {
+                        FetchStatus::NotModified
+                    } else {
+                        FetchStatus::Ok
+                    },
+                    body: if not_modified {
+                        bytes::Bytes::new()
+                    } else {
+                        bytes::Bytes::from(body)
+                    },
+                    content_type: Some("application/json".into()),
+                    cache: headers(cache_control, expires, etag),
+                    peer,
+                })
+            }
+            Reply::Transient => Err(transient_error()),
+            Reply::Definitive => Err(definitive_error()),
+        }
+    }
+}
+
+fn transient_error() -> FetchError {
+    FetchError::Timeout
+}
+
+fn definitive_error() -> FetchError {
+    FetchError::BadStatus { status: 404 }
+}
+
+fn cached(cache_control: &'static str) -> Reply {
+    Reply::Doc {
+        body: doc("Example"),
+        cache_control: Some(cache_control),
+        expires: None,
+        etag: None,
+    }
+}
+
+fn tagged(cache_control: &'static str, etag: &'static str) -> Reply {
+    Reply::Doc {
+        body: doc("Example"),
+        cache_control: Some(cache_control),
+        expires: None,
+        etag: Some(etag),
+    }
+}
+
+struct Harness {
+    resolver: Resolver,
+    fetcher: Arc<FakeFetcher>,
+    versions: Arc<MemoryVersionStore>,
+    clock: ManualClock,
+}
+
+fn harness(fetcher: Arc<FakeFetcher>) -> Harness {
+    let versions = Arc::new(MemoryVersionStore::new());
+    let clock = ManualClock::new(T0);
+    let resolver = Resolver::new(
+        fetcher.clone(),
+        versions.clone(),
+        Arc::new(clock.clone()),
+        CimdConfig::default(),
+    );
+    Harness {
+        resolver,
+        fetcher,
+        versions,
+        clock,
+    }
+}
+
+#[tokio::test]
+async fn a_fresh_entry_is_served_from_cache() {
+    let h = harness(FakeFetcher::new(cached("max-age=600")));
+    let first = h.resolver.resolve(&id()).await.unwrap();
+    let second = h.resolver.resolve(&id()).await.unwrap();
+    assert_eq!(h.fetcher.fetches(), 1);
+    assert!(Arc::ptr_eq(&first, &second));
+    assert_eq!(first.metadata.client_name, "Example");
+    assert_eq!(first.peer.to_string(), "127.0.0.2:443");
+}
+
+#[tokio::test]
+async fn max_age_below_the_floor_is_raised_to_300() {
+    let h = harness(FakeFetcher::new(cached("max-age=10")));
+    let c = h.resolver.resolve(&id()).await.unwrap();
+    assert_eq!(c.fresh_until, T0.plus_secs(300));
+    h.clock.advance(299);
+    h.resolver.resolve(&id()).await.unwrap();
+    assert_eq!(h.fetcher.fetches(), 1);
+    h.clock.advance(1);
+    h.resolver.resolve(&id()).await.unwrap();
+    assert_eq!(h.fetcher.fetches(), 2);
+}
+
+#[tokio::test]
+async fn max_age_above_the_ceiling_is_cut_to_86400() {
+    let h = harness(FakeFetcher::new(cached("max-age=10000000")));
+    let c = h.resolver.resolve(&id()).await.unwrap();
+    assert_eq!(c.fresh_until, T0.plus_secs(86_400));
+}
+
+#[tokio::test]
+async fn expires_sets_the_lifetime() {
+    let at = std::time::UNIX_EPOCH + Duration::from_secs(u64::try_from(T0.0 + 7_200).unwrap());
+    let h = harness(FakeFetcher::new(Reply::Doc {
+        body: doc("Example"),
+        cache_control: None,
+        expires: Some(httpdate::fmt_http_date(at)),
+        etag: None,
+    }));
+    let c = h.resolver.resolve(&id()).await.unwrap();
+    assert_eq!(c.fresh_until, T0.plus_secs(7_200));
+}
+
+#[tokio::test]
+async fn no_store_is_served_but_never_cached() {
+    let h = harness(FakeFetcher::new(cached("no-store, max-age=600")));
+    let a = h.resolver.resolve(&id()).await.unwrap();
+    let b = h.resolver.resolve(&id()).await.unwrap();
+    assert_eq!(h.fetcher.fetches(), 2);
+    assert_eq!(a.version_id, b.version_id);
+    assert_eq!(h.versions.len(), 1);
+}
+
+#[tokio::test]
+async fn not_modified_extends_freshness_without_a_new_version() {
+    let h = harness(FakeFetcher::new(tagged("max-age=600", "\"v1\"")));
+    let first = h.resolver.resolve(&id()).await.unwrap();
+    h.clock.advance(601);
+    let second = h.resolver.resolve(&id()).await.unwrap();
+    assert_eq!(h.fetcher.fetches(), 2);
+    assert_eq!(h.fetcher.conditional.load(Ordering::SeqCst), 1);
+    assert_eq!(second.version_id, first.version_id);
+    assert_eq!(second.fresh_until, T0.plus_secs(601 + 600));
+    assert_eq!(second.fetched_at, T0);
+    assert_eq!(h.versions.len(), 1);
+    h.clock.advance(599);
+    h.resolver.resolve(&id()).await.unwrap();
+    assert_eq!(h.fetcher.fetches(), 2);
+}
+
+#[tokio::test]
+async fn no_cache_revalidates_on_every_use() {
+    let h = harness(FakeFetcher::new(tagged("no-cache", "\"v1\"")));
+    for _ in 0..3 {
+        h.resolver.resolve(&id()).await.unwrap();
+    }
+    assert_eq!(h.fetcher.fetches(), 3);
+    assert_eq!(h.fetcher.conditional.load(Ordering::SeqCst), 2);
+    assert_eq!(h.versions.len(), 1);
+}
+
+#[tokio::test]
+async fn a_no_cache_document_is_not_served_through_a_failure() {
+    let h = harness(FakeFetcher::new(tagged("no-cache", "\"v1\"")));
+    h.resolver.resolve(&id()).await.unwrap();
+    h.fetcher.set(Reply::Transient);
+    let err = h.resolver.resolve(&id()).await.unwrap_err();
+    assert!(matches!(err, ResolveError::Fetch(_)));
+    assert!(h.resolver.resolve(&id()).await.is_err());
+}
+
+#[tokio::test]
+async fn a_version_is_recorded_once_per_content_hash() {
+    let h = harness(FakeFetcher::new(cached("max-age=300")));
+    let a = h.resolver.resolve(&id()).await.unwrap();
+    h.clock.advance(301);
+    let same = h.resolver.resolve(&id()).await.unwrap();
+    assert_eq!(a.version_id, same.version_id);
+    assert_eq!(h.versions.len(), 1);
+    h.fetcher.set(Reply::Doc {
+        body: doc("Renamed"),
+        cache_control: Some("max-age=300"),
+        expires: None,
+        etag: None,
+    });
+    h.clock.advance(301);
+    let changed = h.resolver.resolve(&id()).await.unwrap();
+    assert_ne!(changed.version_id, a.version_id);
+    assert_eq!(changed.metadata.client_name, "Renamed");
+    assert_eq!(h.versions.len(), 2);
+    let latest = h.versions.latest(ID).await.unwrap().unwrap();
+    assert_eq!(latest.id, changed.version_id);
+    assert_eq!(latest.content_hash, content_hash(&doc("Renamed")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_resolutions_share_one_fetch() {
+    let h = harness(FakeFetcher::slow(
+        cached("max-age=600"),
+        Duration::from_millis(200),
+    ));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..50 {
+        let r = h.resolver.clone();
+        tasks.spawn(async move { r.resolve(&id()).await.map(|c| c.version_id) });
+    }
+    let mut ids = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        ids.push(joined.unwrap().unwrap());
+    }
+    assert_eq!(ids.len(), 50);
+    assert!(ids.iter().all(|v| *v == ids[0]));
+    assert_eq!(h.fetcher.fetches(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_failures_share_one_fetch_too() {
+    let h = harness(FakeFetcher::slow(Reply::Transient, Duration::from_millis(200)));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let r = h.resolver.clone();
+        tasks.spawn(async move { r.resolve(&id()).await.map(|_| ()) });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        let err = joined.unwrap().unwrap_err();
+        assert!(err.is_transient());
+        assert_eq!(err.reason(), transient_error().reason());
+    }
+    assert_eq!(h.fetcher.fetches(), 1);
+}
+
+#[tokio::test]
+async fn a_cancelled_leader_hands_over_to_a_waiter() {
+    let h = harness(FakeFetcher::slow(
+        cached("max-age=600"),
+        Duration::from_millis(100),
+    ));
+    let leader = {
+        let r = h.resolver.clone();
+        tokio::spawn(async move { r.resolve(&id()).await.map(|_| ()) })
+    };
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let waiter = {
+        let r = h.resolver.clone();
+        tokio::spawn(async move { r.resolve(&id()).await.map(|_| ()) })
+    };
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    leader.abort();
+    waiter.await.unwrap().unwrap();
+    assert_eq!(h.fetcher.fetches(), 2);
+}
+
+#[tokio::test]
+async fn failures_back_off_exponentially() {
+    let h = harness(FakeFetcher::new(Reply::Transient));
+    let first = h.resolver.resolve(&id()).await.unwrap_err();
+    assert!(matches!(first, ResolveError::Fetch(_)));
+    assert!(first.is_transient());
+    let again = h.resolver.resolve(&id()).await.unwrap_err();
+    assert!(matches!(
+        again,
+        ResolveError::RecentFailure {
+            retry_after_secs: 5,
+            ..
+        }
+    ));
+    assert_eq!(again.reason(), first.reason());
+    assert!(again.is_transient());
+    assert_eq!(h.fetcher.fetches(), 1);
+    h.clock.advance(5);
+    h.resolver.resolve(&id()).await.unwrap_err();
+    assert_eq!(h.fetcher.fetches(), 2);
+    h.clock.advance(9);
+    h.resolver.resolve(&id()).await.unwrap_err();
+    assert_eq!(h.fetcher.fetches(), 2, "second failure waits 10 s");
+    h.clock.advance(1);
+    h.resolver.resolve(&id()).await.unwrap_err();
+    assert_eq!(h.fetcher.fetches(), 3);
+    // Recovery clears the backoff.
+    h.fetcher.set(cached("max-age=600"));
+    h.clock.advance(20);
+    h.resolver.resolve(&id()).await.unwrap();
+    assert_eq!(h.fetcher.fetches(), 4);
+}
+
+#[tokio::test]
+async fn negative_cache_never_hides_a_valid_entry() {
+    let h = harness(FakeFetcher::new(tagged("max-age=600", "\"v1\"")));
+    let good = h.resolver.resolve(&id()).await.unwrap();
+    h.fetcher.set(Reply::Transient);
+    h.clock.advance(601);
+    let stale = h.resolver.resolve(&id()).await.unwrap();
+    assert_eq!(stale.version_id, good.version_id);
+    assert_eq!(h.fetcher.fetches(), 2);
+    // While the failure is remembered the stale entry keeps being served, without fetching.
+    let again = h.resolver.resolve(&id()).await.unwrap();
+    assert_eq!(again.version_id, good.version_id);
+    assert_eq!(h.fetcher.fetches(), 2);
+    // But never past max_cache_seconds after the origin last confirmed it.
+    h.clock.set(T0.plus_secs(86_400));
+    let err = h.resolver.resolve(&id()).await.unwrap_err();
+    assert!(err.is_transient());
+}
+
+#[tokio::test]
+async fn a_definitive_failure_drops_the_cached_entry() {
+    let h = harness(FakeFetcher::new(cached("max-age=600")));
+    h.resolver.resolve(&id()).await.unwrap();
+    h.fetcher.set(Reply::Definitive);
+    h.clock.advance(601);
+    let err = h.resolver.resolve(&id()).await.unwrap_err();
+    assert!(!err.is_transient());
+    assert!(matches!(err, ResolveError::Fetch(_)));
+    // After the backoff the fetch is retried and the cache does not resurrect the old entry.
+    h.clock.advance(5);
+    assert!(h.resolver.resolve(&id()).await.is_err());
+    assert_eq!(h.fetcher.fetches(), 3);
+}
+
+#[tokio::test]
+async fn an_invalid_document_is_never_cached() {
+    let h = harness(FakeFetcher::new(cached("max-age=600")));
+    h.resolver.resolve(&id()).await.unwrap();
+    h.fetcher.set(Reply::Doc {
+        body: br#"{"client_id":"https://client.example/oauth/client.json","client_secret":"x"}"#.to_vec(),
+        cache_control: Some("max-age=600"),
+        expires: None,
+        etag: None,
+    });
+    h.clock.advance(601);
+    let err = h.resolver.resolve(&id()).await.unwrap_err();
+    assert_eq!(err.reason(), "client_name_required");
+    let ResolveError::Invalid(problems) = &err else {
+        panic!("expected Invalid, got {err:?}");
+    };
+    assert!(problems.iter().any(|p| p.rule == "forbidden_member"));
+    // The repeat within the backoff gets the same problems without a fetch.
+    let again = h.resolver.resolve(&id()).await.unwrap_err();
+    assert!(matches!(again, ResolveError::Invalid(ref p) if p == problems));
+    assert_eq!(h.fetcher.fetches(), 2);
+    assert_eq!(h.versions.len(), 1);
+}
+
+#[tokio::test]
+async fn a_document_in_use_is_refreshed_in_the_background() {
+    let h = harness(FakeFetcher::new(cached("max-age=1000")));
+    h.resolver.resolve(&id()).await.unwrap();
+    h.clock.advance(850);
+    h.resolver.resolve(&id()).await.unwrap();
+    tokio::task::yield_now().await;
+    assert_eq!(h.fetcher.fetches(), 1, "not yet in the last tenth");
+    h.clock.advance(100);
+    let hit = h.resolver.resolve(&id()).await.unwrap();
+    assert_eq!(hit.fresh_until, T0.plus_secs(1_000), "served at once from cache");
+    for _ in 0..100 {
+        if h.fetcher.fetches() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(h.fetcher.fetches(), 2);
+    // Several hits near expiry start only one refresh.
+    h.resolver.resolve(&id()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    assert_eq!(h.fetcher.fetches(), 2);
+    // Past the old expiry the refreshed entry is still fresh.
+    h.clock.advance(100);
+    let refreshed = h.resolver.resolve(&id()).await.unwrap();
+    assert_eq!(refreshed.fresh_until, T0.plus_secs(950 + 1_000));
+    assert_eq!(h.fetcher.fetches(), 2);
+}
+
+#[tokio::test]
+async fn stored_versions_are_revalidated_without_fetching() {
+    let h = harness(FakeFetcher::new(cached("max-age=600")));
+    let live = h.resolver.resolve(&id()).await.unwrap();
+    let fresh_resolver = Resolver::new(
+        FakeFetcher::new(Reply::Definitive),
+        h.versions.clone(),
+        Arc::new(h.clock.clone()),
+        CimdConfig::default(),
+    );
+    let stored = fresh_resolver
+        .stored(&id(), live.version_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.metadata, live.metadata);
+    assert_eq!(stored.content_hash, live.content_hash);
+    let latest = fresh_resolver.latest_stored(&id()).await.unwrap().unwrap();
+    assert_eq!(latest.version_id, live.version_id);
+    let other = ClientIdUrl::parse("https://other.example/c", &UrlRules::default()).unwrap();
+    assert!(
+        fresh_resolver
+            .stored(&other, live.version_id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(fresh_resolver.stored(&id(), 999).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_stored_version_must_still_pass_current_policy() {
+    let versions = Arc::new(MemoryVersionStore::new());
+    let body = r#"{"client_id":"https://client.example/oauth/client.json","client_name":"x","redirect_uris":["com.example.app:/cb"]}"#;
+    let lax = CimdConfig {
+        allow_private_use_schemes: true,
+        ..CimdConfig::default()
+    };
+    let clock = Arc::new(ManualClock::new(T0));
+    let lax_resolver = Resolver::new(
+        FakeFetcher::new(Reply::Doc {
+            body: body.as_bytes().to_vec(),
+            cache_control: None,
+            expires: None,
+            etag: None,
+        }),
+        versions.clone(),
+        clock.clone(),
+        lax,
+    );
+    let v = lax_resolver.resolve(&id()).await.unwrap().version_id;
+    let strict = Resolver::new(
+        FakeFetcher::new(Reply::Definitive),
+        versions,
+        clock,
+        CimdConfig::default(),
+    );
+    let err = strict.stored(&id(), v).await.unwrap_err();
+    assert_eq!(err.reason(), "invalid_redirect_uri");
+}
+
+#[tokio::test]
+async fn the_cache_is_bounded_by_entries() {
+    let versions = Arc::new(MemoryVersionStore::new());
+    let config = CimdConfig {
+        cache_max_entries: 2,
+        cache_max_bytes: 2 * 4096,
+        ..CimdConfig::default()
+    };
+    let r = Resolver::new(
+        FakeFetcher::new(cached("max-age=600")),
+        versions,
+        Arc::new(ManualClock::new(T0)),
+        config,
+    );
+    assert_eq!(r.weigh(10), 4096);
+    assert_eq!(r.weigh(10_000), 10_000);
+    r.resolve(&id()).await.unwrap();
+    r.inner.cache.run_pending_tasks();
+    assert_eq!(r.inner.cache.weighted_size(), 4096);
+}

@@ -90,3 +90,24 @@ pub fn client() -> reqwest::Client {
         .build()
         .unwrap()
 }
+
+/// A URL to a fresh, empty PostgreSQL schema on the server at `base`, or
+/// `None` (after saying why) when no server answers — unless `CI=true`,
+/// where an unreachable PostgreSQL fails the test.
+pub async fn postgres_schema_url(base: &str) -> Option<String> {
+    use sqlx::Connection;
+    let mut conn = match sqlx::PgConnection::connect(base).await {
+        Ok(c) => c,
+        Err(e) => {
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!("CI=true but PostgreSQL at {base} is unreachable: {e}");
+            }
+            eprintln!("skipping: PostgreSQL at {base} is unreachable ({e}); set STEWARD_TEST_POSTGRES_URL");
+            return None;
+        }
+    };
+    let schema = format!("srv_{}", steward_core::secret::random_token().expose()[..12].to_ascii_lowercase().replace('-', "_"));
+    sqlx::query(&format!("CREATE SCHEMA \"{schema}\"")).execute(&mut conn).await.unwrap();
+    let sep = if base.contains('?') { '&' } else { '?' };
+    Some(format!("{base}{sep}options=-c%20search_path%3D{schema}"))
+}

@@ -29,12 +29,20 @@ pub struct SpecialRange {
 }
 
 const fn v4(a: u8, b: u8, c: u8, d: u8, prefix: u8, name: &'static str, rfc: &'static str) -> SpecialRange {
-    SpecialRange { network: IpNet::V4(Ipv4Net::new_assert(Ipv4Addr::new(a, b, c, d), prefix)), name, rfc }
+    SpecialRange {
+        network: IpNet::V4(Ipv4Net::new_assert(Ipv4Addr::new(a, b, c, d), prefix)),
+        name,
+        rfc,
+    }
 }
 
 const fn v6(segments: [u16; 8], prefix: u8, name: &'static str, rfc: &'static str) -> SpecialRange {
     let [a, b, c, d, e, f, g, h] = segments;
-    SpecialRange { network: IpNet::V6(Ipv6Net::new_assert(Ipv6Addr::new(a, b, c, d, e, f, g, h), prefix)), name, rfc }
+    SpecialRange {
+        network: IpNet::V6(Ipv6Net::new_assert(Ipv6Addr::new(a, b, c, d, e, f, g, h), prefix)),
+        name,
+        rfc,
+    }
 }
 
 /// The IANA IPv4 Special-Purpose Address Registry, plus multicast.
@@ -72,31 +80,91 @@ pub static IPV4_SPECIAL: &[SpecialRange] = &[
 pub static IPV6_SPECIAL: &[SpecialRange] = &[
     v6([0, 0, 0, 0, 0, 0, 0, 0], 128, "unspecified", "RFC 4291"),
     v6([0, 0, 0, 0, 0, 0, 0, 1], 128, "loopback", "RFC 4291"),
-    v6([0, 0, 0, 0, 0, 0, 0, 0], 96, "IPv4-compatible (deprecated)", "RFC 4291"),
+    v6(
+        [0, 0, 0, 0, 0, 0, 0, 0],
+        96,
+        "IPv4-compatible (deprecated)",
+        "RFC 4291",
+    ),
     v6([0, 0, 0, 0, 0, 0xffff, 0, 0], 96, "IPv4-mapped", "RFC 4291"),
-    v6([0x64, 0xff9b, 0, 0, 0, 0, 0, 0], 96, "IPv4-IPv6 translation (NAT64)", "RFC 6052"),
-    v6([0x64, 0xff9b, 1, 0, 0, 0, 0, 0], 48, "IPv4-IPv6 translation (local-use NAT64)", "RFC 8215"),
+    v6(
+        [0x64, 0xff9b, 0, 0, 0, 0, 0, 0],
+        96,
+        "IPv4-IPv6 translation (NAT64)",
+        "RFC 6052",
+    ),
+    v6(
+        [0x64, 0xff9b, 1, 0, 0, 0, 0, 0],
+        48,
+        "IPv4-IPv6 translation (local-use NAT64)",
+        "RFC 8215",
+    ),
     v6([0x100, 0, 0, 0, 0, 0, 0, 0], 64, "discard-only", "RFC 6666"),
     v6([0x100, 0, 0, 1, 0, 0, 0, 0], 64, "dummy IPv6 prefix", "RFC 9780"),
-    v6([0x2001, 0, 0, 0, 0, 0, 0, 0], 23, "IETF protocol assignments", "RFC 2928"),
+    v6(
+        [0x2001, 0, 0, 0, 0, 0, 0, 0],
+        23,
+        "IETF protocol assignments",
+        "RFC 2928",
+    ),
     v6([0x2001, 0, 0, 0, 0, 0, 0, 0], 32, "Teredo", "RFC 4380"),
-    v6([0x2001, 1, 0, 0, 0, 0, 0, 1], 128, "port control protocol anycast", "RFC 7723"),
+    v6(
+        [0x2001, 1, 0, 0, 0, 0, 0, 1],
+        128,
+        "port control protocol anycast",
+        "RFC 7723",
+    ),
     v6([0x2001, 1, 0, 0, 0, 0, 0, 2], 128, "TURN anycast", "RFC 8155"),
-    v6([0x2001, 1, 0, 0, 0, 0, 0, 3], 128, "DNS-SD service registration protocol anycast", "RFC 9665"),
+    v6(
+        [0x2001, 1, 0, 0, 0, 0, 0, 3],
+        128,
+        "DNS-SD service registration protocol anycast",
+        "RFC 9665",
+    ),
     v6([0x2001, 2, 0, 0, 0, 0, 0, 0], 48, "benchmarking", "RFC 5180"),
     v6([0x2001, 3, 0, 0, 0, 0, 0, 0], 32, "AMT", "RFC 7450"),
     v6([0x2001, 4, 0x112, 0, 0, 0, 0, 0], 48, "AS112-v6", "RFC 7535"),
-    v6([0x2001, 0x10, 0, 0, 0, 0, 0, 0], 28, "deprecated ORCHID", "RFC 4843"),
+    v6(
+        [0x2001, 0x10, 0, 0, 0, 0, 0, 0],
+        28,
+        "deprecated ORCHID",
+        "RFC 4843",
+    ),
     v6([0x2001, 0x20, 0, 0, 0, 0, 0, 0], 28, "ORCHIDv2", "RFC 7343"),
-    v6([0x2001, 0x30, 0, 0, 0, 0, 0, 0], 28, "drone remote ID entity tags", "RFC 9374"),
+    v6(
+        [0x2001, 0x30, 0, 0, 0, 0, 0, 0],
+        28,
+        "drone remote ID entity tags",
+        "RFC 9374",
+    ),
     v6([0x2001, 0xdb8, 0, 0, 0, 0, 0, 0], 32, "documentation", "RFC 3849"),
     v6([0x2002, 0, 0, 0, 0, 0, 0, 0], 16, "6to4", "RFC 3056"),
-    v6([0x2620, 0x4f, 0x8000, 0, 0, 0, 0, 0], 48, "direct delegation AS112 service", "RFC 7534"),
+    v6(
+        [0x2620, 0x4f, 0x8000, 0, 0, 0, 0, 0],
+        48,
+        "direct delegation AS112 service",
+        "RFC 7534",
+    ),
     v6([0x3fff, 0, 0, 0, 0, 0, 0, 0], 20, "documentation", "RFC 9637"),
-    v6([0x5f00, 0, 0, 0, 0, 0, 0, 0], 16, "segment routing (SRv6) SIDs", "RFC 9602"),
+    v6(
+        [0x5f00, 0, 0, 0, 0, 0, 0, 0],
+        16,
+        "segment routing (SRv6) SIDs",
+        "RFC 9602",
+    ),
     v6([0xfc00, 0, 0, 0, 0, 0, 0, 0], 7, "unique-local", "RFC 4193"),
-    v6([0xfe80, 0, 0, 0, 0, 0, 0, 0], 10, "link-local unicast", "RFC 4291"),
-    v6([0xfec0, 0, 0, 0, 0, 0, 0, 0], 10, "site-local (deprecated)", "RFC 3879"),
+    v6(
+        [0xfe80, 0, 0, 0, 0, 0, 0, 0],
+        10,
+        "link-local unicast",
+        "RFC 4291",
+    ),
+    v6(
+        [0xfec0, 0, 0, 0, 0, 0, 0, 0],
+        10,
+        "site-local (deprecated)",
+        "RFC 3879",
+    ),
     v6([0xff00, 0, 0, 0, 0, 0, 0, 0], 8, "multicast", "RFC 4291"),
 ];
 
@@ -109,7 +177,10 @@ pub fn special_purpose(ip: IpAddr) -> Option<&'static SpecialRange> {
         IpAddr::V4(_) => IPV4_SPECIAL,
         IpAddr::V6(_) => IPV6_SPECIAL,
     };
-    table.iter().filter(|r| r.network.contains(&ip)).max_by_key(|r| r.network.prefix_len())
+    table
+        .iter()
+        .filter(|r| r.network.contains(&ip))
+        .max_by_key(|r| r.network.prefix_len())
 }
 
 /// How an IPv6 address carries an IPv4 address.
@@ -177,12 +248,20 @@ pub fn check(ip: IpAddr, allow: &[IpNet]) -> Result<(), Blocked> {
         && let Some(range) = special_purpose(IpAddr::V4(inner))
         && !allowed(IpAddr::V4(inner))
     {
-        return Err(Blocked { ip, range, embedded: Some((embedding, inner)) });
+        return Err(Blocked {
+            ip,
+            range,
+            embedded: Some((embedding, inner)),
+        });
     }
     if let Some(range) = special_purpose(ip)
         && !allowed(ip)
     {
-        return Err(Blocked { ip, range, embedded: None });
+        return Err(Blocked {
+            ip,
+            range,
+            embedded: None,
+        });
     }
     Ok(())
 }
@@ -207,13 +286,18 @@ mod tests {
     fn every_table_entry_blocks_its_first_and_last_address() {
         for range in IPV4_SPECIAL.iter().chain(IPV6_SPECIAL) {
             for addr in [range.network.network(), last_address(range.network)] {
-                let blocked = check(addr, &[]).expect_err(&format!("{addr} ({}) must be blocked", range.name));
+                let blocked =
+                    check(addr, &[]).expect_err(&format!("{addr} ({}) must be blocked", range.name));
                 assert_eq!(blocked.ip, addr);
                 assert!(range.network.contains(&addr));
             }
             // The most specific entry reports itself for its own network address.
             let own = special_purpose(range.network.network()).unwrap();
-            assert!(own.network.prefix_len() >= range.network.prefix_len(), "{}", range.name);
+            assert!(
+                own.network.prefix_len() >= range.network.prefix_len(),
+                "{}",
+                range.name
+            );
             assert!(range.rfc.starts_with("RFC "), "{}", range.name);
         }
     }
@@ -348,12 +432,20 @@ mod tests {
             ("2002:a00:1::1", Embedding::SixToFour, "10.0.0.1"),
             ("2002:c0a8:101::", Embedding::SixToFour, "192.168.1.1"),
             // RFC 4380 §4 example: client 192.0.2.45 obfuscated as 3fff:fdd2.
-            ("2001:0:4136:e378:8000:63bf:3fff:fdd2", Embedding::Teredo, "192.0.2.45"),
+            (
+                "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+                Embedding::Teredo,
+                "192.0.2.45",
+            ),
             ("2001:0:4136:e378::80ff:fffe", Embedding::Teredo, "127.0.0.1"),
         ];
         for (addr, embedding, inner) in cases {
             let v6: Ipv6Addr = addr.parse().unwrap();
-            assert_eq!(embedded_ipv4(v6), Some((embedding, inner.parse().unwrap())), "{addr}");
+            assert_eq!(
+                embedded_ipv4(v6),
+                Some((embedding, inner.parse().unwrap())),
+                "{addr}"
+            );
         }
         assert_eq!(embedded_ipv4("::".parse().unwrap()), None);
         assert_eq!(embedded_ipv4("::1".parse().unwrap()), None);
@@ -407,7 +499,10 @@ mod tests {
         assert!(check(ip("127.0.0.1"), &allow).is_err());
         assert!(check(ip("127.0.0.3"), &allow).is_err());
         // Literal match only: the mapped form of an allowed IPv4 is still blocked.
-        assert_eq!(check(ip("::ffff:127.0.0.2"), &allow).unwrap_err().range.name, "IPv4-mapped");
+        assert_eq!(
+            check(ip("::ffff:127.0.0.2"), &allow).unwrap_err().range.name,
+            "IPv4-mapped"
+        );
         // Allowing the embedded IPv4 and the wrapper both is explicit consent.
         let both: Vec<IpNet> = vec!["127.0.0.2/32".parse().unwrap(), "::ffff:0:0/96".parse().unwrap()];
         assert_eq!(check(ip("::ffff:127.0.0.2"), &both), Ok(()));

@@ -16,7 +16,7 @@ pub async fn list(settings: Settings) -> Result<ExitCode> {
         println!("no signing keys yet: `steward serve` creates the first one");
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{:<44} {:<6} {:<10} {:<12} RETIRE AFTER", "KID", "ALG", "STATE", "CREATED");
+    println!("{:<44} {:<6} {:<10} {:<30} RETIRE AFTER", "KID", "ALG", "STATE", "CREATED");
     for k in keys {
         let state = if k.is_active() {
             "active"
@@ -28,12 +28,12 @@ pub async fn list(settings: Settings) -> Result<ExitCode> {
             "retired"
         };
         println!(
-            "{:<44} {:<6} {:<10} {:<12} {}",
+            "{:<44} {:<6} {:<10} {:<30} {}",
             k.kid,
             k.algorithm,
             state,
-            k.created_at,
-            k.retire_after.map(|t: UnixTime| t.to_string()).unwrap_or_else(|| "-".to_owned())
+            date(k.created_at),
+            k.retire_after.map(date).unwrap_or_else(|| "-".to_owned())
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -45,10 +45,20 @@ pub async fn rotate(settings: Settings) -> Result<ExitCode> {
     let algorithm: Algorithm =
         settings.keys.algorithm.parse().map_err(|_| anyhow::anyhow!("keys.algorithm: unknown algorithm"))?;
     let lifetime = settings.tokens.access_token_lifetime_secs;
-    let kid = keyring::rotate(store.as_ref(), &kek, algorithm, SystemClock.now(), lifetime)
-        .await
-        .context("rotating the signing key")?;
+    let now = SystemClock.now();
+    let kid =
+        keyring::rotate(store.as_ref(), &kek, algorithm, now, lifetime).await.context("rotating the signing key")?;
     println!("new active signing key: {algorithm} kid={kid}");
-    println!("the previous key stays published for {lifetime} s, until every token it signed has expired");
+    println!(
+        "the previous key stays published until {}, when every token it signed has expired",
+        date(steward_jose::retire_after(now, lifetime))
+    );
+    println!("running servers pick the new key up within keys.reload_seconds ({} s)", settings.keys.reload_seconds);
     Ok(ExitCode::SUCCESS)
+}
+
+/// An HTTP-date rendering of a stored time (no clock read: pure conversion).
+fn date(t: UnixTime) -> String {
+    let secs = u64::try_from(t.seconds()).unwrap_or(0);
+    httpdate::fmt_http_date(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
 }

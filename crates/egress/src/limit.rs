@@ -1,0 +1,129 @@
+//! Per-host limits on concurrent fetches and on fetches per minute.
+//!
+//! Attackers choose the URLs Steward fetches. Without a per-host cap a single
+//! slow host could hold every worker (starvation), and a flood of
+//! authorization requests naming one victim URL would turn Steward into a
+//! traffic reflector (SEP-991 "Risk: DDoS"). Refusal is immediate: waiting
+//! would just move the starvation into a queue.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::error::FetchError;
+
+const WINDOW: Duration = Duration::from_secs(60);
+/// Above this many tracked hosts, idle ones are swept so the map stays bounded.
+const SWEEP_THRESHOLD: usize = 1024;
+
+#[derive(Default)]
+struct HostState {
+    active: usize,
+    starts: VecDeque<Instant>,
+}
+
+pub(crate) struct HostLimiter {
+    concurrency: usize,
+    per_minute: usize,
+    hosts: Arc<Mutex<HashMap<String, HostState>>>,
+}
+
+impl HostLimiter {
+    pub(crate) fn new(concurrency: usize, per_minute: u32) -> Self {
+        HostLimiter {
+            concurrency,
+            per_minute: usize::try_from(per_minute).unwrap_or(usize::MAX),
+            hosts: Arc::default(),
+        }
+    }
+
+    /// Reserve a fetch slot for `host`; the slot is released when the permit drops.
+    pub(crate) fn acquire(&self, host: &str) -> Result<HostPermit, FetchError> {
+        let now = Instant::now();
+        let mut hosts = lock(&self.hosts);
+        if hosts.len() > SWEEP_THRESHOLD {
+            hosts.retain(|_, state| {
+                prune(state, now);
+                state.active > 0 || !state.starts.is_empty()
+            });
+        }
+        let state = hosts.entry(host.to_owned()).or_default();
+        prune(state, now);
+        if state.active >= self.concurrency || state.starts.len() >= self.per_minute {
+            return Err(FetchError::RateLimited);
+        }
+        state.active += 1;
+        state.starts.push_back(now);
+        Ok(HostPermit {
+            host: host.to_owned(),
+            hosts: Arc::clone(&self.hosts),
+        })
+    }
+}
+
+fn prune(state: &mut HostState, now: Instant) {
+    while state
+        .starts
+        .front()
+        .is_some_and(|start| now.duration_since(*start) >= WINDOW)
+    {
+        state.starts.pop_front();
+    }
+}
+
+fn lock(hosts: &Mutex<HashMap<String, HostState>>) -> MutexGuard<'_, HashMap<String, HostState>> {
+    // The map holds counters only; a poisoned lock leaves them consistent enough.
+    hosts.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A held concurrency slot.
+pub(crate) struct HostPermit {
+    host: String,
+    hosts: Arc<Mutex<HashMap<String, HostState>>>,
+}
+
+impl Drop for HostPermit {
+    fn drop(&mut self) {
+        if let Some(state) = lock(&self.hosts).get_mut(&self.host) {
+            state.active = state.active.saturating_sub(1);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn concurrency_is_capped_per_host_and_released_on_drop() {
+        let limiter = HostLimiter::new(2, 100);
+        let a = limiter.acquire("a.example").unwrap();
+        let _b = limiter.acquire("a.example").unwrap();
+        assert!(matches!(
+            limiter.acquire("a.example"),
+            Err(FetchError::RateLimited)
+        ));
+        // Another host is unaffected.
+        let _c = limiter.acquire("b.example").unwrap();
+        drop(a);
+        assert!(limiter.acquire("a.example").is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn starts_per_minute_are_capped_in_a_rolling_window() {
+        let limiter = HostLimiter::new(10, 3);
+        for _ in 0..3 {
+            drop(limiter.acquire("a.example").unwrap());
+        }
+        assert!(matches!(
+            limiter.acquire("a.example"),
+            Err(FetchError::RateLimited)
+        ));
+        tokio::time::advance(Duration::from_secs(59)).await;
+        assert!(limiter.acquire("a.example").is_err());
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(limiter.acquire("a.example").is_ok());
+    }
+}

@@ -58,6 +58,22 @@ impl TestCa {
     }
 }
 
+impl TestCa {
+    /// A fresh leaf certificate for `hostnames` as PEM files' contents:
+    /// `(certificate chain, PKCS#8 private key)`, for servers configured from
+    /// files (Steward's own `[tls]` settings).
+    pub fn leaf_pem(&self, hostnames: &[&str]) -> (String, String) {
+        let key = KeyPair::generate().expect("generate leaf key");
+        let names: Vec<String> = hostnames.iter().map(|h| (*h).to_owned()).collect();
+        let mut params = CertificateParams::new(names).expect("leaf params");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, hostnames.first().copied().unwrap_or("test"));
+        let leaf = params.signed_by(&key, &self.issuer).expect("sign leaf");
+        (format!("{}{}", leaf.pem(), self.issuer.pem()), key.serialize_pem())
+    }
+}
+
 impl Default for TestCa {
     fn default() -> Self {
         TestCa::new()

@@ -34,15 +34,21 @@ const ENV_SECTIONS: &[&str] = &[
 
 /// Settings whose value may instead be read from a file named by
 /// `STEWARD_<KEY>_FILE` (for secrets mounted by an orchestrator).
-const FILE_SECRETS: &[(&str, &str)] =
-    &[("DATABASE__URL_FILE", "database.url"), ("ADMIN__TOKEN_FILE", "admin.token")];
+const FILE_SECRETS: &[(&str, &str)] = &[
+    ("DATABASE__URL_FILE", "database.url"),
+    ("ADMIN__TOKEN_FILE", "admin.token"),
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("configuration file {0}: not found")]
     FileMissing(String),
     #[error("{var}: cannot read {path}: {source}")]
-    SecretFile { var: String, path: String, source: std::io::Error },
+    SecretFile {
+        var: String,
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Invalid(String),
 }
@@ -61,7 +67,8 @@ pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
             .filter(|key| {
                 let k = key.as_str().to_ascii_lowercase();
                 let section = k.split("__").next().unwrap_or_default();
-                ENV_SECTIONS.contains(&section) && !FILE_SECRETS.iter().any(|(f, _)| f.eq_ignore_ascii_case(&k))
+                ENV_SECTIONS.contains(&section)
+                    && !FILE_SECRETS.iter().any(|(f, _)| f.eq_ignore_ascii_case(&k))
             })
             .split("__"),
     );
@@ -73,11 +80,18 @@ pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
                 path: Path::new(&path).display().to_string(),
                 source,
             })?;
-            figment = figment.merge(Serialized::global(key, contents.trim_end_matches(['\r', '\n']).to_owned()));
+            figment = figment.merge(Serialized::global(
+                key,
+                contents.trim_end_matches(['\r', '\n']).to_owned(),
+            ));
         }
     }
-    let settings: Settings = figment.extract().map_err(|e| ConfigError::Invalid(describe(&e)))?;
-    settings.validate().map_err(|e| ConfigError::Invalid(e.to_string()))?;
+    let settings: Settings = figment
+        .extract()
+        .map_err(|e| ConfigError::Invalid(describe(&e)))?;
+    settings
+        .validate()
+        .map_err(|e| ConfigError::Invalid(e.to_string()))?;
     Ok(settings)
 }
 
@@ -92,10 +106,15 @@ fn describe(err: &figment::Error) -> String {
         },
         None => String::new(),
     };
-    if key.is_empty() { format!("{}{source}", e.kind) } else { format!("{key}: {}{source}", e.kind) }
+    if key.is_empty() {
+        format!("{}{source}", e.kind)
+    } else {
+        format!("{key}: {}{source}", e.kind)
+    }
 }
 
 #[cfg(test)]
+#[allow(clippy::result_large_err)] // figment's Jail closures return figment::Error by design
 mod tests {
     use super::*;
     use figment::Jail;
@@ -172,7 +191,10 @@ mod tests {
     #[test]
     fn missing_config_file_is_an_error() {
         Jail::expect_with(|_jail| {
-            assert!(matches!(load(Some(Path::new("nope.toml"))), Err(ConfigError::FileMissing(_))));
+            assert!(matches!(
+                load(Some(Path::new("nope.toml"))),
+                Err(ConfigError::FileMissing(_))
+            ));
             Ok(())
         });
     }

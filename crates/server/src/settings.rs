@@ -94,7 +94,12 @@ pub struct LoginSettings {
 
 impl Default for LoginSettings {
     fn default() -> Self {
-        Self { session_lifetime_secs: 8 * 3600, max_failures_per_account: 5, max_failures_per_address: 20, window_secs: 900 }
+        Self {
+            session_lifetime_secs: 8 * 3600,
+            max_failures_per_account: 5,
+            max_failures_per_address: 20,
+            window_secs: 900,
+        }
     }
 }
 
@@ -139,7 +144,9 @@ pub struct AdminSettings {
 
 impl std::fmt::Debug for AdminSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AdminSettings").field("token", &self.token.as_ref().map(|_| "[redacted]")).finish()
+        f.debug_struct("AdminSettings")
+            .field("token", &self.token.as_ref().map(|_| "[redacted]"))
+            .finish()
     }
 }
 
@@ -161,7 +168,9 @@ pub struct DatabaseSettings {
 
 impl Default for DatabaseSettings {
     fn default() -> Self {
-        Self { url: "sqlite://./steward-data/steward.db".to_owned() }
+        Self {
+            url: "sqlite://./steward-data/steward.db".to_owned(),
+        }
     }
 }
 
@@ -331,7 +340,10 @@ impl Settings {
     /// algorithm, TLS files, the database URL scheme, numeric bounds.
     pub fn validate(&self) -> Result<(), SettingError> {
         let issuer = self.effective_issuer();
-        validate_issuer(&issuer).map_err(|reason| SettingError { key: "issuer", reason })?;
+        validate_issuer(&issuer).map_err(|reason| SettingError {
+            key: "issuer",
+            reason,
+        })?;
         if !matches!(self.keys.algorithm.as_str(), "ES256" | "EdDSA" | "RS256") {
             return Err(SettingError {
                 key: "keys.algorithm",
@@ -360,7 +372,10 @@ impl Settings {
             });
         }
         if db.starts_with("postgres") && url::Url::parse(db).is_err() {
-            return Err(SettingError { key: "database.url", reason: "not a parsable URL".to_owned() });
+            return Err(SettingError {
+                key: "database.url",
+                reason: "not a parsable URL".to_owned(),
+            });
         }
         for path in &self.egress.extra_root_certs {
             if !path.is_file() {
@@ -371,7 +386,10 @@ impl Settings {
             }
         }
         if self.egress.timeout_ms == 0 {
-            return Err(SettingError { key: "egress.timeout_ms", reason: "must be positive".to_owned() });
+            return Err(SettingError {
+                key: "egress.timeout_ms",
+                reason: "must be positive".to_owned(),
+            });
         }
         if self.cimd.min_cache_seconds > self.cimd.max_cache_seconds {
             return Err(SettingError {
@@ -386,7 +404,10 @@ impl Settings {
             });
         }
         if !matches!(self.tokens.format.as_str(), "jwt" | "opaque") {
-            return Err(SettingError { key: "tokens.format", reason: "must be \"jwt\" or \"opaque\"".to_owned() });
+            return Err(SettingError {
+                key: "tokens.format",
+                reason: "must be \"jwt\" or \"opaque\"".to_owned(),
+            });
         }
         if self.tokens.code_lifetime_secs == 0 || self.tokens.code_lifetime_secs > 600 {
             return Err(SettingError {
@@ -395,24 +416,33 @@ impl Settings {
             });
         }
         for r in &self.resources {
-            validate_resource_uri(&r.uri).map_err(|reason| SettingError { key: "resources.uri", reason })?;
+            validate_resource_uri(&r.uri).map_err(|reason| SettingError {
+                key: "resources.uri",
+                reason,
+            })?;
         }
-        if let Some(d) = &self.default_resource {
-            if !self.resources.iter().any(|r| &r.uri == d) {
-                return Err(SettingError {
-                    key: "default_resource",
-                    reason: format!("{d:?} is not the uri of any [[resources]] entry"),
-                });
-            }
+        if let Some(d) = &self.default_resource
+            && !self.resources.iter().any(|r| &r.uri == d)
+        {
+            return Err(SettingError {
+                key: "default_resource",
+                reason: format!("{d:?} is not the uri of any [[resources]] entry"),
+            });
         }
         for c in &self.clients {
             if c.client_id.is_empty() {
-                return Err(SettingError { key: "clients.client_id", reason: "must not be empty".to_owned() });
+                return Err(SettingError {
+                    key: "clients.client_id",
+                    reason: "must not be empty".to_owned(),
+                });
             }
             if c.secret_env.is_some() && c.secret_hash.is_some() {
                 return Err(SettingError {
                     key: "clients.secret_env",
-                    reason: format!("client {:?}: set secret_env or secret_hash, not both", c.client_id),
+                    reason: format!(
+                        "client {:?}: set secret_env or secret_hash, not both",
+                        c.client_id
+                    ),
                 });
             }
         }
@@ -501,7 +531,10 @@ mod tests {
     #[test]
     fn missing_tls_file_names_the_setting() {
         let s = Settings {
-            tls: Some(TlsSettings { cert_file: "/nonexistent/c.pem".into(), key_file: "/nonexistent/k".into() }),
+            tls: Some(TlsSettings {
+                cert_file: "/nonexistent/c.pem".into(),
+                key_file: "/nonexistent/k".into(),
+            }),
             ..Settings::default()
         };
         let err = s.validate().unwrap_err();

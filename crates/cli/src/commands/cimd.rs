@@ -16,5 +16,9 @@ pub async fn check(settings: Settings, url: &str) -> Result<ExitCode> {
     };
     let report = steward_cimd::check(&egress, url, &cimd_policy(&settings)).await;
     println!("{report}");
-    Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if report.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -9,14 +9,19 @@ use steward_server::keyring;
 use steward_server::settings::Settings;
 
 pub async fn list(settings: Settings) -> Result<ExitCode> {
-    let store = steward_store::connect(&settings.database.url).await.context("database.url")?;
+    let store = steward_store::connect(&settings.database.url)
+        .await
+        .context("database.url")?;
     let now = SystemClock.now();
     let keys = store.list_signing_keys().await.context("listing signing keys")?;
     if keys.is_empty() {
         println!("no signing keys yet: `steward serve` creates the first one");
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{:<44} {:<6} {:<10} {:<30} RETIRE AFTER", "KID", "ALG", "STATE", "CREATED");
+    println!(
+        "{:<44} {:<6} {:<10} {:<30} RETIRE AFTER",
+        "KID", "ALG", "STATE", "CREATED"
+    );
     for k in keys {
         let state = if k.is_active() {
             "active"
@@ -40,20 +45,30 @@ pub async fn list(settings: Settings) -> Result<ExitCode> {
 }
 
 pub async fn rotate(settings: Settings) -> Result<ExitCode> {
-    let store = steward_store::connect(&settings.database.url).await.context("database.url")?;
-    let (kek, _) = Kek::load_or_create(&settings.keys.encryption_key_file).context("keys.encryption_key_file")?;
-    let algorithm: Algorithm =
-        settings.keys.algorithm.parse().map_err(|_| anyhow::anyhow!("keys.algorithm: unknown algorithm"))?;
+    let store = steward_store::connect(&settings.database.url)
+        .await
+        .context("database.url")?;
+    let (kek, _) =
+        Kek::load_or_create(&settings.keys.encryption_key_file).context("keys.encryption_key_file")?;
+    let algorithm: Algorithm = settings
+        .keys
+        .algorithm
+        .parse()
+        .map_err(|_| anyhow::anyhow!("keys.algorithm: unknown algorithm"))?;
     let lifetime = settings.tokens.access_token_lifetime_secs;
     let now = SystemClock.now();
-    let kid =
-        keyring::rotate(store.as_ref(), &kek, algorithm, now, lifetime).await.context("rotating the signing key")?;
+    let kid = keyring::rotate(store.as_ref(), &kek, algorithm, now, lifetime)
+        .await
+        .context("rotating the signing key")?;
     println!("new active signing key: {algorithm} kid={kid}");
     println!(
         "the previous key stays published until {}, when every token it signed has expired",
         date(steward_jose::retire_after(now, lifetime))
     );
-    println!("running servers pick the new key up within keys.reload_seconds ({} s)", settings.keys.reload_seconds);
+    println!(
+        "running servers pick the new key up within keys.reload_seconds ({} s)",
+        settings.keys.reload_seconds
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -18,13 +18,21 @@ pub async fn run(settings: Settings) -> Result<ExitCode> {
     };
     let s = &prepared.summary;
     let scheme = if s.tls { "https" } else { "http" };
-    println!("Steward {} listening on {scheme}://{}", env!("CARGO_PKG_VERSION"), s.listen);
+    println!(
+        "Steward {} listening on {scheme}://{}",
+        env!("CARGO_PKG_VERSION"),
+        s.listen
+    );
     println!("  issuer:   {}", s.issuer);
     println!("  database: {} (migrations applied)", s.database);
     println!(
         "  key-encryption key: {} ({})",
         s.kek_path,
-        if s.kek_created { "created, mode 0600" } else { "loaded" }
+        if s.kek_created {
+            "created, mode 0600"
+        } else {
+            "loaded"
+        }
     );
     println!(
         "  signing key: {} kid={} ({})",
@@ -32,7 +40,10 @@ pub async fn run(settings: Settings) -> Result<ExitCode> {
         s.key.active_kid,
         if s.key.created { "created" } else { "loaded" }
     );
-    println!("  metadata: {}/.well-known/oauth-authorization-server", origin_of(&s.issuer));
+    println!(
+        "  metadata: {}/.well-known/oauth-authorization-server",
+        origin_of(&s.issuer)
+    );
     startup::run(prepared, steward_server::serve::shutdown_signal()).await?;
     println!("Steward stopped.");
     Ok(ExitCode::SUCCESS)

@@ -24,8 +24,7 @@ pub struct TestServer {
 
 /// Settings for a test server: loopback, ephemeral port, files under `dir`.
 pub fn test_settings(dir: &std::path::Path) -> Settings {
-    let mut s = Settings::default();
-    s.listen = "127.0.0.1:0".parse().unwrap();
+    let mut s = Settings { listen: "127.0.0.1:0".parse().unwrap(), ..Settings::default() };
     s.database.url = format!("sqlite://{}/steward.db", dir.display());
     s.keys.encryption_key_file = dir.join("kek");
     s
@@ -48,7 +47,9 @@ impl TestServer {
         let addr = probe.local_addr().unwrap();
         drop(probe);
         settings.listen = addr;
-        let prepared = startup::prepare(settings, Arc::new(clock.clone())).await.expect("server prepares");
+        let prepared = startup::prepare(settings, Arc::new(clock.clone()))
+            .await
+            .expect("server prepares");
         let addr = prepared.summary.listen;
         let state = prepared.state.clone();
         let (tx, rx) = oneshot::channel::<()>();
@@ -106,8 +107,16 @@ pub async fn postgres_schema_url(base: &str) -> Option<String> {
             return None;
         }
     };
-    let schema = format!("srv_{}", steward_core::secret::random_token().expose()[..12].to_ascii_lowercase().replace('-', "_"));
-    sqlx::query(&format!("CREATE SCHEMA \"{schema}\"")).execute(&mut conn).await.unwrap();
+    let schema = format!(
+        "srv_{}",
+        steward_core::secret::random_token().expose()[..12]
+            .to_ascii_lowercase()
+            .replace('-', "_")
+    );
+    sqlx::query(&format!("CREATE SCHEMA \"{schema}\""))
+        .execute(&mut conn)
+        .await
+        .unwrap();
     let sep = if base.contains('?') { '&' } else { '?' };
     Some(format!("{base}{sep}options=-c%20search_path%3D{schema}"))
 }

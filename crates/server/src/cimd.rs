@@ -83,8 +83,15 @@ fn to_record(v: steward_store::MetadataVersion) -> VersionRecord {
 #[async_trait]
 impl VersionStore for DbVersionStore {
     async fn record(&self, v: NewVersion) -> Result<VersionRecord, VersionStoreError> {
-        let created = self.ensure_client(&v.client_id, &v.body).await.map_err(unavailable)?;
-        let previous = self.store.latest_metadata_version(&v.client_id).await.map_err(unavailable)?;
+        let created = self
+            .ensure_client(&v.client_id, &v.body)
+            .await
+            .map_err(unavailable)?;
+        let previous = self
+            .store
+            .latest_metadata_version(&v.client_id)
+            .await
+            .map_err(unavailable)?;
         let stored = self
             .store
             .record_metadata_version(&NewMetadataVersion {
@@ -99,7 +106,10 @@ impl VersionStore for DbVersionStore {
             .await
             .map_err(unavailable)?;
         let action = match &previous {
-            None if created => Some(("client.discovered", json!({ "version_id": stored.id, "peer": v.peer_addr }))),
+            None if created => Some((
+                "client.discovered",
+                json!({ "version_id": stored.id, "peer": v.peer_addr }),
+            )),
             Some(p) if p.content_hash != stored.content_hash && p.id != stored.id => Some((
                 "client.metadata_changed",
                 json!({ "previous_version_id": p.id, "version_id": stored.id, "changed": changed_members(&p.body, &stored.body) }),
@@ -123,20 +133,31 @@ impl VersionStore for DbVersionStore {
     }
 
     async fn latest(&self, client_id: &str) -> Result<Option<VersionRecord>, VersionStoreError> {
-        Ok(self.store.latest_metadata_version(client_id).await.map_err(unavailable)?.map(to_record))
+        Ok(self
+            .store
+            .latest_metadata_version(client_id)
+            .await
+            .map_err(unavailable)?
+            .map(to_record))
     }
 
     async fn get(&self, version_id: i64) -> Result<Option<VersionRecord>, VersionStoreError> {
-        Ok(self.store.get_metadata_version(version_id).await.map_err(unavailable)?.map(to_record))
+        Ok(self
+            .store
+            .get_metadata_version(version_id)
+            .await
+            .map_err(unavailable)?
+            .map(to_record))
     }
 }
 
 /// Top-level members whose values differ between two documents: the drift
 /// an operator reviews (redirect_uris, jwks, client_name …).
 pub fn changed_members(old: &str, new: &str) -> Vec<String> {
-    let (Ok(Value::Object(a)), Ok(Value::Object(b))) =
-        (serde_json::from_str::<Value>(old), serde_json::from_str::<Value>(new))
-    else {
+    let (Ok(Value::Object(a)), Ok(Value::Object(b))) = (
+        serde_json::from_str::<Value>(old),
+        serde_json::from_str::<Value>(new),
+    ) else {
         return Vec::new();
     };
     let mut keys: Vec<String> = a.keys().chain(b.keys()).cloned().collect();

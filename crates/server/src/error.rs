@@ -13,10 +13,19 @@ use steward_core::{ErrorCode, OAuthError};
 #[derive(Debug)]
 pub enum WebError {
     /// An OAuth error answered as JSON (RFC 6749 §5.2 shape).
-    OAuth { error: OAuthError, status: StatusCode, www_authenticate: Option<String> },
+    OAuth {
+        error: OAuthError,
+        status: StatusCode,
+        www_authenticate: Option<String>,
+    },
     /// An error shown to a person, never redirected (e.g. an unknown client at
     /// /authorize: OAuth 2.1 §4.1.2.1 forbids redirecting to an unvalidated URI).
-    Page { status: StatusCode, title: String, message: String, retry_after: Option<u64> },
+    Page {
+        status: StatusCode,
+        title: String,
+        message: String,
+        retry_after: Option<u64>,
+    },
     /// A JSON error for the admin API.
     Api { status: StatusCode, message: String },
     /// A failure of ours; the cause is logged, not shown.
@@ -31,7 +40,11 @@ impl WebError {
             ErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_REQUEST,
         };
-        Self::OAuth { error, status, www_authenticate: None }
+        Self::OAuth {
+            error,
+            status,
+            www_authenticate: None,
+        }
     }
 
     pub fn internal(cause: impl std::fmt::Display) -> Self {
@@ -39,7 +52,10 @@ impl WebError {
     }
 
     pub fn api(status: StatusCode, message: impl Into<String>) -> Self {
-        Self::Api { status, message: message.into() }
+        Self::Api {
+            status,
+            message: message.into(),
+        }
     }
 }
 
@@ -62,8 +78,13 @@ pub fn escape_html(s: &str) -> String {
 impl IntoResponse for WebError {
     fn into_response(self) -> Response {
         match self {
-            WebError::OAuth { error, status, www_authenticate } => {
-                let body = json!({ "error": error.code.as_str(), "error_description": error.wire_description() });
+            WebError::OAuth {
+                error,
+                status,
+                www_authenticate,
+            } => {
+                let body =
+                    json!({ "error": error.code.as_str(), "error_description": error.wire_description() });
                 let mut res = (status, Json(body)).into_response();
                 let h = res.headers_mut();
                 h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -72,7 +93,12 @@ impl IntoResponse for WebError {
                 }
                 res
             }
-            WebError::Page { status, title, message, retry_after } => {
+            WebError::Page {
+                status,
+                title,
+                message,
+                retry_after,
+            } => {
                 let html = format!(
                     "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title></head>\
                      <body><main><h1>{t}</h1><p>{m}</p></main></body></html>",
@@ -89,7 +115,8 @@ impl IntoResponse for WebError {
             }
             WebError::Api { status, message } => {
                 let mut res = (status, Json(json!({ "error": message }))).into_response();
-                res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                res.headers_mut()
+                    .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
                 res
             }
             WebError::Internal(cause) => {
@@ -99,7 +126,8 @@ impl IntoResponse for WebError {
                     Json(json!({ "error": "server_error", "error_description": "internal error" })),
                 )
                     .into_response();
-                res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                res.headers_mut()
+                    .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
                 res
             }
         }
@@ -112,7 +140,10 @@ mod tests {
 
     #[test]
     fn escapes_markup() {
-        assert_eq!(escape_html("<a href=\"x\">'&"), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;");
+        assert_eq!(
+            escape_html("<a href=\"x\">'&"),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;"
+        );
     }
 
     #[test]

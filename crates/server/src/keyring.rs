@@ -18,7 +18,10 @@ pub enum KeyRingError {
     #[error("signing key storage: {0}")]
     Store(#[from] steward_store::StoreError),
     #[error("signing key {kid}: {source}")]
-    Key { kid: String, source: steward_jose::JoseError },
+    Key {
+        kid: String,
+        source: steward_jose::JoseError,
+    },
     #[error("signing keys: {0}")]
     Jose(#[from] steward_jose::JoseError),
     #[error("stored signing key {kid} has unknown algorithm {alg:?}")]
@@ -43,7 +46,9 @@ pub struct KeyRing {
 
 impl std::fmt::Debug for KeyRing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeyRing").field("active", &self.active().kid().to_owned()).finish()
+        f.debug_struct("KeyRing")
+            .field("active", &self.active().kid().to_owned())
+            .finish()
     }
 }
 
@@ -83,7 +88,15 @@ impl KeyRing {
             algorithm: set.active.algorithm(),
             created,
         };
-        Ok((KeyRing { current: RwLock::new(Arc::new(set)), store, kek, clock }, start))
+        Ok((
+            KeyRing {
+                current: RwLock::new(Arc::new(set)),
+                store,
+                kek,
+                clock,
+            },
+            start,
+        ))
     }
 
     /// Re-reads the keys (after a rotation on any node) and retires keys
@@ -140,7 +153,13 @@ pub async fn rotate(
 ) -> Result<String, KeyRingError> {
     let new = generate_signing_key(algorithm, kek)?;
     store.insert_signing_key(&to_stored(&new, now)).await?;
-    store.activate_signing_key(&new.kid, now, steward_jose::retire_after(now, max_token_lifetime_secs)).await?;
+    store
+        .activate_signing_key(
+            &new.kid,
+            now,
+            steward_jose::retire_after(now, max_token_lifetime_secs),
+        )
+        .await?;
     Ok(new.kid)
 }
 
@@ -164,21 +183,37 @@ pub fn is_published(key: &StoredKey, now: UnixTime) -> bool {
 
 async fn load_set(store: &dyn Store, kek: &Kek, now: UnixTime) -> Result<KeySet, KeyRingError> {
     let keys = store.list_signing_keys().await?;
-    let active_row = keys.iter().find(|k| k.is_active()).ok_or(KeyRingError::NoActiveKey)?;
+    let active_row = keys
+        .iter()
+        .find(|k| k.is_active())
+        .ok_or(KeyRingError::NoActiveKey)?;
     let alg: Algorithm = active_row
         .algorithm
         .parse()
-        .map_err(|_| KeyRingError::UnknownAlgorithm { kid: active_row.kid.clone(), alg: active_row.algorithm.clone() })?;
-    let active = SigningKey::decrypt(&active_row.kid, alg, &active_row.private_key_encrypted, kek)
-        .map_err(|source| KeyRingError::Key { kid: active_row.kid.clone(), source })?;
+        .map_err(|_| KeyRingError::UnknownAlgorithm {
+            kid: active_row.kid.clone(),
+            alg: active_row.algorithm.clone(),
+        })?;
+    let active = SigningKey::decrypt(&active_row.kid, alg, &active_row.private_key_encrypted, kek).map_err(
+        |source| KeyRingError::Key {
+            kid: active_row.kid.clone(),
+            source,
+        },
+    )?;
     let mut public = Vec::new();
     for k in keys.iter().filter(|k| is_published(k, now)) {
-        let jwk: serde_json::Value = serde_json::from_str(&k.public_jwk)
-            .map_err(|e| KeyRingError::Key { kid: k.kid.clone(), source: e.into() })?;
+        let jwk: serde_json::Value = serde_json::from_str(&k.public_jwk).map_err(|e| KeyRingError::Key {
+            kid: k.kid.clone(),
+            source: e.into(),
+        })?;
         public.push(jwk);
     }
     let jwks = Jwks::from_public_jwks(&public)?;
     let verifier = Verifier::new(&jwks)?;
     let body = serde_json::to_vec(&jwks.to_json()).map_err(steward_jose::JoseError::from)?;
-    Ok(KeySet { active: Arc::new(active), jwks: Bytes::from(body), verifier: Arc::new(verifier) })
+    Ok(KeySet {
+        active: Arc::new(active),
+        jwks: Bytes::from(body),
+        verifier: Arc::new(verifier),
+    })
 }

@@ -55,10 +55,17 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(routes::ops::metrics))
         .merge(
             Router::new()
-                .route(&routes::discovery::well_known_path(&state.issuer), get(routes::discovery::metadata))
+                .route(
+                    &routes::discovery::well_known_path(&state.issuer),
+                    get(routes::discovery::metadata),
+                )
                 .layer(public_cors()),
         );
-    app = if issuer_path.is_empty() { app.merge(issuer_routes) } else { app.nest(&issuer_path, issuer_routes) };
+    app = if issuer_path.is_empty() {
+        app.merge(issuer_routes)
+    } else {
+        app.nest(&issuer_path, issuer_routes)
+    };
 
     app.layer(axum::middleware::from_fn(metrics::track))
         .layer(DefaultBodyLimit::max(http.max_body_bytes))

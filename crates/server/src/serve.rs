@@ -42,18 +42,30 @@ pub fn load_tls(tls: &TlsSettings) -> Result<Arc<rustls::ServerConfig>, TlsLoadE
     let cert_path = tls.cert_file.display().to_string();
     let key_path = tls.key_file.display().to_string();
     let certs = {
-        let pem = read(&tls.cert_file).map_err(|source| TlsLoadError::ReadCert { path: cert_path.clone(), source })?;
+        let pem = read(&tls.cert_file).map_err(|source| TlsLoadError::ReadCert {
+            path: cert_path.clone(),
+            source,
+        })?;
         rustls_pemfile::certs(&mut pem.as_slice())
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|source| TlsLoadError::ReadCert { path: cert_path.clone(), source })?
+            .map_err(|source| TlsLoadError::ReadCert {
+                path: cert_path.clone(),
+                source,
+            })?
     };
     if certs.is_empty() {
         return Err(TlsLoadError::NoCert { path: cert_path });
     }
     let key = {
-        let pem = read(&tls.key_file).map_err(|source| TlsLoadError::ReadKey { path: key_path.clone(), source })?;
+        let pem = read(&tls.key_file).map_err(|source| TlsLoadError::ReadKey {
+            path: key_path.clone(),
+            source,
+        })?;
         rustls_pemfile::private_key(&mut pem.as_slice())
-            .map_err(|source| TlsLoadError::ReadKey { path: key_path.clone(), source })?
+            .map_err(|source| TlsLoadError::ReadKey {
+                path: key_path.clone(),
+                source,
+            })?
             .ok_or(TlsLoadError::NoKey { path: key_path })?
     };
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());

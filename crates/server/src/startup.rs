@@ -34,7 +34,10 @@ pub enum StartError {
     #[error("{0}")]
     Tls(#[from] crate::serve::TlsLoadError),
     #[error("listen: cannot bind {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// What start-up did, for the summary the CLI prints.
@@ -61,8 +64,10 @@ pub struct Prepared {
 pub fn egress_from(settings: &Settings) -> Result<Egress, StartError> {
     let mut extra_root_certs_pem = Vec::new();
     for path in &settings.egress.extra_root_certs {
-        let pem = std::fs::read(path)
-            .map_err(|source| StartError::RootCert { path: path.display().to_string(), source })?;
+        let pem = std::fs::read(path).map_err(|source| StartError::RootCert {
+            path: path.display().to_string(),
+            source,
+        })?;
         extra_root_certs_pem.push(pem);
     }
     let config = EgressConfig {
@@ -100,23 +105,40 @@ pub async fn prepare(settings: Settings, clock: Arc<dyn Clock>) -> Result<Prepar
     let issuer = settings.effective_issuer();
     let tls = settings.tls.as_ref().map(crate::serve::load_tls).transpose()?;
 
-    let store = steward_store::connect(&settings.database.url).await.map_err(StartError::Database)?;
-    let (kek, kek_created) = Kek::load_or_create(&settings.keys.encryption_key_file).map_err(StartError::Kek)?;
-    let algorithm: Algorithm =
-        settings.keys.algorithm.parse().map_err(|_| StartError::Algorithm(settings.keys.algorithm.clone()))?;
+    let store = steward_store::connect(&settings.database.url)
+        .await
+        .map_err(StartError::Database)?;
+    let (kek, kek_created) =
+        Kek::load_or_create(&settings.keys.encryption_key_file).map_err(StartError::Kek)?;
+    let algorithm: Algorithm = settings
+        .keys
+        .algorithm
+        .parse()
+        .map_err(|_| StartError::Algorithm(settings.keys.algorithm.clone()))?;
     let (keys, key_start) = KeyRing::open(store.clone(), kek, clock.clone(), algorithm).await?;
 
     let egress = egress_from(&settings)?;
     let fetcher: Arc<dyn DocumentFetcher> = Arc::new(egress.clone());
     let versions = Arc::new(DbVersionStore::new(store.clone(), clock.clone()));
-    let cimd = Arc::new(Resolver::new(fetcher, versions, clock.clone(), cimd_config(&settings)));
+    let cimd = Arc::new(Resolver::new(
+        fetcher,
+        versions,
+        clock.clone(),
+        cimd_config(&settings),
+    ));
 
     let metadata = crate::routes::discovery::metadata_document(&issuer, settings.cimd.enabled);
     let metadata = Bytes::from(metadata.to_string());
     let listener = TcpListener::bind(settings.listen)
         .await
-        .map_err(|source| StartError::Bind { addr: settings.listen, source })?;
-    let listen = listener.local_addr().map_err(|source| StartError::Bind { addr: settings.listen, source })?;
+        .map_err(|source| StartError::Bind {
+            addr: settings.listen,
+            source,
+        })?;
+    let listen = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: settings.listen,
+        source,
+    })?;
 
     let summary = StartSummary {
         issuer: issuer.clone(),
@@ -138,13 +160,20 @@ pub async fn prepare(settings: Settings, clock: Arc<dyn Clock>) -> Result<Prepar
         cimd,
         metadata,
     };
-    Ok(Prepared { state, listener, tls, summary })
+    Ok(Prepared {
+        state,
+        listener,
+        tls,
+        summary,
+    })
 }
 
 /// Serves until `shutdown` completes; background upkeep (key reload and
 /// retirement) runs alongside.
 pub async fn run(prepared: Prepared, shutdown: impl std::future::Future<Output = ()>) -> std::io::Result<()> {
-    let Prepared { state, listener, tls, .. } = prepared;
+    let Prepared {
+        state, listener, tls, ..
+    } = prepared;
     let _ = crate::metrics::handle();
     let keys = state.keys.clone();
     let every = Duration::from_secs(state.settings.keys.reload_seconds.max(1));
@@ -182,7 +211,10 @@ mod tests {
 
     #[test]
     fn passwords_are_redacted() {
-        assert_eq!(redact_url("postgres://u:secret@h/db"), "postgres://u:REDACTED@h/db");
+        assert_eq!(
+            redact_url("postgres://u:secret@h/db"),
+            "postgres://u:REDACTED@h/db"
+        );
         assert_eq!(redact_url("sqlite://./x.db"), "sqlite://./x.db");
     }
 }

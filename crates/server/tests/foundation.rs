@@ -24,8 +24,14 @@ async fn metadata_issuer_is_byte_identical_and_json() {
     assert_eq!(status, 200);
     assert_eq!(headers["content-type"], "application/json");
     assert_eq!(doc["issuer"].as_str().unwrap(), server.base);
-    assert_eq!(doc["jwks_uri"].as_str().unwrap(), format!("{}/jwks.json", server.base));
-    assert_eq!(doc["code_challenge_methods_supported"], serde_json::json!(["S256"]));
+    assert_eq!(
+        doc["jwks_uri"].as_str().unwrap(),
+        format!("{}/jwks.json", server.base)
+    );
+    assert_eq!(
+        doc["code_challenge_methods_supported"],
+        serde_json::json!(["S256"])
+    );
     assert_eq!(doc["client_id_metadata_document_supported"], true);
     server.stop().await.unwrap();
 }
@@ -70,10 +76,12 @@ async fn path_issuer_gets_path_inserted_metadata() {
     settings.listen = format!("127.0.0.1:{port}").parse().unwrap();
     settings.issuer = format!("http://127.0.0.1:{port}/tenant1");
     let server = TestServer::start_with(settings, dir).await;
-    let (status, _, doc) =
-        get_json(&server.url("/.well-known/oauth-authorization-server/tenant1")).await;
+    let (status, _, doc) = get_json(&server.url("/.well-known/oauth-authorization-server/tenant1")).await;
     assert_eq!(status, 200);
-    assert_eq!(doc["issuer"].as_str().unwrap(), format!("http://127.0.0.1:{port}/tenant1"));
+    assert_eq!(
+        doc["issuer"].as_str().unwrap(),
+        format!("http://127.0.0.1:{port}/tenant1")
+    );
     let (status, _, _) = get_json(&server.url("/tenant1/jwks.json")).await;
     assert_eq!(status, 200);
     server.stop().await.unwrap();
@@ -88,7 +96,14 @@ async fn health_readiness_and_metrics() {
     assert_eq!(status, 200);
     assert_eq!(ready["database"], true);
     assert_eq!(ready["keys"], true);
-    let metrics = client().get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let metrics = client()
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(metrics.contains("steward_http_requests_total"), "{metrics}");
     assert!(metrics.contains("route=\"/readyz\""), "{metrics}");
     server.stop().await.unwrap();
@@ -142,7 +157,11 @@ async fn restart_keeps_keys_and_rotation_publishes_two() {
     first.stop().await.unwrap();
 
     let second = TestServer::start_with(settings.clone(), dir.clone()).await;
-    assert_eq!(second.state.keys.active().kid(), kid, "restart keeps the signing key");
+    assert_eq!(
+        second.state.keys.active().kid(),
+        kid,
+        "restart keeps the signing key"
+    );
 
     // Rotate through the same path `steward keys rotate` uses, then reload.
     let (kek, created) = steward_jose::Kek::load_or_create(&settings.keys.encryption_key_file).unwrap();
@@ -160,7 +179,12 @@ async fn restart_keeps_keys_and_rotation_publishes_two() {
     second.state.keys.reload().await.unwrap();
     assert_eq!(second.state.keys.active().kid(), new_kid, "the new key signs");
     let (_, _, jwks) = get_json(&second.url("/jwks.json")).await;
-    let kids: Vec<&str> = jwks["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap()).collect();
+    let kids: Vec<&str> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap())
+        .collect();
     assert_eq!(kids.len(), 2, "{kids:?}");
     assert!(kids.contains(&kid.as_str()) && kids.contains(&new_kid.as_str()));
 
@@ -168,7 +192,12 @@ async fn restart_keeps_keys_and_rotation_publishes_two() {
     second.clock.advance(600 + 120); // lifetime plus the clock-skew margin of retire_after
     second.state.keys.reload().await.unwrap();
     let (_, _, jwks) = get_json(&second.url("/jwks.json")).await;
-    let kids: Vec<&str> = jwks["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap()).collect();
+    let kids: Vec<&str> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap())
+        .collect();
     assert_eq!(kids, vec![new_kid.as_str()]);
     second.stop().await.unwrap();
 }
@@ -178,7 +207,10 @@ async fn restart_keeps_keys_and_rotation_publishes_two() {
 async fn key_encryption_key_is_mode_0600() {
     use std::os::unix::fs::PermissionsExt;
     let server = TestServer::start().await;
-    let mode = std::fs::metadata(server.dir.path().join("kek")).unwrap().permissions().mode();
+    let mode = std::fs::metadata(server.dir.path().join("kek"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600);
     server.stop().await.unwrap();
 }
@@ -188,7 +220,10 @@ async fn graceful_shutdown_finishes_and_returns() {
     let server = TestServer::start().await;
     let base = server.base.clone();
     server.stop().await.unwrap();
-    assert!(client().get(format!("{base}/healthz")).send().await.is_err(), "listener closed");
+    assert!(
+        client().get(format!("{base}/healthz")).send().await.is_err(),
+        "listener closed"
+    );
 }
 
 /// The same acceptance on PostgreSQL: a fresh schema, served, restarted.

@@ -22,7 +22,10 @@ async fn serves_https_with_its_own_tls_listener() {
     std::fs::write(dir.path().join("tls.pem"), cert).unwrap();
     std::fs::write(dir.path().join("tls.key"), key).unwrap();
     let mut settings = test_settings(dir.path());
-    settings.tls = Some(TlsSettings { cert_file: dir.path().join("tls.pem"), key_file: dir.path().join("tls.key") });
+    settings.tls = Some(TlsSettings {
+        cert_file: dir.path().join("tls.pem"),
+        key_file: dir.path().join("tls.key"),
+    });
     let server = TestServer::start_with(settings, dir).await;
     assert!(server.state.issuer.starts_with("https://127.0.0.1:"));
 
@@ -36,7 +39,10 @@ async fn serves_https_with_its_own_tls_listener() {
     })
     .unwrap();
     let url = format!("https://{}/.well-known/oauth-authorization-server", server.addr);
-    let res = egress.fetch(&FetchRequest::json(url.parse().unwrap())).await.unwrap();
+    let res = egress
+        .fetch(&FetchRequest::json(url.parse().unwrap()))
+        .await
+        .unwrap();
     let doc: serde_json::Value = serde_json::from_slice(&res.body).unwrap();
     assert_eq!(doc["issuer"].as_str().unwrap(), &*server.state.issuer);
     server.stop().await.unwrap();
@@ -64,7 +70,12 @@ async fn with_document_host() -> DocSetup {
     settings.egress.dns_servers = vec![ns.addr()];
     settings.admin.token = Some(ADMIN_TOKEN.to_owned());
     let server = TestServer::start_with(settings, dir).await;
-    DocSetup { _ca: ca, host, _ns: ns, server }
+    DocSetup {
+        _ca: ca,
+        host,
+        _ns: ns,
+        server,
+    }
 }
 
 async fn admin_check(server: &TestServer, url: &str) -> serde_json::Value {
@@ -108,8 +119,12 @@ async fn admin_checker_explains_every_problem() {
     s.host.set("/bad.json", TestResponse::json(doc.to_string()));
     let report = admin_check(&s.server, &id).await;
     assert_eq!(report["ok"], false);
-    let rules: Vec<&str> =
-        report["problems"].as_array().unwrap().iter().map(|p| p["rule"].as_str().unwrap()).collect();
+    let rules: Vec<&str> = report["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["rule"].as_str().unwrap())
+        .collect();
     assert!(rules.len() >= 3, "one line per problem: {rules:?}");
 }
 
@@ -128,16 +143,29 @@ async fn resolution_records_a_version_and_an_inventory_record() {
     let body = serde_json::json!({
         "client_id": id, "client_name": "Versioned", "redirect_uris": ["https://app.example/cb"],
     });
-    s.host.set("/v.json", TestResponse::json(body.to_string()).with_header("cache-control", "max-age=600"));
+    s.host.set(
+        "/v.json",
+        TestResponse::json(body.to_string()).with_header("cache-control", "max-age=600"),
+    );
     let client_id = steward_cimd::ClientIdUrl::parse(&id, &steward_cimd::UrlRules::default()).unwrap();
     let resolved = s.server.state.cimd.resolve(&client_id).await.unwrap();
     assert_eq!(resolved.metadata.client_name, "Versioned");
-    let record = s.server.state.store.get_client(&id).await.unwrap().expect("inventory record");
+    let record = s
+        .server
+        .state
+        .store
+        .get_client(&id)
+        .await
+        .unwrap()
+        .expect("inventory record");
     assert_eq!(record.kind, steward_core::ClientKind::MetadataDocument);
     assert_eq!(record.display_name.as_deref(), Some("Versioned"));
     let versions = s.server.state.store.list_metadata_versions(&id).await.unwrap();
     assert_eq!(versions.len(), 1);
-    assert_eq!(versions[0].peer_addr.as_deref(), Some(s.host.addr().to_string().as_str()));
+    assert_eq!(
+        versions[0].peer_addr.as_deref(),
+        Some(s.host.addr().to_string().as_str())
+    );
 
     // Drift: a changed document is a new version and an audit event.
     let changed = serde_json::json!({
@@ -146,7 +174,16 @@ async fn resolution_records_a_version_and_an_inventory_record() {
     s.host.set("/v.json", TestResponse::json(changed.to_string()));
     s.server.clock.advance(601);
     s.server.state.cimd.resolve(&client_id).await.unwrap();
-    assert_eq!(s.server.state.store.list_metadata_versions(&id).await.unwrap().len(), 2);
+    assert_eq!(
+        s.server
+            .state
+            .store
+            .list_metadata_versions(&id)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
     let events = s
         .server
         .state

@@ -70,7 +70,10 @@ impl TestCa {
             .distinguished_name
             .push(DnType::CommonName, hostnames.first().copied().unwrap_or("test"));
         let leaf = params.signed_by(&key, &self.issuer).expect("sign leaf");
-        (format!("{}{}", leaf.pem(), self.issuer.pem()), key.serialize_pem())
+        (
+            format!("{}{}", leaf.pem(), self.issuer.pem()),
+            key.serialize_pem(),
+        )
     }
 }
 

@@ -21,7 +21,10 @@ impl FromRequestParts<AppState> for Admin {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let Some(expected) = state.admin_token_digest.as_ref() else {
-            return Err(WebError::api(StatusCode::FORBIDDEN, "the admin API is disabled: set admin.token"));
+            return Err(WebError::api(
+                StatusCode::FORBIDDEN,
+                "the admin API is disabled: set admin.token",
+            ));
         };
         let presented = parts
             .headers

@@ -34,7 +34,9 @@ pub fn metadata_document(issuer: &str, cimd_enabled: bool) -> Value {
 /// The well-known path for an issuer: RFC 8414 §3.1 inserts the well-known
 /// segment between the host and the issuer's path.
 pub fn well_known_path(issuer: &str) -> String {
-    let path = url::Url::parse(issuer).map(|u| u.path().trim_end_matches('/').to_owned()).unwrap_or_default();
+    let path = url::Url::parse(issuer)
+        .map(|u| u.path().trim_end_matches('/').to_owned())
+        .unwrap_or_default();
     format!("/.well-known/oauth-authorization-server{path}")
 }
 
@@ -45,8 +47,12 @@ pub async fn metadata(State(state): State<AppState>) -> Response {
 /// A cached JSON body with the content type RFC 8414 §3.2 requires.
 pub fn json_bytes(body: Bytes) -> Response {
     let mut res = body.into_response();
-    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    res.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    res.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
     res
 }
 
@@ -56,7 +62,10 @@ mod tests {
 
     #[test]
     fn well_known_inserts_the_issuer_path() {
-        assert_eq!(well_known_path("https://as.example"), "/.well-known/oauth-authorization-server");
+        assert_eq!(
+            well_known_path("https://as.example"),
+            "/.well-known/oauth-authorization-server"
+        );
         assert_eq!(
             well_known_path("https://as.example/tenant1"),
             "/.well-known/oauth-authorization-server/tenant1"

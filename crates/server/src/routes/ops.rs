@@ -17,9 +17,14 @@ pub async fn healthz() -> &'static str {
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let database = state.store.ping().await.is_ok();
     let keys = state.keys.is_loaded();
-    let status = if database && keys { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if database && keys {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     let mut res = (status, Json(json!({ "database": database, "keys": keys }))).into_response();
-    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     res
 }
 
@@ -27,7 +32,9 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 pub async fn metrics() -> Response {
     let body = crate::metrics::handle().map(|h| h.render()).unwrap_or_default();
     let mut res = body.into_response();
-    res.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
     res
 }

@@ -24,7 +24,10 @@ pub struct TestServer {
 
 /// Settings for a test server: loopback, ephemeral port, files under `dir`.
 pub fn test_settings(dir: &std::path::Path) -> Settings {
-    let mut s = Settings { listen: "127.0.0.1:0".parse().unwrap(), ..Settings::default() };
+    let mut s = Settings {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..Settings::default()
+    };
     s.database.url = format!("sqlite://{}/steward.db", dir.display());
     s.keys.encryption_key_file = dir.join("kek");
     s

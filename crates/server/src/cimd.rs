@@ -151,6 +151,49 @@ impl VersionStore for DbVersionStore {
     }
 }
 
+/// Resolves a metadata-document client for an interactive flow, writing a
+/// `client.metadata_rejected` audit event when a fetch was made and failed or
+/// the document was refused. Failures that cost an attacker nothing to
+/// repeat — a malformed client_id, or a failure served from the negative
+/// cache — are counted in metrics only, and the same refusal of the same
+/// document is audited once per five minutes, so they cannot flood the log.
+pub async fn resolve_and_audit(
+    state: &crate::state::AppState,
+    id: &steward_cimd::ClientIdUrl,
+) -> Result<Arc<steward_cimd::ResolvedClient>, steward_cimd::ResolveError> {
+    use steward_cimd::ResolveError;
+    let result = state.cimd.resolve(id).await;
+    if let Err(e) = &result {
+        let dedupe_key = format!("{} {}", e.reason(), id.as_str());
+        let worth_auditing = !matches!(e, ResolveError::InvalidClientId(_) | ResolveError::RecentFailure { .. })
+            && !state.recent_rejections.contains_key(&dedupe_key);
+        if worth_auditing {
+            state.recent_rejections.insert(dedupe_key, ());
+            let detail = json!({
+                "reason": e.reason(),
+                "transient": e.is_transient(),
+                "problems": match e {
+                    ResolveError::Invalid(problems) => problems.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                    _ => Vec::new(),
+                },
+            });
+            let event = NewAuditEvent {
+                at: state.clock.now(),
+                actor: "steward".to_owned(),
+                action: "client.metadata_rejected".to_owned(),
+                client_id: Some(id.as_str().to_owned()),
+                subject: None,
+                detail: detail.to_string(),
+            };
+            if let Err(err) = state.store.append_audit(&event).await {
+                tracing::warn!(error = %err, "could not write audit event");
+            }
+        }
+        tracing::info!(client_id = id.as_str(), reason = e.reason(), "metadata document refused");
+    }
+    result
+}
+
 /// Top-level members whose values differ between two documents: the drift
 /// an operator reviews (redirect_uris, jwks, client_name …).
 pub fn changed_members(old: &str, new: &str) -> Vec<String> {

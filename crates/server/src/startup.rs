@@ -152,6 +152,10 @@ pub async fn prepare(settings: Settings, clock: Arc<dyn Clock>) -> Result<Prepar
     let state = AppState {
         issuer: Arc::from(issuer.as_str()),
         admin_token_digest: crate::routes::admin::token_digest(settings.admin.token.as_deref()),
+        recent_rejections: moka::sync::Cache::builder()
+            .max_capacity(10_000)
+            .time_to_live(Duration::from_secs(300))
+            .build(),
         settings,
         store,
         clock,

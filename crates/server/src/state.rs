@@ -27,6 +27,9 @@ pub struct AppState {
     pub metadata: Bytes,
     /// SHA-256 of the admin token; `None` disables the admin API.
     pub admin_token_digest: Option<[u8; 32]>,
+    /// Refusals audited recently (client id + reason), so a repeated refusal
+    /// of the same document is written once per window, not once per request.
+    pub recent_rejections: moka::sync::Cache<String, ()>,
 }
 
 impl AppState {

@@ -198,3 +198,33 @@ async fn resolution_records_a_version_and_an_inventory_record() {
     assert_eq!(events.len(), 1);
     assert!(events[0].detail.contains("redirect_uris"), "{}", events[0].detail);
 }
+
+#[tokio::test]
+async fn refused_documents_are_audited_with_their_reason() {
+    let s = with_document_host().await;
+    let id = s.host.url("cimd.test", "/secret.json");
+    let doc = serde_json::json!({
+        "client_id": id, "client_name": "Leaky", "redirect_uris": ["https://app.example/cb"],
+        "client_secret": "oops",
+    });
+    s.host.set("/secret.json", TestResponse::json(doc.to_string()));
+    let client_id = steward_cimd::ClientIdUrl::parse(&id, &steward_cimd::UrlRules::default()).unwrap();
+    let err = steward_server::cimd::resolve_and_audit(&s.server.state, &client_id).await.unwrap_err();
+    assert_eq!(err.reason(), "forbidden_member", "{err}");
+    // A second attempt is answered by the negative cache: counted, not audited again.
+    let again = steward_server::cimd::resolve_and_audit(&s.server.state, &client_id).await.unwrap_err();
+    assert!(!again.is_transient());
+    let events = s
+        .server
+        .state
+        .store
+        .list_audit(&steward_store::AuditFilter {
+            client_id: Some(id.clone()),
+            action: Some("client.metadata_rejected".to_owned()),
+            limit: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert!(events[0].detail.contains("forbidden_member"), "{}", events[0].detail);
+}

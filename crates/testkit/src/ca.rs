@@ -37,13 +37,7 @@ impl TestCa {
     /// subjectAltNames are `hostnames` (DNS names, or IP literals which become
     /// IP SANs). ALPN offers only `http/1.1`, as the egress client does.
     pub fn server_config(&self, hostnames: &[&str]) -> Arc<rustls::ServerConfig> {
-        let key = KeyPair::generate().expect("generate leaf key");
-        let names: Vec<String> = hostnames.iter().map(|h| (*h).to_owned()).collect();
-        let mut params = CertificateParams::new(names).expect("leaf params");
-        params
-            .distinguished_name
-            .push(DnType::CommonName, hostnames.first().copied().unwrap_or("test"));
-        let leaf = params.signed_by(&key, &self.issuer).expect("sign leaf");
+        let (leaf, key) = self.issue_leaf(hostnames);
         let chain = vec![leaf.der().clone(), self.issuer.der().clone()];
         let private = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -63,6 +57,15 @@ impl TestCa {
     /// `(certificate chain, PKCS#8 private key)`, for servers configured from
     /// files (Steward's own `[tls]` settings).
     pub fn leaf_pem(&self, hostnames: &[&str]) -> (String, String) {
+        let (leaf, key) = self.issue_leaf(hostnames);
+        (
+            format!("{}{}", leaf.pem(), self.issuer.pem()),
+            key.serialize_pem(),
+        )
+    }
+
+    /// A leaf certificate signed by this CA, with `hostnames` as SANs.
+    fn issue_leaf(&self, hostnames: &[&str]) -> (rcgen::Certificate, KeyPair) {
         let key = KeyPair::generate().expect("generate leaf key");
         let names: Vec<String> = hostnames.iter().map(|h| (*h).to_owned()).collect();
         let mut params = CertificateParams::new(names).expect("leaf params");
@@ -70,10 +73,7 @@ impl TestCa {
             .distinguished_name
             .push(DnType::CommonName, hostnames.first().copied().unwrap_or("test"));
         let leaf = params.signed_by(&key, &self.issuer).expect("sign leaf");
-        (
-            format!("{}{}", leaf.pem(), self.issuer.pem()),
-            key.serialize_pem(),
-        )
+        (leaf, key)
     }
 }
 

@@ -38,6 +38,17 @@ impl Kek {
         Ok(Kek { bytes })
     }
 
+    /// A subkey for `label`, HMAC-SHA256 under the KEK: one secret on disk,
+    /// independent keys per purpose (client-secret hashing, CSRF, …), none of
+    /// which reveals the KEK or another subkey.
+    pub fn derive_key(&self, label: &str) -> [u8; 32] {
+        let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, self.bytes().as_slice());
+        let tag = aws_lc_rs::hmac::sign(&key, label.as_bytes());
+        let mut out = [0u8; 32];
+        out.copy_from_slice(tag.as_ref());
+        out
+    }
+
     pub(crate) fn bytes(&self) -> &[u8; KEK_LEN] {
         &self.bytes
     }
@@ -153,6 +164,16 @@ fn temporary_sibling(path: &Path) -> io::Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn derived_keys_differ_by_label_and_kek() {
+        let a = Kek::from_bytes([1; KEK_LEN]);
+        let b = Kek::from_bytes([2; KEK_LEN]);
+        assert_eq!(a.derive_key("x"), a.derive_key("x"));
+        assert_ne!(a.derive_key("x"), a.derive_key("y"));
+        assert_ne!(a.derive_key("x"), b.derive_key("x"));
+        assert_ne!(a.derive_key("x").as_slice(), [1u8; 32].as_slice());
+    }
     use std::fs;
 
     #[test]

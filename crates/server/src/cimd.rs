@@ -165,8 +165,10 @@ pub async fn resolve_and_audit(
     let result = state.cimd.resolve(id).await;
     if let Err(e) = &result {
         let dedupe_key = format!("{} {}", e.reason(), id.as_str());
-        let worth_auditing = !matches!(e, ResolveError::InvalidClientId(_) | ResolveError::RecentFailure { .. })
-            && !state.recent_rejections.contains_key(&dedupe_key);
+        let worth_auditing = !matches!(
+            e,
+            ResolveError::InvalidClientId(_) | ResolveError::RecentFailure { .. }
+        ) && !state.recent_rejections.contains_key(&dedupe_key);
         if worth_auditing {
             state.recent_rejections.insert(dedupe_key, ());
             let detail = json!({
@@ -189,7 +191,11 @@ pub async fn resolve_and_audit(
                 tracing::warn!(error = %err, "could not write audit event");
             }
         }
-        tracing::info!(client_id = id.as_str(), reason = e.reason(), "metadata document refused");
+        tracing::info!(
+            client_id = id.as_str(),
+            reason = e.reason(),
+            "metadata document refused"
+        );
     }
     result
 }

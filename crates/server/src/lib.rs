@@ -6,6 +6,7 @@ pub mod cimd;
 pub mod error;
 pub mod keyring;
 pub mod metrics;
+pub mod oauth;
 pub mod routes;
 pub mod serve;
 pub mod settings;
@@ -45,9 +46,18 @@ pub fn router(state: AppState) -> Router {
 
     let public = Router::new()
         .route(routes::discovery::JWKS_PATH, get(routes::jwks::jwks))
+        .route("/token", post(oauth::token::token))
         .layer(public_cors());
+    // No CORS on the authorization endpoint (OAuth 2.1 §3.1): it is navigated to.
+    let interactive = Router::new()
+        .route(
+            "/authorize",
+            get(oauth::authorize::authorize_get).post(oauth::authorize::authorize_post),
+        )
+        .route("/authorize/login", post(oauth::authorize::login_post))
+        .route("/authorize/consent", post(oauth::authorize::consent_post));
     let admin = Router::new().route("/admin/cimd/check", post(routes::admin::cimd_check));
-    let issuer_routes = public.merge(admin);
+    let issuer_routes = public.merge(admin).merge(interactive);
 
     let mut app = Router::new()
         .route("/healthz", get(routes::ops::healthz))

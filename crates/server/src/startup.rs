@@ -33,6 +33,10 @@ pub enum StartError {
     Egress(String),
     #[error("{0}")]
     Tls(#[from] crate::serve::TlsLoadError),
+    #[error("clients: {0}")]
+    Clients(String),
+    #[error("dev.auto_approve_user: {0}")]
+    Dev(String),
     #[error("listen: cannot bind {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -115,7 +119,13 @@ pub async fn prepare(settings: Settings, clock: Arc<dyn Clock>) -> Result<Prepar
         .algorithm
         .parse()
         .map_err(|_| StartError::Algorithm(settings.keys.algorithm.clone()))?;
+    let secret_key = kek.derive_key("steward/client-secret/v1");
     let (keys, key_start) = KeyRing::open(store.clone(), kek, clock.clone(), algorithm).await?;
+    let mut oauth = crate::oauth::OAuth::new(&settings, secret_key);
+    if let Some(name) = &settings.dev.auto_approve_user {
+        oauth.dev_user_id = Some(dev_user(store.as_ref(), name, clock.now()).await?);
+        tracing::warn!(user = %name, "[dev] auto_approve_user is set: every authorization request is approved as this user");
+    }
 
     let egress = egress_from(&settings)?;
     let fetcher: Arc<dyn DocumentFetcher> = Arc::new(egress.clone());
@@ -127,7 +137,11 @@ pub async fn prepare(settings: Settings, clock: Arc<dyn Clock>) -> Result<Prepar
         cimd_config(&settings),
     ));
 
-    let metadata = crate::routes::discovery::metadata_document(&issuer, settings.cimd.enabled);
+    let metadata = crate::routes::discovery::metadata_document(
+        &issuer,
+        settings.cimd.enabled,
+        &crate::oauth::resources::Resources::from_settings(&settings).all_scopes(),
+    );
     let metadata = Bytes::from(metadata.to_string());
     let listener = TcpListener::bind(settings.listen)
         .await
@@ -152,6 +166,7 @@ pub async fn prepare(settings: Settings, clock: Arc<dyn Clock>) -> Result<Prepar
     let state = AppState {
         issuer: Arc::from(issuer.as_str()),
         admin_token_digest: crate::routes::admin::token_digest(settings.admin.token.as_deref()),
+        oauth: Arc::new(oauth),
         recent_rejections: moka::sync::Cache::builder()
             .max_capacity(10_000)
             .time_to_live(Duration::from_secs(300))
@@ -164,12 +179,37 @@ pub async fn prepare(settings: Settings, clock: Arc<dyn Clock>) -> Result<Prepar
         cimd,
         metadata,
     };
+    crate::oauth::clients::sync_configured_clients(&state, &|var| std::env::var(var).ok())
+        .await
+        .map_err(|e| StartError::Clients(e.to_string()))?;
     Ok(Prepared {
         state,
         listener,
         tls,
         summary,
     })
+}
+
+/// The user `[dev] auto_approve_user` names, created (with no usable
+/// password) when it does not exist yet.
+async fn dev_user(
+    store: &dyn steward_store::Store,
+    name: &str,
+    now: steward_core::UnixTime,
+) -> Result<String, StartError> {
+    let dev = |e: String| StartError::Dev(e);
+    if let Some(u) = store
+        .get_user_by_name(name)
+        .await
+        .map_err(|e| dev(e.to_string()))?
+    {
+        return Ok(u.id);
+    }
+    let hash = crate::oauth::users::dummy_hash();
+    let user = crate::oauth::users::create_user(store, name, hash, now)
+        .await
+        .map_err(|e| dev(e.to_string()))?;
+    Ok(user.id)
 }
 
 /// Serves until `shutdown` completes; background upkeep (key reload and

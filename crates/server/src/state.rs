@@ -30,6 +30,8 @@ pub struct AppState {
     /// Refusals audited recently (client id + reason), so a repeated refusal
     /// of the same document is written once per window, not once per request.
     pub recent_rejections: moka::sync::Cache<String, ()>,
+    /// Protocol state: resources, client-secret key, login limits.
+    pub oauth: Arc<crate::oauth::OAuth>,
 }
 
 impl AppState {

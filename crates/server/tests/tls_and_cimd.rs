@@ -209,10 +209,14 @@ async fn refused_documents_are_audited_with_their_reason() {
     });
     s.host.set("/secret.json", TestResponse::json(doc.to_string()));
     let client_id = steward_cimd::ClientIdUrl::parse(&id, &steward_cimd::UrlRules::default()).unwrap();
-    let err = steward_server::cimd::resolve_and_audit(&s.server.state, &client_id).await.unwrap_err();
+    let err = steward_server::cimd::resolve_and_audit(&s.server.state, &client_id)
+        .await
+        .unwrap_err();
     assert_eq!(err.reason(), "forbidden_member", "{err}");
     // A second attempt is answered by the negative cache: counted, not audited again.
-    let again = steward_server::cimd::resolve_and_audit(&s.server.state, &client_id).await.unwrap_err();
+    let again = steward_server::cimd::resolve_and_audit(&s.server.state, &client_id)
+        .await
+        .unwrap_err();
     assert!(!again.is_transient());
     let events = s
         .server
@@ -226,5 +230,9 @@ async fn refused_documents_are_audited_with_their_reason() {
         .await
         .unwrap();
     assert_eq!(events.len(), 1, "{events:?}");
-    assert!(events[0].detail.contains("forbidden_member"), "{}", events[0].detail);
+    assert!(
+        events[0].detail.contains("forbidden_member"),
+        "{}",
+        events[0].detail
+    );
 }

@@ -17,13 +17,28 @@ use crate::state::AppState;
 pub const JWKS_PATH: &str = "/jwks.json";
 
 /// Builds the metadata document for `issuer`.
-pub fn metadata_document(issuer: &str, cimd_enabled: bool) -> Value {
+pub fn metadata_document(issuer: &str, cimd_enabled: bool, scopes: &[String]) -> Value {
     let base = issuer.trim_end_matches('/');
     let mut doc = json!({
         "issuer": issuer,
+        "authorization_endpoint": format!("{base}/authorize"),
+        "token_endpoint": format!("{base}/token"),
         "jwks_uri": format!("{base}{JWKS_PATH}"),
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
         "code_challenge_methods_supported": ["S256"],
+        "token_endpoint_auth_methods_supported":
+            ["none", "client_secret_basic", "client_secret_post", "private_key_jwt"],
+        "token_endpoint_auth_signing_alg_values_supported":
+            ["ES256", "ES384", "EdDSA", "RS256", "PS256"],
+        // RFC 9207: `iss` is on every authorization response, errors included.
+        "authorization_response_iss_parameter_supported": true,
+        "prompt_values_supported": ["none", "login", "consent"],
     });
+    if !scopes.is_empty() {
+        doc["scopes_supported"] = json!(scopes);
+    }
     if cimd_enabled {
         // CIMD -01 §5 / -02 §6: ASs that publish metadata include this when they support CIMD.
         doc["client_id_metadata_document_supported"] = Value::Bool(true);
@@ -74,7 +89,9 @@ mod tests {
 
     #[test]
     fn issuer_is_byte_for_byte_and_urls_absolute() {
-        let d = metadata_document("https://as.example/t", true);
+        let d = metadata_document("https://as.example/t", true, &[]);
+        assert_eq!(d["token_endpoint"], "https://as.example/t/token");
+        assert_eq!(d["authorization_response_iss_parameter_supported"], true);
         assert_eq!(d["issuer"], "https://as.example/t");
         assert_eq!(d["jwks_uri"], "https://as.example/t/jwks.json");
         assert_eq!(d["client_id_metadata_document_supported"], true);

@@ -1,0 +1,313 @@
+//! Client authentication at the token, revocation and introspection
+//! endpoints (OAuth 2.1 §2.4, RFC 7523).
+//!
+//! Methods: `none` (public clients send `client_id`), `client_secret_basic`,
+//! `client_secret_post`, `private_key_jwt`. A request using more than one
+//! method is `invalid_request` (OAuth 2.1 §2.4). A failure is `invalid_client`,
+//! answered 401 with `WWW-Authenticate` when the Authorization header was used
+//! (§3.2.4). Secrets are stored as keyed hashes — HMAC-SHA256 under a key
+//! derived from the key-encryption key — and compared in constant time: fast
+//! enough for the token endpoint, useless to whoever steals the database.
+
+use aws_lc_rs::hmac;
+use axum::http::{HeaderMap, StatusCode, header};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::Value;
+use steward_core::{ErrorCode, OAuthError};
+use steward_egress::FetchRequest;
+use subtle::ConstantTimeEq;
+
+use crate::error::WebError;
+use crate::oauth::clients::{self, Client, ClientAuth, ClientError};
+use crate::oauth::params::Params;
+use crate::state::AppState;
+
+const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// The keyed hash stored for a client secret: lowercase hex HMAC-SHA256.
+pub fn hash_client_secret(key: &[u8; 32], secret: &str) -> String {
+    let k = hmac::Key::new(hmac::HMAC_SHA256, key);
+    hex::encode(hmac::sign(&k, secret.as_bytes()).as_ref())
+}
+
+/// Does `secret` match the stored keyed hash? Constant time in the secret.
+pub fn verify_client_secret(key: &[u8; 32], secret: &str, stored_hash: &str) -> bool {
+    let computed = hash_client_secret(key, secret);
+    computed.len() == stored_hash.len() && bool::from(computed.as_bytes().ct_eq(stored_hash.as_bytes()))
+}
+
+/// What the request presented.
+enum Presented {
+    Public { client_id: String },
+    Secret { client_id: String, secret: String },
+    Assertion { client_id: String, assertion: String },
+}
+
+/// The authenticated (or, for public clients, identified) client.
+pub struct Authenticated {
+    pub client: Client,
+    /// Whether the client proved possession of a credential.
+    pub confidential: bool,
+}
+
+fn invalid_client(via_header: bool, d: &'static str) -> WebError {
+    let error = OAuthError::new(ErrorCode::InvalidClient, d);
+    WebError::OAuth {
+        error,
+        status: StatusCode::UNAUTHORIZED,
+        www_authenticate: via_header.then(|| "Basic realm=\"steward\", charset=\"UTF-8\"".to_owned()),
+    }
+}
+
+fn invalid_request(d: &'static str) -> WebError {
+    WebError::oauth(OAuthError::invalid_request(d))
+}
+
+/// RFC 6749 §2.3.1: id and secret are form-urlencoded before Basic encoding.
+fn parse_basic(headers: &HeaderMap) -> Result<Option<(String, String)>, WebError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value = value
+        .to_str()
+        .map_err(|_| invalid_client(true, "malformed Authorization header"))?;
+    let Some(encoded) = value
+        .strip_prefix("Basic ")
+        .or_else(|| value.strip_prefix("basic "))
+    else {
+        return Err(invalid_client(true, "unsupported authorization scheme"));
+    };
+    let decoded = STANDARD
+        .decode(encoded.trim())
+        .map_err(|_| invalid_client(true, "malformed Basic credentials"))?;
+    let decoded =
+        String::from_utf8(decoded).map_err(|_| invalid_client(true, "malformed Basic credentials"))?;
+    let (id, secret) = decoded
+        .split_once(':')
+        .ok_or_else(|| invalid_client(true, "malformed Basic credentials"))?;
+    let unescape = |s: &str| -> String {
+        url::form_urlencoded::parse(format!("x={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default()
+    };
+    Ok(Some((unescape(id), unescape(secret))))
+}
+
+/// The unverified `iss` of an assertion, to find the client when the request
+/// carries no `client_id` (RFC 7523 §3: client_id is optional).
+fn assertion_issuer(assertion: &str) -> Option<String> {
+    let payload = assertion.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    let v: Value = serde_json::from_slice(&bytes).ok()?;
+    v.get("iss")?.as_str().map(str::to_owned)
+}
+
+fn presented(headers: &HeaderMap, params: &Params) -> Result<(Presented, bool), WebError> {
+    for name in [
+        "client_id",
+        "client_secret",
+        "client_assertion",
+        "client_assertion_type",
+    ] {
+        if params.is_repeated(name) {
+            return Err(invalid_request("a client authentication parameter is repeated"));
+        }
+    }
+    let basic = parse_basic(headers)?;
+    let post_secret = params.get("client_secret");
+    let assertion = params.get("client_assertion");
+    let methods =
+        usize::from(basic.is_some()) + usize::from(post_secret.is_some()) + usize::from(assertion.is_some());
+    if methods > 1 {
+        return Err(invalid_request("more than one client authentication method"));
+    }
+    let body_id = params.get("client_id");
+    if let Some((id, secret)) = basic {
+        if body_id.is_some_and(|b| b != id) {
+            return Err(invalid_request(
+                "client_id does not match the Authorization header",
+            ));
+        }
+        return Ok((
+            Presented::Secret {
+                client_id: id,
+                secret,
+            },
+            true,
+        ));
+    }
+    if let Some(secret) = post_secret {
+        let id = body_id.ok_or_else(|| invalid_request("client_id is required with client_secret"))?;
+        return Ok((
+            Presented::Secret {
+                client_id: id.to_owned(),
+                secret: secret.to_owned(),
+            },
+            false,
+        ));
+    }
+    if let Some(assertion) = assertion {
+        if params.get("client_assertion_type") != Some(JWT_BEARER) {
+            return Err(invalid_request(
+                "client_assertion_type must be the RFC 7523 JWT bearer type",
+            ));
+        }
+        let id = match body_id {
+            Some(id) => id.to_owned(),
+            None => assertion_issuer(assertion)
+                .ok_or_else(|| invalid_client(false, "malformed client assertion"))?,
+        };
+        return Ok((
+            Presented::Assertion {
+                client_id: id,
+                assertion: assertion.to_owned(),
+            },
+            false,
+        ));
+    }
+    let id = body_id.ok_or_else(|| invalid_client(false, "client authentication is required"))?;
+    Ok((
+        Presented::Public {
+            client_id: id.to_owned(),
+        },
+        false,
+    ))
+}
+
+/// Authenticates the client of a token, revocation or introspection request.
+pub async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    params: &Params,
+) -> Result<Authenticated, WebError> {
+    let (presented, via_header) = presented(headers, params)?;
+    let client_id = match &presented {
+        Presented::Public { client_id }
+        | Presented::Secret { client_id, .. }
+        | Presented::Assertion { client_id, .. } => client_id.clone(),
+    };
+    let client = match clients::resolve_for_token(state, &client_id, None).await {
+        Ok(c) => c,
+        Err(ClientError::Store(e)) => return Err(WebError::internal(e)),
+        Err(ClientError::Metadata(e)) if e.is_transient() => {
+            return Err(WebError::oauth(OAuthError::new(
+                ErrorCode::TemporarilyUnavailable,
+                "client metadata is temporarily unavailable",
+            )));
+        }
+        Err(_) => return Err(invalid_client(via_header, "unknown or inactive client")),
+    };
+    match (&client.auth, presented) {
+        (ClientAuth::None, Presented::Public { .. }) => Ok(Authenticated {
+            client,
+            confidential: false,
+        }),
+        (ClientAuth::Secret(hash), Presented::Secret { secret, .. }) => {
+            if verify_client_secret(&state.oauth.secret_key, &secret, hash) {
+                Ok(Authenticated {
+                    client,
+                    confidential: true,
+                })
+            } else {
+                Err(invalid_client(via_header, "client authentication failed"))
+            }
+        }
+        (ClientAuth::PrivateKeyJwt { jwks, jwks_uri }, Presented::Assertion { assertion, .. }) => {
+            let keys = match (jwks, jwks_uri) {
+                (Some(k), _) => k.clone(),
+                (None, Some(uri)) => fetch_jwks(state, uri).await?,
+                (None, None) => return Err(invalid_client(false, "the client publishes no keys")),
+            };
+            let now = state.clock.now();
+            let claims =
+                steward_jose::verify_client_assertion(&assertion, &client.id, &state.issuer, &keys, now, 300)
+                    .map_err(|_| invalid_client(false, "client assertion rejected"))?;
+            // RFC 7523 §3: a jti is accepted once, across every node sharing the database.
+            let first_use = state
+                .store
+                .record_assertion_jti(&client.id, &claims.jti, claims.exp, now)
+                .await
+                .map_err(WebError::internal)?;
+            if !first_use {
+                return Err(invalid_client(false, "client assertion replayed"));
+            }
+            Ok(Authenticated {
+                client,
+                confidential: true,
+            })
+        }
+        // A confidential client must use its registered method; a public one must not claim a credential.
+        _ => Err(invalid_client(via_header, "client authentication failed")),
+    }
+}
+
+/// Fetches a client's `jwks_uri` through the guarded fetcher (CIMD -02 §8.6:
+/// URLs inside a document get the same SSRF rules as the document itself).
+async fn fetch_jwks(state: &AppState, uri: &str) -> Result<Value, WebError> {
+    let url = uri
+        .parse()
+        .map_err(|_| invalid_client(false, "the client's jwks_uri is invalid"))?;
+    let res = state
+        .egress
+        .fetch(&FetchRequest::json(url).with_max_bytes(64 * 1024))
+        .await
+        .map_err(|e| {
+            tracing::info!(reason = e.reason(), "jwks_uri fetch failed");
+            if e.is_transient() {
+                WebError::oauth(OAuthError::new(
+                    ErrorCode::TemporarilyUnavailable,
+                    "the client's keys are unavailable",
+                ))
+            } else {
+                invalid_client(false, "the client's keys could not be fetched")
+            }
+        })?;
+    serde_json::from_slice(&res.body)
+        .map_err(|_| invalid_client(false, "the client's jwks_uri is not a JWK set"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keyed_hash_verifies_only_the_right_secret() {
+        let key = [7u8; 32];
+        let h = hash_client_secret(&key, "correct horse battery staple");
+        assert!(verify_client_secret(&key, "correct horse battery staple", &h));
+        assert!(!verify_client_secret(&key, "correct horse battery stapl", &h));
+        assert!(!verify_client_secret(
+            &[8u8; 32],
+            "correct horse battery staple",
+            &h
+        ));
+    }
+
+    #[test]
+    fn basic_credentials_are_form_urldecoded() {
+        let mut headers = HeaderMap::new();
+        let raw = STANDARD.encode("my%20client:p%3Ass+word");
+        headers.insert(header::AUTHORIZATION, format!("Basic {raw}").parse().unwrap());
+        let (id, secret) = parse_basic(&headers).unwrap().unwrap();
+        assert_eq!(id, "my client");
+        assert_eq!(secret, "p:ss word");
+    }
+
+    #[test]
+    fn two_methods_are_invalid_request() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::AUTHORIZATION,
+            format!("Basic {}", STANDARD.encode("a:b")).parse().unwrap(),
+        );
+        let params = Params::parse("client_id=a&client_secret=b");
+        assert!(matches!(
+            presented(&headers, &params),
+            Err(WebError::OAuth { error, .. }) if error.code == ErrorCode::InvalidRequest
+        ));
+    }
+}

@@ -1,0 +1,367 @@
+//! One resolution path for the three kinds of client.
+//!
+//! - Pre-registered (configuration `[[clients]]`, synced into the inventory
+//!   at start-up) and dynamically registered clients are read from the store.
+//! - Metadata-document clients (an https `client_id`) are resolved through
+//!   the CIMD resolver at the authorization endpoint (which may fetch), and
+//!   from their stored version at the token endpoint (which never fetches:
+//!   ARCHITECTURE "POST /token never touches the network").
+//!
+//! Whatever the kind, a client whose inventory state is not `active` gets
+//! nothing: revocation and suspension take effect at once.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use steward_cimd::{AuthMethod, ClientIdUrl, ClientMetadata, GrantType, ResolveError};
+use steward_core::scope::ScopeSet;
+use steward_core::{ClientKind, LifecycleState, RedirectUri, RedirectUriRules, TrustTier};
+use steward_store::{ClientRecord, StoreError};
+
+use crate::settings::ClientSettings;
+use crate::state::AppState;
+
+/// How a client proves itself at the token endpoint.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ClientAuth {
+    /// A public client: identified by `client_id` alone.
+    None,
+    /// A shared secret, stored as a keyed hash (see `client_auth::hash_client_secret`).
+    Secret(String),
+    /// RFC 7523 private_key_jwt with the client's published keys.
+    PrivateKeyJwt {
+        jwks: Option<Value>,
+        jwks_uri: Option<String>,
+    },
+}
+
+/// A client as the protocol endpoints see it, whatever its kind.
+#[derive(Clone, Debug)]
+pub struct Client {
+    pub id: String,
+    pub kind: ClientKind,
+    pub name: Option<String>,
+    pub redirect_uris: Vec<RedirectUri>,
+    /// `authorization_code`, `refresh_token`, `client_credentials`.
+    pub grant_types: Vec<String>,
+    /// Scopes the client may obtain; `None` means any scope of the resource.
+    pub allowed_scopes: Option<ScopeSet>,
+    pub auth: ClientAuth,
+    /// For metadata-document clients: the stored version this view came from.
+    pub metadata_version: Option<i64>,
+    pub trust_tier: TrustTier,
+}
+
+impl Client {
+    pub fn is_public(&self) -> bool {
+        self.auth == ClientAuth::None
+    }
+
+    pub fn allows_grant(&self, grant: &str) -> bool {
+        self.grant_types.iter().any(|g| g == grant)
+    }
+
+    /// Every redirect URI is http loopback: any program on the device can
+    /// receive the code (MCP Security "Localhost Redirect URI Risks").
+    pub fn loopback_only(&self) -> bool {
+        !self.redirect_uris.is_empty() && self.redirect_uris.iter().all(RedirectUri::is_loopback)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("unknown client")]
+    Unknown,
+    #[error("the client is {0}")]
+    NotActive(LifecycleState),
+    #[error("the client's metadata document could not be used: {0}")]
+    Metadata(ResolveError),
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
+    #[error("the client's stored registration is unreadable")]
+    CorruptRegistration,
+}
+
+/// The registration data of a pre-registered or dynamic client, as stored in
+/// the inventory's `registration` column.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Registration {
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+    #[serde(default)]
+    pub grant_types: Vec<String>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+}
+
+fn is_metadata_document(state: &AppState, client_id: &str) -> bool {
+    state.settings.cimd.enabled && steward_cimd::looks_like_metadata_document_id(client_id)
+}
+
+/// Resolves a client at the authorization endpoint. May fetch a metadata document.
+pub async fn resolve_for_authorize(state: &AppState, client_id: &str) -> Result<Client, ClientError> {
+    if is_metadata_document(state, client_id) {
+        let id = ClientIdUrl::parse(client_id, &state.cimd_policy().url_rules())
+            .map_err(|e| ClientError::Metadata(e.into()))?;
+        let resolved = crate::cimd::resolve_and_audit(state, &id)
+            .await
+            .map_err(ClientError::Metadata)?;
+        let record = state.store.get_client(client_id).await?;
+        from_metadata(
+            state,
+            &resolved.metadata,
+            Some(resolved.version_id),
+            record.as_ref(),
+        )
+    } else {
+        from_store(state, client_id).await
+    }
+}
+
+/// Resolves a client at the token endpoint, from stored data only. A
+/// metadata-document client is read from `pinned_version` (the version the
+/// user consented to) or, without one, from its latest stored version.
+pub async fn resolve_for_token(
+    state: &AppState,
+    client_id: &str,
+    pinned_version: Option<i64>,
+) -> Result<Client, ClientError> {
+    if is_metadata_document(state, client_id) {
+        let id = ClientIdUrl::parse(client_id, &state.cimd_policy().url_rules())
+            .map_err(|e| ClientError::Metadata(e.into()))?;
+        let stored = match pinned_version {
+            Some(v) => state.cimd.stored(&id, v).await,
+            None => state.cimd.latest_stored(&id).await,
+        }
+        .map_err(ClientError::Metadata)?
+        .ok_or(ClientError::Unknown)?;
+        let record = state.store.get_client(client_id).await?;
+        from_metadata(state, &stored.metadata, Some(stored.version_id), record.as_ref())
+    } else {
+        from_store(state, client_id).await
+    }
+}
+
+fn check_active(record: Option<&ClientRecord>) -> Result<(), ClientError> {
+    match record.map(|r| r.state) {
+        None | Some(LifecycleState::Active) => Ok(()),
+        Some(other) => Err(ClientError::NotActive(other)),
+    }
+}
+
+fn from_metadata(
+    state: &AppState,
+    m: &ClientMetadata,
+    version: Option<i64>,
+    record: Option<&ClientRecord>,
+) -> Result<Client, ClientError> {
+    check_active(record)?;
+    let mut grant_types: Vec<String> = m
+        .grant_types
+        .iter()
+        .map(|g| match g {
+            GrantType::AuthorizationCode => "authorization_code",
+            GrantType::RefreshToken => "refresh_token",
+        })
+        .map(str::to_owned)
+        .collect();
+    let auth = match m.auth_method {
+        AuthMethod::None => ClientAuth::None,
+        AuthMethod::PrivateKeyJwt => ClientAuth::PrivateKeyJwt {
+            jwks: m.jwks.clone(),
+            jwks_uri: m.jwks_uri.clone(),
+        },
+    };
+    let mut allowed_scopes = None;
+    let mut trust_tier = record.map_or(TrustTier::Unverified, |r| r.trust_tier);
+    // An operator's allow-list entry for this URL narrows what the document claims.
+    if let Some(entry) = state.settings.clients.iter().find(|c| c.client_id == m.client_id) {
+        grant_types.retain(|g| entry.grant_types.contains(g));
+        if !entry.scopes.is_empty() {
+            allowed_scopes = ScopeSet::from_tokens(entry.scopes.iter().cloned()).ok();
+        }
+        if trust_tier == TrustTier::Unverified {
+            trust_tier = TrustTier::Verified;
+        }
+    }
+    Ok(Client {
+        id: m.client_id.clone(),
+        kind: ClientKind::MetadataDocument,
+        name: Some(m.client_name.clone()),
+        redirect_uris: m.redirect_uris.clone(),
+        grant_types,
+        allowed_scopes,
+        auth,
+        metadata_version: version,
+        trust_tier,
+    })
+}
+
+async fn from_store(state: &AppState, client_id: &str) -> Result<Client, ClientError> {
+    let record = state
+        .store
+        .get_client(client_id)
+        .await?
+        .ok_or(ClientError::Unknown)?;
+    if record.kind == ClientKind::MetadataDocument {
+        // Metadata-document clients are resolved by URL only.
+        return Err(ClientError::Unknown);
+    }
+    check_active(Some(&record))?;
+    let reg: Registration =
+        serde_json::from_str(&record.registration).map_err(|_| ClientError::CorruptRegistration)?;
+    let rules = RedirectUriRules {
+        allow_private_use_schemes: state.settings.cimd.allow_private_use_schemes,
+    };
+    let redirect_uris = reg
+        .redirect_uris
+        .iter()
+        .map(|r| RedirectUri::parse(r, rules))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| ClientError::CorruptRegistration)?;
+    let allowed_scopes = if reg.scopes.is_empty() {
+        None
+    } else {
+        Some(
+            ScopeSet::from_tokens(reg.scopes.iter().cloned())
+                .map_err(|_| ClientError::CorruptRegistration)?,
+        )
+    };
+    Ok(Client {
+        id: record.client_id.clone(),
+        kind: record.kind,
+        name: record.display_name.clone(),
+        redirect_uris,
+        grant_types: reg.grant_types,
+        allowed_scopes,
+        auth: record
+            .secret_hash
+            .clone()
+            .map_or(ClientAuth::None, ClientAuth::Secret),
+        metadata_version: None,
+        trust_tier: record.trust_tier,
+    })
+}
+
+/// Why a configured client cannot be used, naming the entry.
+#[derive(Debug, thiserror::Error)]
+#[error("clients[{client_id}]: {reason}")]
+pub struct ConfiguredClientError {
+    pub client_id: String,
+    pub reason: String,
+}
+
+/// Writes the `[[clients]]` entries with non-URL ids into the inventory as
+/// pre-registered clients (configuration is their source of truth). Entries
+/// whose id is an https URL are allow-list settings for metadata-document
+/// clients and are applied at resolution.
+pub async fn sync_configured_clients(
+    state: &AppState,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<usize, SyncError> {
+    let now = state.clock.now();
+    let mut synced = 0;
+    for c in &state.settings.clients {
+        if steward_cimd::looks_like_metadata_document_id(&c.client_id) {
+            continue;
+        }
+        let record = configured_record(state, c, env, now)?;
+        let existing = state
+            .store
+            .get_client(&c.client_id)
+            .await
+            .map_err(SyncError::Store)?;
+        let record = match existing {
+            // Keep the operator-managed lifecycle state (a suspended client stays suspended).
+            Some(e) => ClientRecord {
+                state: e.state,
+                first_seen: e.first_seen,
+                last_seen: e.last_seen,
+                ..record
+            },
+            None => record,
+        };
+        state
+            .store
+            .upsert_client(&record)
+            .await
+            .map_err(SyncError::Store)?;
+        synced += 1;
+    }
+    Ok(synced)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Config(#[from] ConfiguredClientError),
+    #[error("storing configured clients: {0}")]
+    Store(StoreError),
+}
+
+fn configured_record(
+    state: &AppState,
+    c: &ClientSettings,
+    env: &dyn Fn(&str) -> Option<String>,
+    now: steward_core::UnixTime,
+) -> Result<ClientRecord, ConfiguredClientError> {
+    let err = |reason: String| ConfiguredClientError {
+        client_id: c.client_id.clone(),
+        reason,
+    };
+    let rules = RedirectUriRules {
+        allow_private_use_schemes: state.settings.cimd.allow_private_use_schemes,
+    };
+    for r in &c.redirect_uris {
+        RedirectUri::parse(r, rules).map_err(|e| err(format!("redirect URI {r:?}: {e}")))?;
+    }
+    for g in &c.grant_types {
+        if !matches!(
+            g.as_str(),
+            "authorization_code" | "refresh_token" | "client_credentials"
+        ) {
+            return Err(err(format!("unsupported grant type {g:?}")));
+        }
+    }
+    ScopeSet::from_tokens(c.scopes.iter().cloned()).map_err(|e| err(e.to_string()))?;
+    let secret_hash = match (&c.secret_env, &c.secret_hash) {
+        (Some(var), _) => {
+            let secret = env(var).ok_or_else(|| err(format!("environment variable {var} is not set")))?;
+            if secret.len() < 16 {
+                return Err(err(format!("the secret in {var} is shorter than 16 characters")));
+            }
+            Some(crate::oauth::client_auth::hash_client_secret(
+                &state.oauth.secret_key,
+                &secret,
+            ))
+        }
+        (None, Some(hash)) => Some(hash.clone()),
+        (None, None) => None,
+    };
+    if secret_hash.is_none() && c.grant_types.iter().any(|g| g == "client_credentials") {
+        return Err(err(
+            "client_credentials needs a confidential client (secret_env or secret_hash)".to_owned(),
+        ));
+    }
+    let registration = Registration {
+        redirect_uris: c.redirect_uris.clone(),
+        grant_types: c.grant_types.clone(),
+        scopes: c.scopes.clone(),
+    };
+    Ok(ClientRecord {
+        client_id: c.client_id.clone(),
+        kind: ClientKind::PreRegistered,
+        display_name: c.name.clone(),
+        first_seen: now,
+        last_seen: now,
+        state: LifecycleState::Active,
+        owner_organization: None,
+        owner_business: None,
+        owner_technical: None,
+        owner_contact: None,
+        trust_tier: TrustTier::Trusted,
+        secret_hash,
+        registration: serde_json::to_string(&registration).unwrap_or_else(|_| "{}".to_owned()),
+        created_at: now,
+        updated_at: now,
+    })
+}

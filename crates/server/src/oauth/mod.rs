@@ -1,0 +1,52 @@
+//! The OAuth 2.1 protocol surface: clients of every kind, resources and
+//! scopes, the authorization endpoint with login and consent, the token
+//! endpoint, client authentication and token minting.
+
+pub mod authorize;
+pub mod client_auth;
+pub mod clients;
+pub mod pages;
+pub mod params;
+pub mod resources;
+pub mod token;
+pub mod tokens;
+pub mod users;
+
+use std::time::Duration;
+
+use crate::settings::Settings;
+
+/// Protocol state built once at start-up.
+pub struct OAuth {
+    pub resources: resources::Resources,
+    /// Key for client-secret hashes, derived from the key-encryption key.
+    pub secret_key: [u8; 32],
+    /// Failed logins per account (`u:NAME`) and per address (`a:IP`) in the window.
+    pub login_failures: moka::sync::Cache<String, u32>,
+    pub dummy_password_hash: String,
+    /// `[dev] auto_approve_user`, resolved to a user id.
+    pub dev_user_id: Option<String>,
+}
+
+impl OAuth {
+    pub fn new(settings: &Settings, secret_key: [u8; 32]) -> OAuth {
+        OAuth {
+            resources: resources::Resources::from_settings(settings),
+            secret_key,
+            login_failures: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(Duration::from_secs(settings.login.window_secs.max(1)))
+                .build(),
+            dummy_password_hash: users::dummy_hash(),
+            dev_user_id: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for OAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OAuth")
+            .field("resources", &self.resources)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,146 @@
+//! The HTML pages of the authorization flow: login, consent, errors.
+//!
+//! Server-rendered, no JavaScript, no third-party resources. Every page is
+//! sent with a CSP that forbids framing (`frame-ancestors 'none'`, OAuth 2.1
+//! §7.11 clickjacking) and loading anything from elsewhere, and with
+//! `Referrer-Policy: no-referrer` (RFC 9700 §4.2.4). Form field names are
+//! fixed for automation: `username`, `password`, `decision=approve|deny`.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+
+use crate::error::escape_html;
+
+const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; \
+                   frame-ancestors 'none'; base-uri 'none'";
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:34rem;margin:3rem auto;padding:0 1rem;\
+color:#1b1b1b}h1{font-size:1.4rem}.warn{background:#fff4e5;border-left:4px solid #e69500;padding:.5rem .8rem;\
+margin:.6rem 0}.host{font-family:ui-monospace,monospace;font-weight:600}label{display:block;margin:.6rem 0}\
+input[type=text],input[type=password]{width:100%;padding:.4rem}button{padding:.5rem 1.2rem;margin-right:.5rem}\
+ul{padding-left:1.2rem}.claim{color:#555;font-size:.9rem}";
+
+/// Wraps page content with the headers every flow page carries.
+pub fn page(status: StatusCode, title: &str, body: &str) -> Response {
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width\"><title>{}</title><style>{STYLE}</style></head>\
+         <body><main>{body}</main></body></html>",
+        escape_html(title)
+    );
+    let mut res = (status, Html(html)).into_response();
+    secure_headers(res.headers_mut());
+    res
+}
+
+pub fn secure_headers(h: &mut axum::http::HeaderMap) {
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+}
+
+/// An error shown to the person, never a redirect (OAuth 2.1 §4.1.2.1).
+pub fn error_page(status: StatusCode, title: &str, reason: &str, retry_after: Option<u64>) -> Response {
+    let body = format!("<h1>{}</h1><p>{}</p>", escape_html(title), escape_html(reason));
+    let mut res = page(status, title, &body);
+    if let Some(secs) = retry_after {
+        res.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    res
+}
+
+pub fn hidden(name: &str, value: &str) -> String {
+    format!(
+        "<input type=\"hidden\" name=\"{}\" value=\"{}\">",
+        escape_html(name),
+        escape_html(value)
+    )
+}
+
+/// The login form; `request` is the original authorization request, replayed after login.
+pub fn login(action: &str, csrf: &str, request: &str, client_host: &str, message: Option<&str>) -> Response {
+    let msg = message
+        .map(|m| format!("<p class=\"warn\">{}</p>", escape_html(m)))
+        .unwrap_or_default();
+    let body = format!(
+        "<h1>Sign in</h1><p>to continue to <span class=\"host\">{host}</span></p>{msg}\
+         <form method=\"post\" action=\"{action}\">{csrf}{req}\
+         <label>Username <input type=\"text\" name=\"username\" autocomplete=\"username\" required></label>\
+         <label>Password <input type=\"password\" name=\"password\" autocomplete=\"current-password\" required></label>\
+         <button type=\"submit\">Sign in</button></form>",
+        host = escape_html(client_host),
+        action = escape_html(action),
+        csrf = hidden("csrf", csrf),
+        req = hidden("request", request),
+    );
+    page(
+        if message.is_some() {
+            StatusCode::UNAUTHORIZED
+        } else {
+            StatusCode::OK
+        },
+        "Sign in",
+        &body,
+    )
+}
+
+/// What the consent page shows.
+pub struct ConsentView<'a> {
+    pub client_host: &'a str,
+    pub redirect_host: &'a str,
+    pub client_name: Option<&'a str>,
+    pub client_id: &'a str,
+    pub resource_name: &'a str,
+    pub scopes: Vec<(String, String)>,
+    pub warnings: Vec<&'static str>,
+}
+
+pub fn consent(action: &str, csrf: &str, request: &str, v: &ConsentView<'_>) -> Response {
+    let scopes: String = if v.scopes.is_empty() {
+        "<li>No specific permissions</li>".to_owned()
+    } else {
+        v.scopes
+            .iter()
+            .map(|(s, d)| {
+                format!(
+                    "<li>{} <span class=\"claim\">({})</span></li>",
+                    escape_html(d),
+                    escape_html(s)
+                )
+            })
+            .collect()
+    };
+    let warnings: String = v
+        .warnings
+        .iter()
+        .map(|w| format!("<p class=\"warn\">{}</p>", escape_html(w)))
+        .collect();
+    let name = v
+        .client_name
+        .map(|n| {
+            format!(
+                "<p class=\"claim\">It calls itself “{}” (the client's own claim).</p>",
+                escape_html(n)
+            )
+        })
+        .unwrap_or_default();
+    let body = format!(
+        "<h1>Allow access?</h1>\
+         <p>The application at <span class=\"host\">{ch}</span> wants to access <strong>{res}</strong> on your behalf.</p>\
+         <p>After you decide, you will be sent to <span class=\"host\">{rh}</span>.</p>{name}{warnings}\
+         <p>It asks to:</p><ul>{scopes}</ul><p class=\"claim\">Client id: {cid}</p>\
+         <form method=\"post\" action=\"{action}\">{csrf}{req}\
+         <button type=\"submit\" name=\"decision\" value=\"approve\">Allow</button>\
+         <button type=\"submit\" name=\"decision\" value=\"deny\">Deny</button></form>",
+        ch = escape_html(v.client_host),
+        rh = escape_html(v.redirect_host),
+        res = escape_html(v.resource_name),
+        cid = escape_html(v.client_id),
+        action = escape_html(action),
+        csrf = hidden("csrf", csrf),
+        req = hidden("request", request),
+    );
+    page(StatusCode::OK, "Allow access?", &body)
+}

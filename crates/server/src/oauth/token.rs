@@ -1,0 +1,383 @@
+//! The token endpoint (OAuth 2.1 §3.2): `authorization_code`,
+//! `refresh_token` and `client_credentials`. It never touches the network
+//! except to fetch a client's `jwks_uri` for private_key_jwt.
+//!
+//! Every response carries `Cache-Control: no-store` (§3.2.3); errors follow
+//! RFC 6749 §5.2 through `WebError`.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use steward_core::pkce::CodeChallenge;
+use steward_core::scope::ScopeSet;
+use steward_core::secret::{random_token, token_hash};
+use steward_core::{ErrorCode, OAuthError};
+use steward_store::{CodeConsumption, NewAuditEvent, NewRefreshFamily, Rotation};
+
+use crate::error::WebError;
+use crate::oauth::client_auth::{self, Authenticated};
+use crate::oauth::params::Params;
+use crate::oauth::tokens::{AccessGrant, invalid_grant, issue_access_token, new_refresh_token};
+use crate::state::AppState;
+
+#[derive(Serialize)]
+struct TokenResponse {
+    access_token: String,
+    token_type: &'static str,
+    expires_in: u64,
+    scope: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<String>,
+}
+
+fn no_store(body: TokenResponse) -> Response {
+    let mut res = Json(body).into_response();
+    let h = res.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    res
+}
+
+fn form_only(headers: &HeaderMap) -> Result<(), WebError> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if ct
+        .split(';')
+        .next()
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
+    {
+        Ok(())
+    } else {
+        Err(WebError::oauth(OAuthError::invalid_request(
+            "the body must be application/x-www-form-urlencoded",
+        )))
+    }
+}
+
+pub async fn token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: String,
+) -> Result<Response, WebError> {
+    form_only(&headers)?;
+    let params = Params::parse(&body);
+    if params.first_repeated().is_some() {
+        return Err(WebError::oauth(OAuthError::invalid_request(
+            "a parameter is repeated",
+        )));
+    }
+    let auth = client_auth::authenticate(&state, &headers, &params).await?;
+    match params.get("grant_type") {
+        Some("authorization_code") => authorization_code(&state, &auth, &params).await,
+        Some("refresh_token") => refresh_token(&state, &auth, &params).await,
+        Some("client_credentials") => client_credentials(&state, &auth, &params).await,
+        Some(_) => Err(WebError::oauth(OAuthError::new(
+            ErrorCode::UnsupportedGrantType,
+            "the grant type is not supported",
+        ))),
+        None => Err(WebError::oauth(OAuthError::invalid_request(
+            "grant_type is required",
+        ))),
+    }
+}
+
+fn unauthorized_grant() -> WebError {
+    WebError::oauth(OAuthError::new(
+        ErrorCode::UnauthorizedClient,
+        "the client may not use this grant type",
+    ))
+}
+
+async fn audit(
+    state: &AppState,
+    action: &str,
+    client_id: &str,
+    subject: Option<&str>,
+    detail: serde_json::Value,
+) {
+    let event = NewAuditEvent {
+        at: state.clock.now(),
+        actor: "steward".to_owned(),
+        action: action.to_owned(),
+        client_id: Some(client_id.to_owned()),
+        subject: subject.map(str::to_owned),
+        detail: detail.to_string(),
+    };
+    if let Err(e) = state.store.append_audit(&event).await {
+        tracing::warn!(error = %e, "could not write audit event");
+    }
+}
+
+/// OAuth 2.1 §4.1.3. The code is consumed atomically before anything is
+/// issued, so of any number of concurrent redemptions exactly one succeeds.
+async fn authorization_code(
+    state: &AppState,
+    auth: &Authenticated,
+    params: &Params,
+) -> Result<Response, WebError> {
+    let client = &auth.client;
+    if !client.allows_grant("authorization_code") {
+        return Err(unauthorized_grant());
+    }
+    let code = params
+        .get("code")
+        .ok_or_else(|| WebError::oauth(OAuthError::invalid_request("code is required")))?;
+    let verifier = params.get("code_verifier");
+    let now = state.clock.now();
+    let record = match state
+        .store
+        .consume_code(&token_hash(code), now)
+        .await
+        .map_err(WebError::internal)?
+    {
+        CodeConsumption::Consumed(c) => c,
+        CodeConsumption::Replayed(c) => {
+            // §4.1.3: deny, and revoke what the code produced — but only when
+            // the replay is otherwise valid, so a stolen code alone cannot be
+            // used to sign the legitimate user out (§7.5.2).
+            let valid = c.client_id == client.id
+                && verifier.is_some_and(|v| CodeChallenge::from_stored(c.code_challenge.clone()).verify(v));
+            if valid {
+                if let Some(family) = &c.family_id {
+                    let _ = state.store.revoke_family(family, now).await;
+                    let _ = state.store.revoke_access_tokens_of_family(family, now).await;
+                }
+                let _ = state.store.revoke_access_tokens_of_grant(&c.grant_id, now).await;
+                audit(
+                    state,
+                    "token.code_replayed",
+                    &client.id,
+                    Some(&c.user_id),
+                    serde_json::json!({"grant_id": c.grant_id}),
+                )
+                .await;
+            }
+            return Err(invalid_grant("the authorization code was already used"));
+        }
+        CodeConsumption::Expired => return Err(invalid_grant("the authorization code has expired")),
+        CodeConsumption::NotFound => return Err(invalid_grant("the authorization code is invalid")),
+    };
+    if record.client_id != client.id {
+        return Err(invalid_grant(
+            "the authorization code was issued to another client",
+        ));
+    }
+    // OAuth 2.1 §10.2: if sent, redirect_uri must equal the request's, port included.
+    if let Some(sent) = params.get("redirect_uri")
+        && sent != record.redirect_uri
+    {
+        return Err(invalid_grant(
+            "redirect_uri does not match the authorization request",
+        ));
+    }
+    let Some(verifier) = verifier else {
+        return Err(WebError::oauth(OAuthError::invalid_request(
+            "code_verifier is required",
+        )));
+    };
+    if !CodeChallenge::from_stored(record.code_challenge.clone()).verify(verifier) {
+        return Err(invalid_grant("code_verifier does not match the code challenge"));
+    }
+    // The version the user consented to must still be usable.
+    if let Some(version) = record.metadata_version_id {
+        crate::oauth::clients::resolve_for_token(state, &client.id, Some(version))
+            .await
+            .map_err(|_| invalid_grant("the client's metadata changed and is no longer valid"))?;
+    }
+    let resource = record
+        .resource
+        .clone()
+        .unwrap_or_else(|| state.issuer.to_string());
+    if !params.resources().is_empty() && params.resources().iter().any(|r| r != &resource) {
+        return Err(WebError::oauth(OAuthError::new(
+            ErrorCode::InvalidTarget,
+            "the resource was not authorized",
+        )));
+    }
+    let scopes = ScopeSet::parse(&record.scopes).unwrap_or_default();
+    let refresh = if client.allows_grant("refresh_token") {
+        let (token, first) = new_refresh_token(state);
+        let family = NewRefreshFamily {
+            id: format!("fam_{}", &random_token().expose()[..22]),
+            grant_id: record.grant_id.clone(),
+            client_id: client.id.clone(),
+            user_id: Some(record.user_id.clone()),
+            scopes: record.scopes.clone(),
+            resource: record.resource.clone(),
+            created_at: now,
+        };
+        let family = state
+            .store
+            .create_family(&family, &first)
+            .await
+            .map_err(WebError::internal)?;
+        let _ = state.store.set_code_family(&record.code_hash, &family.id).await;
+        Some((token, family.id))
+    } else {
+        None
+    };
+    let (access_token, expires_in) = issue_access_token(
+        state,
+        &AccessGrant {
+            client_id: &client.id,
+            user_id: Some(&record.user_id),
+            grant_id: Some(&record.grant_id),
+            family_id: refresh.as_ref().map(|(_, f)| f.as_str()),
+            scopes: &scopes,
+            resource: &resource,
+            auth_time: Some(record.auth_time),
+        },
+    )
+    .await?;
+    Ok(no_store(TokenResponse {
+        access_token,
+        token_type: "Bearer",
+        expires_in,
+        scope: scopes.to_string(),
+        refresh_token: refresh.map(|(t, _)| t),
+    }))
+}
+
+/// OAuth 2.1 §4.3: rotation on every use; a reused token revokes its family;
+/// scope may narrow, never widen; the resource must stay within the grant.
+async fn refresh_token(
+    state: &AppState,
+    auth: &Authenticated,
+    params: &Params,
+) -> Result<Response, WebError> {
+    let client = &auth.client;
+    if !client.allows_grant("refresh_token") {
+        return Err(unauthorized_grant());
+    }
+    let presented = params
+        .get("refresh_token")
+        .ok_or_else(|| WebError::oauth(OAuthError::invalid_request("refresh_token is required")))?;
+    let hash = token_hash(presented);
+    let now = state.clock.now();
+    // Check the binding before rotating, so another client cannot burn the token.
+    let current = state.store.get_refresh(&hash).await.map_err(WebError::internal)?;
+    let Some(current) = current else {
+        return Err(invalid_grant("the refresh token is invalid"));
+    };
+    if current.family.client_id != client.id {
+        return Err(invalid_grant("the refresh token was issued to another client"));
+    }
+    let granted = ScopeSet::parse(&current.family.scopes).unwrap_or_default();
+    let scopes = match params.get("scope") {
+        Some(s) => {
+            let asked = ScopeSet::parse(s).map_err(|_| {
+                WebError::oauth(OAuthError::new(ErrorCode::InvalidScope, "the scope is malformed"))
+            })?;
+            if !asked.is_subset(&granted) {
+                return Err(WebError::oauth(OAuthError::new(
+                    ErrorCode::InvalidScope,
+                    "the requested scope exceeds the original grant",
+                )));
+            }
+            asked
+        }
+        None => granted,
+    };
+    let resource = current
+        .family
+        .resource
+        .clone()
+        .unwrap_or_else(|| state.issuer.to_string());
+    if params.resources().iter().any(|r| r != &resource) {
+        return Err(WebError::oauth(OAuthError::new(
+            ErrorCode::InvalidTarget,
+            "the resource was not authorized",
+        )));
+    }
+    let (token, next) = new_refresh_token(state);
+    let family = match state
+        .store
+        .rotate_refresh(&hash, &next, now)
+        .await
+        .map_err(WebError::internal)?
+    {
+        Rotation::Rotated(f) => f,
+        Rotation::Reused { family_id } => {
+            audit(
+                state,
+                "token.refresh_reused",
+                &client.id,
+                current.family.user_id.as_deref(),
+                serde_json::json!({"family_id": family_id}),
+            )
+            .await;
+            return Err(invalid_grant(
+                "the refresh token was already used; its family is revoked",
+            ));
+        }
+        Rotation::Revoked => return Err(invalid_grant("the refresh token is revoked")),
+        Rotation::Expired => return Err(invalid_grant("the refresh token has expired")),
+        Rotation::NotFound => return Err(invalid_grant("the refresh token is invalid")),
+    };
+    let (access_token, expires_in) = issue_access_token(
+        state,
+        &AccessGrant {
+            client_id: &client.id,
+            user_id: family.user_id.as_deref(),
+            grant_id: Some(&family.grant_id),
+            family_id: Some(&family.id),
+            scopes: &scopes,
+            resource: &resource,
+            auth_time: None,
+        },
+    )
+    .await?;
+    Ok(no_store(TokenResponse {
+        access_token,
+        token_type: "Bearer",
+        expires_in,
+        scope: scopes.to_string(),
+        refresh_token: Some(token),
+    }))
+}
+
+/// OAuth 2.1 §4.2: confidential clients only; `sub` is the client.
+async fn client_credentials(
+    state: &AppState,
+    auth: &Authenticated,
+    params: &Params,
+) -> Result<Response, WebError> {
+    let client = &auth.client;
+    if !auth.confidential || !client.allows_grant("client_credentials") {
+        return Err(unauthorized_grant());
+    }
+    let resource = state
+        .oauth
+        .resources
+        .select(params.resources(), &state.issuer)
+        .map_err(WebError::oauth)?;
+    let scopes = state
+        .oauth
+        .resources
+        .grant_scopes(&resource, params.get("scope"), client)
+        .map_err(WebError::oauth)?;
+    let (access_token, expires_in) = issue_access_token(
+        state,
+        &AccessGrant {
+            client_id: &client.id,
+            user_id: None,
+            grant_id: None,
+            family_id: None,
+            scopes: &scopes,
+            resource: &resource.uri,
+            auth_time: None,
+        },
+    )
+    .await?;
+    Ok(no_store(TokenResponse {
+        access_token,
+        token_type: "Bearer",
+        expires_in,
+        scope: scopes.to_string(),
+        refresh_token: None,
+    }))
+}

@@ -45,6 +45,9 @@ enum Command {
     /// Manage signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Manage local user accounts (who can sign in at the authorization endpoint).
+    #[command(subcommand)]
+    Users(UsersCommand),
     /// Client ID Metadata Document tools.
     #[command(subcommand)]
     Cimd(CimdCommand),
@@ -57,6 +60,17 @@ enum KeysCommand {
     /// Generate a new signing key and make it the active one. The previous key
     /// stays published in the JWKS until every token it signed has expired.
     Rotate,
+}
+
+#[derive(Debug, Subcommand)]
+enum UsersCommand {
+    /// Create a user. The password is read from standard input (one line), never from arguments:
+    /// `printf '%s\n' "$PASSWORD" | steward users add alice`
+    Add { name: String },
+    /// List users.
+    List,
+    /// Delete a user with their sessions, grants and tokens.
+    Delete { name: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -92,6 +106,9 @@ fn main() -> ExitCode {
             Command::Keys(KeysCommand::List) => commands::keys::list(settings).await,
             Command::Keys(KeysCommand::Rotate) => commands::keys::rotate(settings).await,
             Command::Cimd(CimdCommand::Check { url }) => commands::cimd::check(settings, &url).await,
+            Command::Users(UsersCommand::Add { name }) => commands::users::add(settings, &name).await,
+            Command::Users(UsersCommand::List) => commands::users::list(settings).await,
+            Command::Users(UsersCommand::Delete { name }) => commands::users::delete(settings, &name).await,
         }
     });
     match result {

@@ -47,6 +47,8 @@ pub fn router(state: AppState) -> Router {
     let public = Router::new()
         .route(routes::discovery::JWKS_PATH, get(routes::jwks::jwks))
         .route("/token", post(oauth::token::token))
+        .route("/revoke", post(oauth::revocation::revoke))
+        .route("/introspect", post(oauth::revocation::introspect))
         .layer(public_cors());
     // No CORS on the authorization endpoint (OAuth 2.1 §3.1): it is navigated to.
     let interactive = Router::new()

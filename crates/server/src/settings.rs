@@ -50,6 +50,10 @@ pub struct ResourceSettings {
     /// Scopes this resource understands, each with the description users see.
     #[serde(default)]
     pub scopes: std::collections::BTreeMap<String, String>,
+    /// Confidential clients (the resource server's own credentials) allowed
+    /// to introspect tokens issued for this resource (RFC 7662 §4).
+    #[serde(default)]
+    pub introspection_clients: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

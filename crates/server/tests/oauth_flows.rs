@@ -28,6 +28,7 @@ fn base_settings(dir: &std::path::Path) -> Settings {
     s.resources = vec![ResourceSettings {
         uri: RESOURCE.to_owned(),
         name: "Example MCP".to_owned(),
+        introspection_clients: vec!["bench".to_owned()],
         scopes,
     }];
     s.default_resource = Some(RESOURCE.to_owned());
@@ -955,4 +956,167 @@ async fn metadata_document_client_full_flow_without_fetch_at_token() {
         .unwrap();
     assert_eq!(res.status(), 403);
     assert!(res.headers().get("location").is_none());
+}
+
+async fn introspect(server: &TestServer, token: &str) -> Value {
+    let res = client()
+        .post(server.url("/introspect"))
+        .form(&[
+            ("token", token),
+            ("client_id", "bench"),
+            ("client_secret", BENCH_SECRET),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    res.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn introspection_and_revocation() {
+    let server = start(true).await;
+    let code = code_for(&server, "public-app", "https://app.example/cb").await;
+    let body: Value = token(
+        &server,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("client_id", "public-app"),
+            ("code_verifier", VERIFIER),
+        ],
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let at = body["access_token"].as_str().unwrap();
+    let rt = body["refresh_token"].as_str().unwrap();
+
+    // `bench` is the resource's introspection client.
+    let active = introspect(&server, at).await;
+    assert_eq!(active["active"], true);
+    assert_eq!(active["aud"], RESOURCE);
+    assert_eq!(active["client_id"], "public-app");
+    assert_eq!(
+        introspect(&server, "not-a-token").await,
+        serde_json::json!({"active": false})
+    );
+
+    // A public client cannot introspect.
+    let res = client()
+        .post(server.url("/introspect"))
+        .form(&[("token", at), ("client_id", "public-app")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+
+    // Another client revoking it changes nothing (and learns nothing).
+    let res = client()
+        .post(server.url("/revoke"))
+        .form(&[
+            ("token", rt),
+            ("client_id", "bench"),
+            ("client_secret", BENCH_SECRET),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(introspect(&server, at).await["active"], true);
+
+    // Revoking the refresh token revokes its family and the grant's access tokens.
+    let res = client()
+        .post(server.url("/revoke"))
+        .form(&[("token", rt), ("client_id", "public-app")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(introspect(&server, at).await["active"], false);
+    let res = token(
+        &server,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", rt),
+            ("client_id", "public-app"),
+        ],
+    )
+    .await;
+    assert_eq!(res.json::<Value>().await.unwrap()["error"], "invalid_grant");
+    // Unknown tokens: 200 all the same.
+    let res = client()
+        .post(server.url("/revoke"))
+        .form(&[("token", "unknown"), ("client_id", "public-app")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+}
+
+#[tokio::test]
+async fn client_credentials_token_is_introspectable_and_expires() {
+    let server = start(false).await;
+    let body: Value = token(
+        &server,
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_id", "bench"),
+            ("client_secret", BENCH_SECRET),
+        ],
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let at = body["access_token"].as_str().unwrap();
+    let v = introspect(&server, at).await;
+    assert_eq!(v["active"], true);
+    assert_eq!(v["sub"], "bench");
+    server.clock.advance(601);
+    assert_eq!(introspect(&server, at).await["active"], false, "expired");
+}
+
+#[tokio::test]
+async fn discovery_lists_the_protocol_endpoints() {
+    let server = start(false).await;
+    let doc: Value = client()
+        .get(server.url("/.well-known/oauth-authorization-server"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for (k, path) in [
+        ("authorization_endpoint", "/authorize"),
+        ("token_endpoint", "/token"),
+        ("revocation_endpoint", "/revoke"),
+        ("introspection_endpoint", "/introspect"),
+    ] {
+        assert_eq!(doc[k].as_str().unwrap(), format!("{}{path}", server.base));
+    }
+    assert_eq!(
+        doc["scopes_supported"],
+        serde_json::json!(["mcp:admin", "mcp:tools"])
+    );
+    assert_eq!(doc["authorization_response_iss_parameter_supported"], true);
+    // CORS on the token endpoint, never on authorize.
+    let res = client()
+        .post(server.url("/token"))
+        .header("origin", "https://app.example")
+        .form(&[("grant_type", "x")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["access-control-allow-origin"], "*");
+    let res = client()
+        .get(authorize_url(&server, "public-app", "https://app.example/cb", ""))
+        .header("origin", "https://app.example")
+        .send()
+        .await
+        .unwrap();
+    assert!(res.headers().get("access-control-allow-origin").is_none());
 }

@@ -3,3 +3,4 @@
 pub mod cimd;
 pub mod keys;
 pub mod serve;
+pub mod users;

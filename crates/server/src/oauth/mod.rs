@@ -8,6 +8,7 @@ pub mod clients;
 pub mod pages;
 pub mod params;
 pub mod resources;
+pub mod revocation;
 pub mod token;
 pub mod tokens;
 pub mod users;

@@ -20,6 +20,8 @@ pub struct Resource {
     pub name: String,
     /// Scope → description shown on the consent page. Empty: any scope.
     pub scopes: BTreeMap<String, String>,
+    /// Clients allowed to introspect this resource's tokens.
+    pub introspection_clients: Vec<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -43,6 +45,7 @@ impl Resources {
                     uri: r.uri.clone(),
                     name: r.name.clone(),
                     scopes: r.scopes.clone(),
+                    introspection_clients: r.introspection_clients.clone(),
                 })
                 .collect(),
             default: s.default_resource.clone(),
@@ -52,6 +55,13 @@ impl Resources {
 
     pub fn is_empty(&self) -> bool {
         self.list.is_empty()
+    }
+
+    /// May `client_id` introspect tokens whose audience is `aud`?
+    pub fn may_introspect(&self, client_id: &str, aud: &str) -> bool {
+        self.list
+            .iter()
+            .any(|r| r.uri == aud && r.introspection_clients.iter().any(|c| c == client_id))
     }
 
     /// Every scope any resource defines, for `scopes_supported`.
@@ -100,6 +110,7 @@ impl Resources {
                     uri: issuer.to_owned(),
                     name: issuer.to_owned(),
                     scopes: BTreeMap::new(),
+                    introspection_clients: Vec::new(),
                 }),
                 None => Err(invalid_target("a resource parameter is required")),
             },

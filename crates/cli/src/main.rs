@@ -48,9 +48,48 @@ enum Command {
     /// Manage local user accounts (who can sign in at the authorization endpoint).
     #[command(subcommand)]
     Users(UsersCommand),
+    /// Manage clients: create pre-registered clients, list and inspect every
+    /// client Steward knows (pre-registered, metadata-document, dynamic).
+    #[command(subcommand)]
+    Clients(ClientsCommand),
     /// Client ID Metadata Document tools.
     #[command(subcommand)]
     Cimd(CimdCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ClientsCommand {
+    /// Create a pre-registered client. A confidential client (the default)
+    /// gets a generated secret, printed once; Steward stores only its keyed hash.
+    /// Example: `steward clients create --name "Nightly job" --grant-type client_credentials --scope mcp:tools`
+    Create {
+        /// The client_id; generated (`stw_…`) when omitted. Never an https URL:
+        /// that form names a metadata document.
+        #[arg(long)]
+        client_id: Option<String>,
+        /// Display name shown to operators and on the consent page.
+        #[arg(long)]
+        name: Option<String>,
+        /// A grant type (repeatable): authorization_code, refresh_token, client_credentials.
+        /// Default: authorization_code.
+        #[arg(long = "grant-type", value_name = "GRANT")]
+        grant_types: Vec<String>,
+        /// A scope the client may obtain (repeatable). Default: every scope of the resource.
+        #[arg(long = "scope", value_name = "SCOPE")]
+        scopes: Vec<String>,
+        /// A redirect URI (repeatable), required for authorization_code.
+        #[arg(long = "redirect-uri", value_name = "URI")]
+        redirect_uris: Vec<String>,
+        /// A public client (no secret, e.g. a native or browser app).
+        #[arg(long)]
+        public: bool,
+    },
+    /// List every client: id, kind, lifecycle state, trust tier, name.
+    List,
+    /// Show one client's inventory record and registration.
+    Show { client_id: String },
+    /// Delete a client with its grants, codes and tokens.
+    Delete { client_id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -105,6 +144,31 @@ fn main() -> ExitCode {
             Command::Serve => commands::serve::run(settings).await,
             Command::Keys(KeysCommand::List) => commands::keys::list(settings).await,
             Command::Keys(KeysCommand::Rotate) => commands::keys::rotate(settings).await,
+            Command::Clients(ClientsCommand::Create {
+                client_id,
+                name,
+                grant_types,
+                scopes,
+                redirect_uris,
+                public,
+            }) => {
+                let req = commands::clients::CreateRequest {
+                    client_id,
+                    name,
+                    grant_types,
+                    scopes,
+                    redirect_uris,
+                    public,
+                };
+                commands::clients::create(settings, req).await
+            }
+            Command::Clients(ClientsCommand::List) => commands::clients::list(settings).await,
+            Command::Clients(ClientsCommand::Show { client_id }) => {
+                commands::clients::show(settings, &client_id).await
+            }
+            Command::Clients(ClientsCommand::Delete { client_id }) => {
+                commands::clients::delete(settings, &client_id).await
+            }
             Command::Cimd(CimdCommand::Check { url }) => commands::cimd::check(settings, &url).await,
             Command::Users(UsersCommand::Add { name }) => commands::users::add(settings, &name).await,
             Command::Users(UsersCommand::List) => commands::users::list(settings).await,

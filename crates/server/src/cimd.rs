@@ -151,53 +151,91 @@ impl VersionStore for DbVersionStore {
     }
 }
 
-/// Resolves a metadata-document client for an interactive flow, writing a
-/// `client.metadata_rejected` audit event when a fetch was made and failed or
-/// the document was refused. Failures that cost an attacker nothing to
-/// repeat — a malformed client_id, or a failure served from the negative
-/// cache — are counted in metrics only, and the same refusal of the same
-/// document is audited once per five minutes, so they cannot flood the log.
+/// Parses a metadata-document `client_id` under the current rules. A refusal
+/// goes through the same path as every other CIMD refusal: counted in
+/// `steward_cimd_resolutions_total{outcome=<reason>}` and audited (see
+/// [`record_refusal`]).
+pub async fn parse_client_id(
+    state: &crate::state::AppState,
+    raw: &str,
+) -> Result<steward_cimd::ClientIdUrl, steward_cimd::ResolveError> {
+    match steward_cimd::ClientIdUrl::parse(raw, &state.cimd_policy().url_rules()) {
+        Ok(id) => Ok(id),
+        Err(e) => {
+            let error = steward_cimd::ResolveError::from(e);
+            // The resolver counts its own outcomes; a URL it never saw is counted here.
+            metrics::counter!("steward_cimd_resolutions_total", "outcome" => error.reason()).increment(1);
+            record_refusal(state, raw, &error).await;
+            Err(error)
+        }
+    }
+}
+
+/// Resolves a metadata-document client for an interactive flow from the raw
+/// `client_id`, writing a `client.metadata_rejected` audit event when the id
+/// is refused, when a fetch was made and failed, or when the document was
+/// refused (see [`record_refusal`]).
 pub async fn resolve_and_audit(
     state: &crate::state::AppState,
-    id: &steward_cimd::ClientIdUrl,
+    raw: &str,
 ) -> Result<Arc<steward_cimd::ResolvedClient>, steward_cimd::ResolveError> {
-    use steward_cimd::ResolveError;
-    let result = state.cimd.resolve(id).await;
+    let id = parse_client_id(state, raw).await?;
+    let result = state.cimd.resolve(&id).await;
     if let Err(e) = &result {
-        let dedupe_key = format!("{} {}", e.reason(), id.as_str());
-        let worth_auditing = !matches!(
-            e,
-            ResolveError::InvalidClientId(_) | ResolveError::RecentFailure { .. }
-        ) && !state.recent_rejections.contains_key(&dedupe_key);
-        if worth_auditing {
-            state.recent_rejections.insert(dedupe_key, ());
-            let detail = json!({
-                "reason": e.reason(),
-                "transient": e.is_transient(),
-                "problems": match e {
-                    ResolveError::Invalid(problems) => problems.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                    _ => Vec::new(),
-                },
-            });
-            let event = NewAuditEvent {
-                at: state.clock.now(),
-                actor: "steward".to_owned(),
-                action: "client.metadata_rejected".to_owned(),
-                client_id: Some(id.as_str().to_owned()),
-                subject: None,
-                detail: detail.to_string(),
-            };
-            if let Err(err) = state.store.append_audit(&event).await {
-                tracing::warn!(error = %err, "could not write audit event");
-            }
-        }
-        tracing::info!(
-            client_id = id.as_str(),
-            reason = e.reason(),
-            "metadata document refused"
-        );
+        record_refusal(state, id.as_str(), e).await;
     }
     result
+}
+
+/// Longest client_id copied into an audit event: the id is attacker-chosen.
+const AUDITED_ID_MAX: usize = 512;
+
+/// Logs a refusal and writes it to the audit trail. A failure served from the
+/// negative cache costs nothing to repeat and was audited when it happened,
+/// so it is logged only; and the same refusal of the same id is audited once
+/// per five minutes, so repeats cannot flood the log.
+async fn record_refusal(state: &crate::state::AppState, raw: &str, e: &steward_cimd::ResolveError) {
+    use steward_cimd::ResolveError;
+    let client_id = truncate(raw, AUDITED_ID_MAX);
+    tracing::info!(client_id, reason = e.reason(), "metadata document refused");
+    if matches!(e, ResolveError::RecentFailure { .. }) {
+        return;
+    }
+    let dedupe_key = format!("{} {client_id}", e.reason());
+    if state.recent_rejections.contains_key(&dedupe_key) {
+        return;
+    }
+    state.recent_rejections.insert(dedupe_key, ());
+    let detail = json!({
+        "reason": e.reason(),
+        "transient": e.is_transient(),
+        "problems": match e {
+            ResolveError::Invalid(problems) => problems.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            ResolveError::InvalidClientId(err) => vec![err.to_string()],
+            _ => Vec::new(),
+        },
+        "truncated": client_id.len() < raw.len(),
+    });
+    let event = NewAuditEvent {
+        at: state.clock.now(),
+        actor: "steward".to_owned(),
+        action: "client.metadata_rejected".to_owned(),
+        client_id: Some(client_id.to_owned()),
+        subject: None,
+        detail: detail.to_string(),
+    };
+    if let Err(err) = state.store.append_audit(&event).await {
+        tracing::warn!(error = %err, "could not write audit event");
+    }
+}
+
+/// At most `max` bytes of `s`, cut at a character boundary.
+fn truncate(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 /// Top-level members whose values differ between two documents: the drift
@@ -232,6 +270,12 @@ pub fn report_json(report: &steward_cimd::CheckReport) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn audited_ids_are_cut_at_a_character_boundary() {
+        assert_eq!(truncate("https://h/c", 512), "https://h/c");
+        assert_eq!(truncate("https://h/é", 11), "https://h/");
+    }
 
     #[test]
     fn drift_lists_changed_members() {

@@ -57,7 +57,8 @@ pub fn router(state: AppState) -> Router {
             get(oauth::authorize::authorize_get).post(oauth::authorize::authorize_post),
         )
         .route("/authorize/login", post(oauth::authorize::login_post))
-        .route("/authorize/consent", post(oauth::authorize::consent_post));
+        .route("/authorize/consent", post(oauth::authorize::consent_post))
+        .route("/logo/{hash}", get(oauth::logo::serve));
     let admin = Router::new().route("/admin/cimd/check", post(routes::admin::cimd_check));
     let issuer_routes = public.merge(admin).merge(interactive);
 

@@ -71,7 +71,10 @@ pub struct ClientSettings {
     /// The keyed hash of the client secret, as printed by `steward clients create`.
     #[serde(default)]
     pub secret_hash: Option<String>,
-    #[serde(default = "default_grant_types")]
+    /// Grant types this client may use. Empty means `["authorization_code"]`
+    /// for a pre-registered client and, on an allow-list entry for a
+    /// metadata-document URL, whatever the document asks for.
+    #[serde(default)]
     pub grant_types: Vec<String>,
     /// Scopes this client may obtain; empty means every scope of the resource.
     #[serde(default)]
@@ -80,8 +83,15 @@ pub struct ClientSettings {
     pub redirect_uris: Vec<String>,
 }
 
-fn default_grant_types() -> Vec<String> {
-    vec!["authorization_code".to_owned()]
+impl ClientSettings {
+    /// The grant types of a pre-registered client (empty means the code grant).
+    pub fn effective_grant_types(&self) -> Vec<String> {
+        if self.grant_types.is_empty() {
+            vec!["authorization_code".to_owned()]
+        } else {
+            self.grant_types.clone()
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -253,6 +263,9 @@ pub struct CimdSettings {
     pub cache_max_bytes: u64,
     /// First back-off after a failed fetch; doubles on each further failure.
     pub negative_cache_seconds: u64,
+    /// Accept only the metadata-document URLs listed in `[[clients]]` (an
+    /// allow-list); other https `client_id`s are unknown clients.
+    pub require_listed: bool,
 }
 
 impl Default for CimdSettings {
@@ -266,6 +279,7 @@ impl Default for CimdSettings {
             cache_max_entries: 10_000,
             cache_max_bytes: 64 * 1024 * 1024,
             negative_cache_seconds: 5,
+            require_listed: false,
         }
     }
 }
@@ -308,6 +322,11 @@ pub struct TokenSettings {
     pub refresh_token_lifetime_secs: u64,
     /// `jwt` (RFC 9068) or `opaque` (random, validated by introspection).
     pub format: String,
+    /// Failed client authentications (wrong secret, rejected assertion)
+    /// allowed per client within `client_auth_window_secs`; past it the
+    /// client is refused without checking (OAuth 2.1 §9.1: brute force).
+    pub client_auth_max_failures: u32,
+    pub client_auth_window_secs: u64,
 }
 
 impl Default for TokenSettings {
@@ -317,6 +336,8 @@ impl Default for TokenSettings {
             code_lifetime_secs: 60,
             refresh_token_lifetime_secs: 30 * 86_400,
             format: "jwt".to_owned(),
+            client_auth_max_failures: 20,
+            client_auth_window_secs: 300,
         }
     }
 }
@@ -438,6 +459,18 @@ impl Settings {
                 return Err(SettingError {
                     key: "clients.client_id",
                     reason: "must not be empty".to_owned(),
+                });
+            }
+            if steward_cimd::looks_like_metadata_document_id(&c.client_id)
+                && (c.secret_env.is_some() || c.secret_hash.is_some() || !c.redirect_uris.is_empty())
+            {
+                return Err(SettingError {
+                    key: "clients.redirect_uris",
+                    reason: format!(
+                        "client {:?} names a metadata document: its redirect URIs and keys come from the \
+                         document, so an allow-list entry takes only grant_types, scopes and name",
+                        c.client_id
+                    ),
                 });
             }
             if c.secret_env.is_some() && c.secret_hash.is_some() {

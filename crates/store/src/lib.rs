@@ -15,6 +15,7 @@ pub mod codes;
 pub mod error;
 pub mod grants;
 pub mod keys;
+pub mod logos;
 pub mod metadata_versions;
 mod migrations;
 pub mod postgres;
@@ -31,6 +32,7 @@ pub use codes::{AuthorizationCode, CodeConsumption, CodeStore};
 pub use error::StoreError;
 pub use grants::{Grant, GrantStore, NewGrant};
 pub use keys::{KeyStore, SigningKey};
+pub use logos::{Logo, LogoStore};
 pub use metadata_versions::{MetadataVersion, MetadataVersionStore, NewMetadataVersion};
 pub use postgres::PostgresStore;
 pub use refresh::{
@@ -73,6 +75,7 @@ pub trait Store:
     + KeyStore
     + AuditStore
     + AssertionStore
+    + LogoStore
     + Send
     + Sync
 {

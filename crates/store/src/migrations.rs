@@ -17,17 +17,23 @@ use std::pin::Pin;
 /// One embedded migration: version, description, SQL.
 pub(crate) type Embedded = (i64, &'static str, &'static str);
 
-pub(crate) const SQLITE: &[Embedded] = &[(
-    1,
-    "initial",
-    include_str!("../migrations/sqlite/0001_initial.sql"),
-)];
+pub(crate) const SQLITE: &[Embedded] = &[
+    (1, "initial", include_str!("../migrations/sqlite/0001_initial.sql")),
+    (
+        2,
+        "logos and auth_time",
+        include_str!("../migrations/sqlite/0002_logos_and_auth_time.sql"),
+    ),
+];
 
-pub(crate) const POSTGRES: &[Embedded] = &[(
-    1,
-    "initial",
-    include_str!("../migrations/postgres/0001_initial.sql"),
-)];
+pub(crate) const POSTGRES: &[Embedded] = &[
+    (1, "initial", include_str!("../migrations/postgres/0001_initial.sql")),
+    (
+        2,
+        "logos and auth_time",
+        include_str!("../migrations/postgres/0002_logos_and_auth_time.sql"),
+    ),
+];
 
 /// A [`MigrationSource`] over SQL compiled into the binary.
 #[derive(Debug, Clone, Copy)]

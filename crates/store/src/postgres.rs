@@ -179,7 +179,7 @@ fn code_row(r: &PgRow) -> Result<AuthorizationCode, StoreError> {
     })
 }
 
-const FAMILY_COLS: &str = "id, grant_id, client_id, user_id, scopes, resource, created_at, revoked_at";
+const FAMILY_COLS: &str = "id, grant_id, client_id, user_id, scopes, resource, auth_time, created_at, revoked_at";
 
 fn family_row(r: &PgRow) -> Result<RefreshFamily, StoreError> {
     Ok(RefreshFamily {
@@ -189,6 +189,7 @@ fn family_row(r: &PgRow) -> Result<RefreshFamily, StoreError> {
         user_id: r.try_get("user_id")?,
         scopes: r.try_get("scopes")?,
         resource: r.try_get("resource")?,
+        auth_time: ot(r.try_get("auth_time")?),
         created_at: t(r.try_get("created_at")?),
         revoked_at: ot(r.try_get("revoked_at")?),
     })
@@ -631,8 +632,8 @@ impl RefreshStore for PostgresStore {
     ) -> Result<RefreshFamily, StoreError> {
         let mut tx = self.pool.begin().await?;
         let row = sqlx::query(&format!(
-            "INSERT INTO refresh_families (id, grant_id, client_id, user_id, scopes, resource, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {FAMILY_COLS}"
+            "INSERT INTO refresh_families (id, grant_id, client_id, user_id, scopes, resource, auth_time, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {FAMILY_COLS}"
         ))
         .bind(&f.id)
         .bind(&f.grant_id)
@@ -640,6 +641,7 @@ impl RefreshStore for PostgresStore {
         .bind(&f.user_id)
         .bind(&f.scopes)
         .bind(&f.resource)
+        .bind(f.auth_time.map(|a| a.0))
         .bind(f.created_at.0)
         .fetch_one(&mut *tx)
         .await?;
@@ -731,7 +733,7 @@ impl RefreshStore for PostgresStore {
     async fn get_refresh(&self, token_hash: &str) -> Result<Option<RefreshRecord>, StoreError> {
         let row = sqlx::query(
             "SELECT t.token_hash, t.family_id, t.created_at AS t_created_at, t.expires_at, t.used_at, \
-             f.id, f.grant_id, f.client_id, f.user_id, f.scopes, f.resource, f.created_at, f.revoked_at \
+             f.id, f.grant_id, f.client_id, f.user_id, f.scopes, f.resource, f.auth_time, f.created_at, f.revoked_at \
              FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id WHERE t.token_hash = $1",
         )
         .bind(token_hash)
@@ -1016,6 +1018,39 @@ impl AssertionStore for PostgresStore {
         .await?;
         tx.commit().await?;
         Ok(r.rows_affected() == 1)
+    }
+}
+
+#[async_trait]
+impl LogoStore for PostgresStore {
+    async fn put_logo(&self, logo: &Logo) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO logos (hash, content_type, body, fetched_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (hash) DO NOTHING",
+        )
+        .bind(&logo.hash)
+        .bind(&logo.content_type)
+        .bind(&logo.body)
+        .bind(logo.fetched_at.0)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn get_logo(&self, hash: &str) -> Result<Option<Logo>, StoreError> {
+        let row = sqlx::query("SELECT hash, content_type, body, fetched_at FROM logos WHERE hash = $1")
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            Ok(Logo {
+                hash: r.try_get("hash")?,
+                content_type: r.try_get("content_type")?,
+                body: r.try_get("body")?,
+                fetched_at: t(r.try_get("fetched_at")?),
+            })
+        })
+        .transpose()
     }
 }
 

@@ -20,6 +20,9 @@ pub struct NewRefreshFamily {
     pub user_id: Option<String>,
     pub scopes: String,
     pub resource: Option<String>,
+    /// When the user behind the grant authenticated (RFC 9068 §2.2.1
+    /// `auth_time`), carried into every access token of the family.
+    pub auth_time: Option<UnixTime>,
     pub created_at: UnixTime,
 }
 
@@ -31,6 +34,7 @@ pub struct RefreshFamily {
     pub user_id: Option<String>,
     pub scopes: String,
     pub resource: Option<String>,
+    pub auth_time: Option<UnixTime>,
     pub created_at: UnixTime,
     pub revoked_at: Option<UnixTime>,
 }

@@ -22,8 +22,12 @@ use steward_core::{LifecycleState, UnixTime};
 
 /// How long a writer waits for the database lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
-/// Connections for a file database: readers run in parallel under WAL.
-const FILE_POOL_SIZE: u32 = 8;
+/// Connections for a file database. One: SQLite admits one writer at a
+/// time, and when several connections of this process race for the write
+/// lock the losers sleep in SQLite's busy handler (1, 2, 5, 10… ms), which
+/// under load cost 10x in throughput (docs/benchmarks.md). With one
+/// connection writes queue on the pool instead, without sleeping.
+const FILE_POOL_SIZE: u32 = 1;
 
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
@@ -192,7 +196,7 @@ fn code_row(r: &SqliteRow) -> Result<AuthorizationCode, StoreError> {
     })
 }
 
-const FAMILY_COLS: &str = "id, grant_id, client_id, user_id, scopes, resource, created_at, revoked_at";
+const FAMILY_COLS: &str = "id, grant_id, client_id, user_id, scopes, resource, auth_time, created_at, revoked_at";
 
 fn family_row(r: &SqliteRow) -> Result<RefreshFamily, StoreError> {
     Ok(RefreshFamily {
@@ -202,6 +206,7 @@ fn family_row(r: &SqliteRow) -> Result<RefreshFamily, StoreError> {
         user_id: r.try_get("user_id")?,
         scopes: r.try_get("scopes")?,
         resource: r.try_get("resource")?,
+        auth_time: ot(r.try_get("auth_time")?),
         created_at: t(r.try_get("created_at")?),
         revoked_at: ot(r.try_get("revoked_at")?),
     })
@@ -644,8 +649,8 @@ impl RefreshStore for SqliteStore {
     ) -> Result<RefreshFamily, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let row = sqlx::query(&format!(
-            "INSERT INTO refresh_families (id, grant_id, client_id, user_id, scopes, resource, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {FAMILY_COLS}"
+            "INSERT INTO refresh_families (id, grant_id, client_id, user_id, scopes, resource, auth_time, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {FAMILY_COLS}"
         ))
         .bind(&f.id)
         .bind(&f.grant_id)
@@ -653,6 +658,7 @@ impl RefreshStore for SqliteStore {
         .bind(&f.user_id)
         .bind(&f.scopes)
         .bind(&f.resource)
+        .bind(f.auth_time.map(|a| a.0))
         .bind(f.created_at.0)
         .fetch_one(&mut *tx)
         .await?;
@@ -744,7 +750,7 @@ impl RefreshStore for SqliteStore {
     async fn get_refresh(&self, token_hash: &str) -> Result<Option<RefreshRecord>, StoreError> {
         let row = sqlx::query(
             "SELECT t.token_hash, t.family_id, t.created_at AS t_created_at, t.expires_at, t.used_at, \
-             f.id, f.grant_id, f.client_id, f.user_id, f.scopes, f.resource, f.created_at, f.revoked_at \
+             f.id, f.grant_id, f.client_id, f.user_id, f.scopes, f.resource, f.auth_time, f.created_at, f.revoked_at \
              FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id WHERE t.token_hash = $1",
         )
         .bind(token_hash)
@@ -1029,6 +1035,39 @@ impl AssertionStore for SqliteStore {
         .await?;
         tx.commit().await?;
         Ok(r.rows_affected() == 1)
+    }
+}
+
+#[async_trait]
+impl LogoStore for SqliteStore {
+    async fn put_logo(&self, logo: &Logo) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO logos (hash, content_type, body, fetched_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (hash) DO NOTHING",
+        )
+        .bind(&logo.hash)
+        .bind(&logo.content_type)
+        .bind(&logo.body)
+        .bind(logo.fetched_at.0)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn get_logo(&self, hash: &str) -> Result<Option<Logo>, StoreError> {
+        let row = sqlx::query("SELECT hash, content_type, body, fetched_at FROM logos WHERE hash = $1")
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            Ok(Logo {
+                hash: r.try_get("hash")?,
+                content_type: r.try_get("content_type")?,
+                body: r.try_get("body")?,
+                fetched_at: t(r.try_get("fetched_at")?),
+            })
+        })
+        .transpose()
     }
 }
 

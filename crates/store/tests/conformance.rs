@@ -181,6 +181,7 @@ conformance!(
         audit_is_listed_newest_first_with_filters,
         assertion_jti_replay_is_refused,
         assertion_jti_concurrent_first_use_has_one_winner,
+        logos_are_stored_once_by_hash,
     ],
     harnesses: [
         migrations_twice_is_a_no_op_and_reopen_keeps_data,
@@ -278,6 +279,7 @@ async fn family(s: &Arc<dyn Store>, id: &str, grant_id: &str, first: &str) -> Re
             user_id: Some(USER.into()),
             scopes: "mcp:read".into(),
             resource: Some("https://mcp.example/".into()),
+            auth_time: Some(T0.plus_secs(-5)),
             created_at: T0,
         },
         &NewRefreshToken {
@@ -760,6 +762,7 @@ async fn refresh_rotation_and_reuse_revokes_family(s: Arc<dyn Store>) {
         panic!("current token must rotate");
     };
     assert_eq!(f.id, "fam-1");
+    assert_eq!(f.auth_time, Some(T0.plus_secs(-5)), "auth_time survives rotation");
     let old = s.get_refresh("rt-1").await.unwrap().unwrap();
     assert_eq!(old.token.used_at, Some(now));
     let new = s.get_refresh("rt-2").await.unwrap().unwrap();
@@ -865,6 +868,7 @@ async fn refresh_expired_unknown_and_revocation(s: Arc<dyn Store>) {
                 user_id: None,
                 scopes: String::new(),
                 resource: None,
+                auth_time: None,
                 created_at: T0,
             },
             &new_token("rt-x"),
@@ -1254,4 +1258,23 @@ async fn sqlite_file_creates_parent_dirs_and_uses_wal() {
         .await
         .unwrap();
     assert_eq!(sync, 1, "NORMAL");
+}
+
+async fn logos_are_stored_once_by_hash(s: Arc<dyn Store>) {
+    let logo = Logo {
+        hash: "ab".repeat(32),
+        content_type: "image/png".into(),
+        body: vec![0x89, b'P', b'N', b'G', 0, 1, 2, 255],
+        fetched_at: T0,
+    };
+    assert_eq!(s.get_logo(&logo.hash).await.unwrap(), None);
+    s.put_logo(&logo).await.unwrap();
+    // Same hash again: a no-op, the first bytes stay.
+    s.put_logo(&Logo {
+        fetched_at: T0.plus_secs(60),
+        ..logo.clone()
+    })
+    .await
+    .unwrap();
+    assert_eq!(s.get_logo(&logo.hash).await.unwrap(), Some(logo));
 }

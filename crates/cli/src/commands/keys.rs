@@ -3,7 +3,9 @@
 
 use anyhow::{Context, Result};
 use std::process::ExitCode;
-use steward_core::{Clock, SystemClock, UnixTime};
+use steward_core::{Clock, SystemClock};
+
+use super::date;
 use steward_jose::{Algorithm, Kek};
 use steward_server::keyring;
 use steward_server::settings::Settings;
@@ -70,10 +72,4 @@ pub async fn rotate(settings: Settings) -> Result<ExitCode> {
         settings.keys.reload_seconds
     );
     Ok(ExitCode::SUCCESS)
-}
-
-/// An HTTP-date rendering of a stored time (no clock read: pure conversion).
-fn date(t: UnixTime) -> String {
-    let secs = u64::try_from(t.seconds()).unwrap_or(0);
-    httpdate::fmt_http_date(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
 }

@@ -360,16 +360,21 @@ async fn authorize(state: &AppState, headers: &HeaderMap, raw: String) -> Respon
             set,
         );
     };
-    let warnings = consent_warnings(state, &v, &session.user_id).await;
+    signed_in(state, headers, &v, &session).await
+}
+
+/// The user is signed in: ask for consent when it is needed, else issue the code.
+async fn signed_in(state: &AppState, headers: &HeaderMap, v: &Validated, session: &Session) -> Response {
+    let warnings = consent_warnings(state, v, &session.user_id).await;
     if v.prompt.consent || warnings.needs_consent {
         if v.prompt.none {
             let e = OAuthError::new(ErrorCode::ConsentRequired, "the user must approve this request");
             return error_redirect(state, &v.redirect_uri, v.state.as_deref(), &e);
         }
         let (csrf, set) = csrf_token(state, headers);
-        return with_cookie(render_consent(state, &v, &csrf, warnings.messages), set);
+        return with_cookie(render_consent(state, v, &csrf, warnings.messages).await, set);
     }
-    issue_code(state, &v, &session.user_id, session.auth_time).await
+    issue_code(state, v, &session.user_id, session.auth_time).await
 }
 
 struct ConsentCheck {
@@ -413,7 +418,7 @@ async fn consent_warnings(state: &AppState, v: &Validated, user_id: &str) -> Con
     }
 }
 
-fn render_consent(state: &AppState, v: &Validated, csrf: &str, warnings: Vec<&'static str>) -> Response {
+async fn render_consent(state: &AppState, v: &Validated, csrf: &str, warnings: Vec<&'static str>) -> Response {
     let scopes = v
         .scopes
         .iter()
@@ -424,7 +429,12 @@ fn render_consent(state: &AppState, v: &Validated, csrf: &str, warnings: Vec<&'s
             )
         })
         .collect();
+    let logo = match &v.client.logo_uri {
+        Some(uri) => crate::oauth::logo::logo_url(state, uri).await,
+        None => None,
+    };
     let view = ConsentView {
+        logo_url: logo.as_deref(),
         client_host: &host_of(&v.client.id),
         redirect_host: &host_of(&v.redirect_uri),
         client_name: v.client.name.as_deref(),
@@ -595,12 +605,10 @@ pub async fn login_post(
                 id.expose(),
                 cookie_attrs(&state, Some(lifetime))
             );
-            let location = format!("{}/authorize?{}", state.issuer.trim_end_matches('/'), raw);
-            let mut res = StatusCode::SEE_OTHER.into_response();
-            if let Ok(v) = HeaderValue::from_str(&location) {
-                res.headers_mut().insert(header::LOCATION, v);
-            }
-            pages::secure_headers(res.headers_mut());
+            // Continue the flow with the fresh session rather than replaying the
+            // request through /authorize: a replayed `prompt=login` would ask
+            // for the password again, forever (OIDC Core §3.1.2.1 semantics).
+            let res = signed_in(&state, &headers, &v, &session).await;
             with_cookie(res, Some(cookie))
         }
         Ok(None) => {

@@ -201,6 +201,26 @@ pub async fn authenticate(
         }
         Err(_) => return Err(invalid_client(via_header, "unknown or inactive client")),
     };
+    let failures = &state.oauth.client_auth_failures;
+    let limited = !matches!(client.auth, ClientAuth::None);
+    if limited && failures.get(&client.id).unwrap_or(0) >= state.settings.tokens.client_auth_max_failures {
+        return Err(invalid_client(via_header, "too many failed authentications; try again later"));
+    }
+    let result = check_credential(state, client, presented, via_header).await;
+    if limited && result.is_err() {
+        let n = failures.get(&client_id).unwrap_or(0) + 1;
+        failures.insert(client_id, n);
+    }
+    result
+}
+
+/// Checks what was presented against the client's registered method.
+async fn check_credential(
+    state: &AppState,
+    client: Client,
+    presented: Presented,
+    via_header: bool,
+) -> Result<Authenticated, WebError> {
     match (&client.auth, presented) {
         (ClientAuth::None, Presented::Public { .. }) => Ok(Authenticated {
             client,

@@ -12,7 +12,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use steward_cimd::{AuthMethod, ClientIdUrl, ClientMetadata, GrantType, ResolveError};
+use steward_cimd::{AuthMethod, ClientMetadata, GrantType, ResolveError};
 use steward_core::scope::ScopeSet;
 use steward_core::{ClientKind, LifecycleState, RedirectUri, RedirectUriRules, TrustTier};
 use steward_store::{ClientRecord, StoreError};
@@ -40,6 +40,8 @@ pub struct Client {
     pub id: String,
     pub kind: ClientKind,
     pub name: Option<String>,
+    /// The client's claimed logo (metadata-document clients), shown from a stored copy.
+    pub logo_uri: Option<String>,
     pub redirect_uris: Vec<RedirectUri>,
     /// `authorization_code`, `refresh_token`, `client_credentials`.
     pub grant_types: Vec<String>,
@@ -97,12 +99,21 @@ fn is_metadata_document(state: &AppState, client_id: &str) -> bool {
     state.settings.cimd.enabled && steward_cimd::looks_like_metadata_document_id(client_id)
 }
 
+/// With `cimd.require_listed`, only metadata-document URLs named by a
+/// `[[clients]]` entry are accepted; the list is compared byte for byte,
+/// as the identity is the exact URL string (CIMD -02 §3).
+fn listed_or_unknown(state: &AppState, client_id: &str) -> Result<(), ClientError> {
+    if state.settings.cimd.require_listed && !state.settings.clients.iter().any(|c| c.client_id == client_id) {
+        return Err(ClientError::Unknown);
+    }
+    Ok(())
+}
+
 /// Resolves a client at the authorization endpoint. May fetch a metadata document.
 pub async fn resolve_for_authorize(state: &AppState, client_id: &str) -> Result<Client, ClientError> {
     if is_metadata_document(state, client_id) {
-        let id = ClientIdUrl::parse(client_id, &state.cimd_policy().url_rules())
-            .map_err(|e| ClientError::Metadata(e.into()))?;
-        let resolved = crate::cimd::resolve_and_audit(state, &id)
+        listed_or_unknown(state, client_id)?;
+        let resolved = crate::cimd::resolve_and_audit(state, client_id)
             .await
             .map_err(ClientError::Metadata)?;
         let record = state.store.get_client(client_id).await?;
@@ -126,8 +137,10 @@ pub async fn resolve_for_token(
     pinned_version: Option<i64>,
 ) -> Result<Client, ClientError> {
     if is_metadata_document(state, client_id) {
-        let id = ClientIdUrl::parse(client_id, &state.cimd_policy().url_rules())
-            .map_err(|e| ClientError::Metadata(e.into()))?;
+        listed_or_unknown(state, client_id)?;
+        let id = crate::cimd::parse_client_id(state, client_id)
+            .await
+            .map_err(ClientError::Metadata)?;
         let stored = match pinned_version {
             Some(v) => state.cimd.stored(&id, v).await,
             None => state.cimd.latest_stored(&id).await,
@@ -175,7 +188,9 @@ fn from_metadata(
     let mut trust_tier = record.map_or(TrustTier::Unverified, |r| r.trust_tier);
     // An operator's allow-list entry for this URL narrows what the document claims.
     if let Some(entry) = state.settings.clients.iter().find(|c| c.client_id == m.client_id) {
-        grant_types.retain(|g| entry.grant_types.contains(g));
+        if !entry.grant_types.is_empty() {
+            grant_types.retain(|g| entry.grant_types.contains(g));
+        }
         if !entry.scopes.is_empty() {
             allowed_scopes = ScopeSet::from_tokens(entry.scopes.iter().cloned()).ok();
         }
@@ -187,6 +202,7 @@ fn from_metadata(
         id: m.client_id.clone(),
         kind: ClientKind::MetadataDocument,
         name: Some(m.client_name.clone()),
+        logo_uri: m.logo_uri.clone(),
         redirect_uris: m.redirect_uris.clone(),
         grant_types,
         allowed_scopes,
@@ -230,6 +246,7 @@ async fn from_store(state: &AppState, client_id: &str) -> Result<Client, ClientE
         id: record.client_id.clone(),
         kind: record.kind,
         name: record.display_name.clone(),
+        logo_uri: None,
         redirect_uris,
         grant_types: reg.grant_types,
         allowed_scopes,
@@ -308,21 +325,6 @@ fn configured_record(
         client_id: c.client_id.clone(),
         reason,
     };
-    let rules = RedirectUriRules {
-        allow_private_use_schemes: state.settings.cimd.allow_private_use_schemes,
-    };
-    for r in &c.redirect_uris {
-        RedirectUri::parse(r, rules).map_err(|e| err(format!("redirect URI {r:?}: {e}")))?;
-    }
-    for g in &c.grant_types {
-        if !matches!(
-            g.as_str(),
-            "authorization_code" | "refresh_token" | "client_credentials"
-        ) {
-            return Err(err(format!("unsupported grant type {g:?}")));
-        }
-    }
-    ScopeSet::from_tokens(c.scopes.iter().cloned()).map_err(|e| err(e.to_string()))?;
     let secret_hash = match (&c.secret_env, &c.secret_hash) {
         (Some(var), _) => {
             let secret = env(var).ok_or_else(|| err(format!("environment variable {var} is not set")))?;
@@ -337,14 +339,60 @@ fn configured_record(
         (None, Some(hash)) => Some(hash.clone()),
         (None, None) => None,
     };
-    if secret_hash.is_none() && c.grant_types.iter().any(|g| g == "client_credentials") {
+    pre_registered_record(
+        c,
+        secret_hash,
+        RedirectUriRules {
+            allow_private_use_schemes: state.settings.cimd.allow_private_use_schemes,
+        },
+        now,
+    )
+}
+
+/// Validates a pre-registered client's settings and builds its inventory
+/// record. Shared by `[[clients]]` configuration and `steward clients create`,
+/// so both refuse the same mistakes. Issued ids never start with `https://`
+/// (that form names a metadata document, CIMD -02 §3).
+pub fn pre_registered_record(
+    c: &ClientSettings,
+    secret_hash: Option<String>,
+    rules: RedirectUriRules,
+    now: steward_core::UnixTime,
+) -> Result<ClientRecord, ConfiguredClientError> {
+    let err = |reason: String| ConfiguredClientError {
+        client_id: c.client_id.clone(),
+        reason,
+    };
+    if c.client_id.is_empty() || steward_cimd::looks_like_metadata_document_id(&c.client_id) {
+        return Err(err("a pre-registered client_id must not be empty or an https URL".to_owned()));
+    }
+    if !c.client_id.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(err("client_id must be printable ASCII without spaces".to_owned()));
+    }
+    for r in &c.redirect_uris {
+        RedirectUri::parse(r, rules).map_err(|e| err(format!("redirect URI {r:?}: {e}")))?;
+    }
+    let grant_types = c.effective_grant_types();
+    for g in &grant_types {
+        if !matches!(
+            g.as_str(),
+            "authorization_code" | "refresh_token" | "client_credentials"
+        ) {
+            return Err(err(format!("unsupported grant type {g:?}")));
+        }
+    }
+    if grant_types.iter().any(|g| g == "authorization_code") && c.redirect_uris.is_empty() {
+        return Err(err("authorization_code needs at least one redirect URI".to_owned()));
+    }
+    ScopeSet::from_tokens(c.scopes.iter().cloned()).map_err(|e| err(e.to_string()))?;
+    if secret_hash.is_none() && grant_types.iter().any(|g| g == "client_credentials") {
         return Err(err(
             "client_credentials needs a confidential client (secret_env or secret_hash)".to_owned(),
         ));
     }
     let registration = Registration {
         redirect_uris: c.redirect_uris.clone(),
-        grant_types: c.grant_types.clone(),
+        grant_types,
         scopes: c.scopes.clone(),
     };
     Ok(ClientRecord {

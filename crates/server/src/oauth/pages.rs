@@ -91,6 +91,8 @@ pub struct ConsentView<'a> {
     pub client_host: &'a str,
     pub redirect_host: &'a str,
     pub client_name: Option<&'a str>,
+    /// Steward's own stored copy of the client's logo, never the client's URL.
+    pub logo_url: Option<&'a str>,
     pub client_id: &'a str,
     pub resource_name: &'a str,
     pub scopes: Vec<(String, String)>,
@@ -126,8 +128,17 @@ pub fn consent(action: &str, csrf: &str, request: &str, v: &ConsentView<'_>) -> 
             )
         })
         .unwrap_or_default();
+    let logo = v
+        .logo_url
+        .map(|u| {
+            format!(
+                "<img src=\"{}\" alt=\"\" width=\"64\" height=\"64\" class=\"logo\">",
+                escape_html(u)
+            )
+        })
+        .unwrap_or_default();
     let body = format!(
-        "<h1>Allow access?</h1>\
+        "{logo}<h1>Allow access?</h1>\
          <p>The application at <span class=\"host\">{ch}</span> wants to access <strong>{res}</strong> on your behalf.</p>\
          <p>After you decide, you will be sent to <span class=\"host\">{rh}</span>.</p>{name}{warnings}\
          <p>It asks to:</p><ul>{scopes}</ul><p class=\"claim\">Client id: {cid}</p>\

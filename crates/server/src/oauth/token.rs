@@ -208,6 +208,7 @@ async fn authorization_code(
             user_id: Some(record.user_id.clone()),
             scopes: record.scopes.clone(),
             resource: record.resource.clone(),
+            auth_time: Some(record.auth_time),
             created_at: now,
         };
         let family = state
@@ -327,7 +328,7 @@ async fn refresh_token(
             family_id: Some(&family.id),
             scopes: &scopes,
             resource: &resource,
-            auth_time: None,
+            auth_time: family.auth_time,
         },
     )
     .await?;

@@ -16,6 +16,9 @@ use crate::state::AppState;
 /// The endpoint paths Steward serves, relative to the issuer.
 pub const JWKS_PATH: &str = "/jwks.json";
 
+/// JWS algorithms accepted on `private_key_jwt` client assertions (RFC 7523).
+const ASSERTION_ALGS: [&str; 5] = ["ES256", "ES384", "EdDSA", "RS256", "PS256"];
+
 /// Builds the metadata document for `issuer`.
 pub fn metadata_document(issuer: &str, cimd_enabled: bool, scopes: &[String]) -> Value {
     let base = issuer.trim_end_matches('/');
@@ -36,8 +39,13 @@ pub fn metadata_document(issuer: &str, cimd_enabled: bool, scopes: &[String]) ->
         "code_challenge_methods_supported": ["S256"],
         "token_endpoint_auth_methods_supported":
             ["none", "client_secret_basic", "client_secret_post", "private_key_jwt"],
-        "token_endpoint_auth_signing_alg_values_supported":
-            ["ES256", "ES384", "EdDSA", "RS256", "PS256"],
+        "token_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGS,
+        // RFC 8414 §2: no default is implied when these are absent, so a
+        // client cannot use private_key_jwt at these endpoints without them
+        // (authlib's metadata validator refuses the document). Revocation and
+        // introspection authenticate exactly as the token endpoint does.
+        "revocation_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGS,
+        "introspection_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGS,
         // RFC 9207: `iss` is on every authorization response, errors included.
         "authorization_response_iss_parameter_supported": true,
         "prompt_values_supported": ["none", "login", "consent"],
@@ -101,5 +109,19 @@ mod tests {
         assert_eq!(d["issuer"], "https://as.example/t");
         assert_eq!(d["jwks_uri"], "https://as.example/t/jwks.json");
         assert_eq!(d["client_id_metadata_document_supported"], true);
+    }
+
+    #[test]
+    fn every_endpoint_offering_private_key_jwt_lists_its_algorithms() {
+        let d = metadata_document("https://as.example", true, &[]);
+        for endpoint in ["token", "revocation", "introspection"] {
+            let methods = &d[format!("{endpoint}_endpoint_auth_methods_supported")];
+            assert!(methods.as_array().unwrap().iter().any(|m| m == "private_key_jwt"));
+            let algs = d[format!("{endpoint}_endpoint_auth_signing_alg_values_supported")]
+                .as_array()
+                .unwrap();
+            assert!(algs.iter().any(|a| a == "ES256"), "{endpoint}");
+            assert!(!algs.iter().any(|a| a == "none"), "{endpoint}");
+        }
     }
 }

@@ -5,6 +5,8 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+
+pub mod flows;
 use steward_core::{ManualClock, UnixTime};
 use steward_server::settings::Settings;
 use steward_server::startup;

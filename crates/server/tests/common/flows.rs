@@ -1,0 +1,149 @@
+//! The shared fixture of the OAuth flow tests: a server with a protected
+//! resource, a public client with loopback and https redirect URIs, a
+//! confidential `bench` client, and helpers for forms, cookies and redirects.
+
+use super::{TestServer, client, test_settings};
+use base64::Engine;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use steward_core::pkce::s256_challenge;
+use steward_server::settings::{ClientSettings, ResourceSettings, Settings};
+
+
+pub const RESOURCE: &str = "https://mcp.example.com/mcp";
+pub const VERIFIER: &str = "a-verifier-that-is-long-enough-to-be-valid-0123456789";
+pub const BENCH_SECRET: &str = "bench-secret-0123456789abcdef";
+pub const KEK: [u8; 32] = [42; 32];
+
+pub fn base_settings(dir: &std::path::Path) -> Settings {
+    let mut s = test_settings(dir);
+    let mut scopes = BTreeMap::new();
+    scopes.insert("mcp:tools".to_owned(), "Use the server's tools".to_owned());
+    scopes.insert("mcp:admin".to_owned(), "Administer the server".to_owned());
+    s.resources = vec![ResourceSettings {
+        uri: RESOURCE.to_owned(),
+        name: "Example MCP".to_owned(),
+        introspection_clients: vec!["bench".to_owned()],
+        scopes,
+    }];
+    s.default_resource = Some(RESOURCE.to_owned());
+    s.default_scopes = vec!["mcp:tools".to_owned()];
+    // A known KEK, so the test can compute the keyed hash of the bench secret.
+    std::fs::write(
+        dir.join("kek"),
+        base64::engine::general_purpose::STANDARD.encode(KEK) + "\n",
+    )
+    .unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.join("kek"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let key = steward_jose::Kek::from_bytes(KEK).derive_key("steward/client-secret/v1");
+    s.clients = vec![
+        ClientSettings {
+            client_id: "public-app".to_owned(),
+            name: Some("Public App".to_owned()),
+            secret_env: None,
+            secret_hash: None,
+            grant_types: vec!["authorization_code".to_owned(), "refresh_token".to_owned()],
+            scopes: vec![],
+            redirect_uris: vec![
+                "http://127.0.0.1/cb".to_owned(),
+                "https://app.example/cb".to_owned(),
+            ],
+        },
+        ClientSettings {
+            client_id: "bench".to_owned(),
+            name: None,
+            secret_env: None,
+            secret_hash: Some(steward_server::oauth::client_auth::hash_client_secret(
+                &key,
+                BENCH_SECRET,
+            )),
+            grant_types: vec!["client_credentials".to_owned()],
+            scopes: vec!["mcp:tools".to_owned()],
+            redirect_uris: vec![],
+        },
+    ];
+    s
+}
+
+pub async fn start(dev: bool) -> TestServer {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let mut s = base_settings(dir.path());
+    if dev {
+        s.dev.auto_approve_user = Some("alice".to_owned());
+    }
+    TestServer::start_with(s, dir).await
+}
+
+pub fn authorize_url(server: &TestServer, client_id: &str, redirect_uri: &str, extra: &str) -> String {
+    let challenge = s256_challenge(VERIFIER);
+    let q = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("response_type", "code")
+        .append_pair("client_id", client_id)
+        .append_pair("redirect_uri", redirect_uri)
+        .append_pair("code_challenge", &challenge)
+        .append_pair("code_challenge_method", "S256")
+        .append_pair("state", "xyz")
+        .finish();
+    server.url(&format!("/authorize?{q}{extra}"))
+}
+
+/// The query of a redirect's Location, as a map.
+pub fn location_params(res: &reqwest::Response) -> (String, HashMap<String, String>) {
+    let loc = res.headers()["location"].to_str().unwrap().to_owned();
+    let url = url::Url::parse(&loc).unwrap();
+    let params = url.query_pairs().into_owned().collect();
+    (loc, params)
+}
+
+pub async fn token(server: &TestServer, form: &[(&str, &str)]) -> reqwest::Response {
+    client()
+        .post(server.url("/token"))
+        .form(form)
+        .send()
+        .await
+        .unwrap()
+}
+
+pub async fn code_for(server: &TestServer, client_id: &str, redirect_uri: &str) -> String {
+    let res = client()
+        .get(authorize_url(server, client_id, redirect_uri, ""))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 302, "{}", res.text().await.unwrap());
+    let (_, p) = location_params(&res);
+    p["code"].clone()
+}
+
+
+pub fn cookie_header(res: &reqwest::Response, jar: &mut HashMap<String, String>) {
+    for v in res.headers().get_all("set-cookie") {
+        let s = v.to_str().unwrap();
+        let kv = s.split(';').next().unwrap();
+        let (k, v) = kv.split_once('=').unwrap();
+        jar.insert(k.to_owned(), v.to_owned());
+    }
+}
+
+pub fn jar_string(jar: &HashMap<String, String>) -> String {
+    jar.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+pub fn hidden_value(html: &str, name: &str) -> String {
+    let needle = format!("name=\"{name}\" value=\"");
+    let start = html.find(&needle).unwrap() + needle.len();
+    let end = start + html[start..].find('"').unwrap();
+    html[start..end]
+        .replace("&amp;", "&")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+}

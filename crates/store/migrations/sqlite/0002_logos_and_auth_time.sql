@@ -1,0 +1,12 @@
+-- Client logos, fetched through the guarded fetcher and served by Steward
+-- itself (never hot-linked), addressed by the SHA-256 of their bytes so any
+-- node can serve a logo another node fetched.
+CREATE TABLE logos (
+    hash         TEXT    PRIMARY KEY NOT NULL,
+    content_type TEXT    NOT NULL,
+    body         BLOB    NOT NULL,
+    fetched_at   INTEGER NOT NULL
+);
+
+-- RFC 9068 auth_time for access tokens minted by refresh.
+ALTER TABLE refresh_families ADD COLUMN auth_time INTEGER;

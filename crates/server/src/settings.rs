@@ -555,6 +555,38 @@ mod tests {
     }
 
     #[test]
+    fn dev_auto_approve_is_refused_off_loopback() {
+        let mut s = Settings::default();
+        s.dev.auto_approve_user = Some("alice".to_owned());
+        s.validate().unwrap();
+        s.listen = "0.0.0.0:8080".parse().unwrap();
+        let e = s.validate().unwrap_err();
+        assert_eq!(e.key, "dev.auto_approve_user");
+        s.listen = "[::1]:8080".parse().unwrap();
+        s.validate().unwrap();
+    }
+
+    #[test]
+    fn an_allow_list_entry_for_a_document_takes_no_redirect_uris_or_secrets() {
+        let mut s = Settings::default();
+        s.clients.push(ClientSettings {
+            client_id: "https://app.example/client.json".to_owned(),
+            name: None,
+            secret_env: None,
+            secret_hash: None,
+            grant_types: vec![],
+            scopes: vec!["mcp:tools".to_owned()],
+            redirect_uris: vec![],
+        });
+        s.validate().unwrap();
+        s.clients[0].redirect_uris = vec!["https://evil.example/cb".to_owned()];
+        assert_eq!(s.validate().unwrap_err().key, "clients.redirect_uris");
+        s.clients[0].redirect_uris.clear();
+        s.clients[0].secret_env = Some("X".to_owned());
+        assert_eq!(s.validate().unwrap_err().key, "clients.redirect_uris");
+    }
+
+    #[test]
     fn issuer_rules() {
         assert!(validate_issuer("https://auth.example.com").is_ok());
         assert!(validate_issuer("https://auth.example.com/tenant1").is_ok());

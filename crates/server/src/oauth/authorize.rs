@@ -248,7 +248,11 @@ async fn validate(state: &AppState, raw: &str) -> Result<Validated, Response> {
 /// https. Browsers refuse `__Host-` cookies without Secure, so on a plain-http
 /// loopback issuer (development) the names carry no prefix.
 fn cookie_name(state: &AppState, base: &str) -> String {
-    if state.issuer.starts_with("https://") {
+    name_for(state.issuer.starts_with("https://"), base)
+}
+
+fn name_for(secure: bool, base: &str) -> String {
+    if secure {
         format!("__Host-{base}")
     } else {
         base.to_owned()
@@ -256,11 +260,11 @@ fn cookie_name(state: &AppState, base: &str) -> String {
 }
 
 fn cookie_attrs(state: &AppState, max_age: Option<u64>) -> String {
-    let secure = if state.issuer.starts_with("https://") {
-        "; Secure"
-    } else {
-        ""
-    };
+    attrs_for(state.issuer.starts_with("https://"), max_age)
+}
+
+fn attrs_for(secure: bool, max_age: Option<u64>) -> String {
+    let secure = if secure { "; Secure" } else { "" };
     let age = max_age.map(|a| format!("; Max-Age={a}")).unwrap_or_default();
     format!("; Path=/; HttpOnly; SameSite=Lax{secure}{age}")
 }
@@ -703,5 +707,23 @@ pub async fn consent_post(State(state): State<AppState>, headers: HeaderMap, bod
             "Choose Allow or Deny.",
             None,
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{attrs_for, name_for};
+
+    #[test]
+    fn https_cookies_are_host_prefixed_secure_httponly_lax() {
+        assert_eq!(name_for(true, "steward_session"), "__Host-steward_session");
+        assert_eq!(
+            attrs_for(true, Some(60)),
+            "; Path=/; HttpOnly; SameSite=Lax; Secure; Max-Age=60"
+        );
+        // Browsers refuse `__Host-` without Secure, so plain-http loopback
+        // development drops the prefix and the flag, never HttpOnly or SameSite.
+        assert_eq!(name_for(false, "steward_session"), "steward_session");
+        assert_eq!(attrs_for(false, None), "; Path=/; HttpOnly; SameSite=Lax");
     }
 }

@@ -11,6 +11,7 @@ use steward_server::settings::{ClientSettings, ResourceSettings, Settings};
 
 
 pub const RESOURCE: &str = "https://mcp.example.com/mcp";
+pub const OTHER_RESOURCE: &str = "https://other.example.com/mcp";
 pub const VERIFIER: &str = "a-verifier-that-is-long-enough-to-be-valid-0123456789";
 pub const BENCH_SECRET: &str = "bench-secret-0123456789abcdef";
 pub const KEK: [u8; 32] = [42; 32];
@@ -20,12 +21,21 @@ pub fn base_settings(dir: &std::path::Path) -> Settings {
     let mut scopes = BTreeMap::new();
     scopes.insert("mcp:tools".to_owned(), "Use the server's tools".to_owned());
     scopes.insert("mcp:admin".to_owned(), "Administer the server".to_owned());
-    s.resources = vec![ResourceSettings {
-        uri: RESOURCE.to_owned(),
-        name: "Example MCP".to_owned(),
-        introspection_clients: vec!["bench".to_owned()],
-        scopes,
-    }];
+    s.resources = vec![
+        ResourceSettings {
+            uri: RESOURCE.to_owned(),
+            name: "Example MCP".to_owned(),
+            introspection_clients: vec!["bench".to_owned()],
+            scopes: scopes.clone(),
+        },
+        // A second resource whose tokens `bench` may not introspect.
+        ResourceSettings {
+            uri: OTHER_RESOURCE.to_owned(),
+            name: "Other MCP".to_owned(),
+            introspection_clients: vec![],
+            scopes,
+        },
+    ];
     s.default_resource = Some(RESOURCE.to_owned());
     s.default_scopes = vec!["mcp:tools".to_owned()];
     // A known KEK, so the test can compute the keyed hash of the bench secret.
@@ -52,6 +62,16 @@ pub fn base_settings(dir: &std::path::Path) -> Settings {
                 "http://127.0.0.1/cb".to_owned(),
                 "https://app.example/cb".to_owned(),
             ],
+        },
+        // Every redirect URI is loopback: consent is asked every time.
+        ClientSettings {
+            client_id: "loopback-app".to_owned(),
+            name: Some("Loopback App".to_owned()),
+            secret_env: None,
+            secret_hash: None,
+            grant_types: vec!["authorization_code".to_owned(), "refresh_token".to_owned()],
+            scopes: vec![],
+            redirect_uris: vec!["http://localhost/callback".to_owned()],
         },
         ClientSettings {
             client_id: "bench".to_owned(),

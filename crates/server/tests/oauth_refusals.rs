@@ -759,3 +759,40 @@ async fn require_listed_admits_only_allow_listed_documents_with_their_settings()
     assert!(body["access_token"].is_string(), "{body}");
     assert!(body.get("refresh_token").is_none(), "the entry removed refresh_token");
 }
+
+#[tokio::test]
+async fn changed_metadata_asks_again_with_a_warning() {
+    let w = doc_world(|_, _| {}).await;
+    add_user(&w.server, "bob").await;
+    let id = w.host.url("cimd.test", "/client.json");
+    let publish = |name: &str| {
+        let doc = json!({
+            "client_id": id, "client_name": name,
+            "redirect_uris": ["https://app.example/cb"],
+        });
+        w.host.set(
+            "/client.json",
+            TestResponse::json(doc.to_string()).with_header("cache-control", "max-age=300"),
+        );
+    };
+    publish("Doc Client");
+    let url = authorize_url(&w.server, &id, "https://app.example/cb", "");
+    let mut b = Browser::new(&w.server);
+    b.code_via_forms(&url, "bob").await;
+    // Approved and unchanged: no consent page.
+    let res = b.get(&url).await;
+    assert_eq!(res.status(), 302);
+
+    // The document changes; once the cached copy is stale Steward sees a new version.
+    publish("Doc Client v2");
+    w.server.clock.advance(3600);
+    let res = b.get(&url).await;
+    let mut html = res.text().await.unwrap();
+    if html.contains("name=\"password\"") {
+        html = b.login(&html, "bob", PASSWORD).await.text().await.unwrap();
+    }
+    assert!(html.contains("name=\"decision\""), "asked again");
+    assert!(html.contains("metadata changed since you last approved it"));
+    assert!(html.contains("Doc Client v2"));
+    assert_eq!(w.host.hits("/client.json"), 2);
+}

@@ -15,8 +15,14 @@ use steward_egress::FetchError;
 pub enum ResolveError {
     #[error(transparent)]
     InvalidClientId(#[from] ClientIdError),
-    #[error("fetching the metadata document failed: {0}")]
-    Fetch(FetchError),
+    /// The fetch failed. `retry_after_secs` is the negative-cache backoff
+    /// the failure started, so the first answer's `Retry-After` agrees with
+    /// when the resolver will actually fetch again.
+    #[error("fetching the metadata document failed: {error}")]
+    Fetch {
+        error: FetchError,
+        retry_after_secs: Option<u64>,
+    },
     #[error("the metadata document is invalid: {}", summary(.0))]
     Invalid(Vec<Problem>),
     #[error(transparent)]
@@ -47,7 +53,7 @@ impl ResolveError {
     pub fn reason(&self) -> &'static str {
         match self {
             Self::InvalidClientId(e) => e.reason(),
-            Self::Fetch(e) => e.reason(),
+            Self::Fetch { error, .. } => error.reason(),
             Self::Invalid(problems) => problems.first().map_or("invalid_document", |p| p.rule),
             Self::Store(_) => "version_store_unavailable",
             Self::RecentFailure { reason, .. } => reason,
@@ -58,7 +64,7 @@ impl ResolveError {
     /// Worth retrying soon (DNS timeout, connection refused, 5xx, store down).
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Fetch(e) => e.is_transient(),
+            Self::Fetch { error, .. } => error.is_transient(),
             Self::Store(VersionStoreError::Unavailable(_)) => true,
             Self::RecentFailure { transient, .. } => *transient,
             Self::InvalidClientId(_)
@@ -72,6 +78,7 @@ impl ResolveError {
     pub fn retry_after_secs(&self) -> Option<u64> {
         match self {
             Self::RecentFailure { retry_after_secs, .. } => Some(*retry_after_secs),
+            Self::Fetch { retry_after_secs, .. } => *retry_after_secs,
             _ => None,
         }
     }

@@ -15,8 +15,13 @@
 //! the cached document as long as it was last confirmed less than
 //! `max_cache_seconds` ago — the same bound Steward puts on any cache
 //! lifetime, so an outage never stretches trust in old metadata past it. A
-//! definitive answer (404, invalid document, refused address) drops the entry
-//! at once: the client's owner has withdrawn or broken it.
+//! definitive answer (404, invalid document, refused address) to a stale
+//! entry's revalidation drops the entry at once: the client's owner has
+//! withdrawn or broken it. A definitive answer to the early background
+//! refresh of a still-fresh entry does not: the entry keeps the lifetime its
+//! origin granted (the negative cache never hides a valid entry), and the
+//! failure is remembered, so once the entry goes stale the next resolution
+//! meets the failure instead of the old document.
 
 use crate::client_id::ClientIdUrl;
 use crate::fetcher::DocumentFetcher;
@@ -447,7 +452,7 @@ impl Resolver {
                         Ok(self.revalidated(key, &entry, &resp, now))
                     }
                     _ => {
-                        self.inner.cache.invalidate(key);
+                        self.withdraw(key, prior.as_deref(), now);
                         let err = ResolveError::UnexpectedNotModified;
                         self.inner.negative.note(key, now, err.reason(), false, None);
                         Err(err)
@@ -458,6 +463,18 @@ impl Resolver {
         }
     }
 
+    /// After a definitive failure: drops the cached entry unless it is still
+    /// fresh (an early background refresh failed), which keeps its lifetime.
+    fn withdraw(&self, key: &str, prior: Option<&Entry>, now: UnixTime) {
+        if prior.is_some_and(|entry| now < entry.client.fresh_until) {
+            tracing::warn!(
+                "an early refresh of a metadata document failed; the cached copy stays until it goes stale"
+            );
+            return;
+        }
+        self.inner.cache.invalidate(key);
+    }
+
     fn failed(
         &self,
         key: &str,
@@ -466,10 +483,15 @@ impl Resolver {
         now: UnixTime,
     ) -> Result<(Arc<ResolvedClient>, Outcome), ResolveError> {
         let transient = error.is_transient();
-        self.inner
+        let failure = self
+            .inner
             .negative
             .note(key, now, error.reason(), transient, None);
         match prior {
+            // An early background refresh failed: the entry keeps the
+            // lifetime its origin granted, and the failure goes to the
+            // refresh task (metrics) only.
+            Some(entry) if now < entry.client.fresh_until => {}
             Some(entry) if transient && self.within_grace(entry, now) => {
                 tracing::warn!(
                     reason = error.reason(),
@@ -480,7 +502,10 @@ impl Resolver {
             Some(_) if !transient => self.inner.cache.invalidate(key),
             _ => {}
         }
-        Err(ResolveError::Fetch(error))
+        Err(ResolveError::Fetch {
+            error,
+            retry_after_secs: Some(u64::try_from(now.until(failure.until)).unwrap_or(0).max(1)),
+        })
     }
 
     /// A 200: validate, record the version, cache according to the headers.
@@ -496,8 +521,9 @@ impl Resolver {
             Ok(m) => m,
             Err(problems) => {
                 // MUST NOT cache invalid documents (CIMD -01 §4.4), and the
-                // previous version is withdrawn by its owner's new one.
-                self.inner.cache.invalidate(key);
+                // previous version is withdrawn by its owner's new one —
+                // once it stops being fresh (see `withdraw`).
+                self.withdraw(key, prior, now);
                 let reason = problems.first().map_or("invalid_document", |p| p.rule);
                 self.inner
                     .negative

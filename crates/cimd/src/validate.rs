@@ -396,26 +396,17 @@ impl Validator<'_> {
         }
     }
 
-    /// CIMD -02 §4.1: only public keys. Every `jwks` key is checked, and any
-    /// other object in the document that looks like a JWK (has `kty`).
+    /// CIMD -02 §4.1: only public keys, anywhere in the document. Every
+    /// member's value is scanned to any depth — `jwks` included, not only its
+    /// `keys` — for an object that looks like a JWK (has `kty`, or is an
+    /// element of a `keys` array) and carries private or symmetric members.
     fn private_key_material(&mut self) {
         let mut found = Vec::new();
         for (member, value) in self.doc {
-            if member == "jwks" {
-                if let Some(keys) = value.get("keys").and_then(Value::as_array) {
-                    for key in keys.iter().filter_map(Value::as_object) {
-                        if has_private_members(key) {
-                            found.push(member.as_str());
-                        }
-                    }
-                }
-                continue;
-            }
-            if contains_private_jwk(value) {
+            if contains_private_jwk(value, false) {
                 found.push(member.as_str());
             }
         }
-        found.dedup();
         for member in found {
             self.push(
                 F::PrivateKeyMaterial,
@@ -520,12 +511,21 @@ fn has_private_members(key: &Map<String, Value>) -> bool {
     PRIVATE_JWK_MEMBERS.iter().any(|m| key.contains_key(*m))
 }
 
-fn contains_private_jwk(value: &Value) -> bool {
+/// Whether `value`, or anything inside it, is a JWK with private members.
+/// `in_keys` marks the elements of a `keys` array (a JWK Set's keys), which
+/// count as JWKs even without `kty`.
+fn contains_private_jwk(value: &Value, in_keys: bool) -> bool {
     match value {
         Value::Object(map) => {
-            (map.contains_key("kty") && has_private_members(map)) || map.values().any(contains_private_jwk)
+            ((in_keys || map.contains_key("kty")) && has_private_members(map))
+                || map.iter().any(|(name, inner)| match inner {
+                    Value::Array(items) if name == "keys" => {
+                        items.iter().any(|item| contains_private_jwk(item, true))
+                    }
+                    _ => contains_private_jwk(inner, false),
+                })
         }
-        Value::Array(items) => items.iter().any(contains_private_jwk),
+        Value::Array(items) => items.iter().any(|item| contains_private_jwk(item, false)),
         _ => false,
     }
 }

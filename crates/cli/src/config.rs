@@ -6,38 +6,15 @@
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use steward_server::settings::Settings;
+use steward_server::settings::{Settings, TlsSettings};
 
-/// Top-level keys an environment variable may set. Other `STEWARD_…`
-/// variables (`STEWARD_CONFIG`, `STEWARD_LOG`, `STEWARD_TEST_POSTGRES_URL`,
-/// client secrets named by `secret_env`) belong to other readers and are not
-/// settings, so they must not trip the unknown-key check.
-const ENV_SECTIONS: &[&str] = &[
-    "issuer",
-    "listen",
-    "tls",
-    "database",
-    "keys",
-    "egress",
-    "cimd",
-    "http",
-    "tokens",
-    "admin",
-    "default_resource",
-    "default_scopes",
-    "resources",
-    "clients",
-    "login",
-    "dev",
-];
+const PREFIX: &str = "STEWARD_";
 
-/// Settings whose value may instead be read from a file named by
-/// `STEWARD_<KEY>_FILE` (for secrets mounted by an orchestrator).
-const FILE_SECRETS: &[(&str, &str)] = &[
-    ("DATABASE__URL_FILE", "database.url"),
-    ("ADMIN__TOKEN_FILE", "admin.token"),
-];
+/// `STEWARD_…` variables Steward reads for other purposes: never settings.
+/// (So are the variables named by `[[clients]] secret_env`.)
+const NOT_SETTINGS: &[&str] = &["STEWARD_CONFIG", "STEWARD_LOG", "STEWARD_TEST_POSTGRES_URL"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -49,12 +26,154 @@ pub enum ConfigError {
         path: String,
         source: std::io::Error,
     },
+    #[error("{var}: not a Steward setting{hint} (see docs/configuration.md)")]
+    UnknownVariable { var: String, hint: String },
+    #[error("{file_var}: {var} is set too; set one of them")]
+    Both { file_var: String, var: String },
     #[error("{0}")]
     Invalid(String),
 }
 
-/// Loads and validates the settings. Every error names the setting at fault.
+/// Every settings key Steward knows, as dotted paths: the sections
+/// (`database`, `tls`) and the values (`database.url`), each value marked
+/// with whether it is a string (and so may come from a `…_FILE`).
+struct KnownKeys {
+    sections: BTreeSet<String>,
+    values: BTreeMap<String, bool>,
+    top: BTreeSet<String>,
+}
+
+impl KnownKeys {
+    fn new() -> KnownKeys {
+        // `tls` is absent by default; a sample makes its keys known too.
+        let sample = Settings {
+            tls: Some(TlsSettings {
+                cert_file: "cert.pem".into(),
+                key_file: "key.pem".into(),
+            }),
+            ..Settings::default()
+        };
+        let mut known = KnownKeys {
+            sections: BTreeSet::new(),
+            values: BTreeMap::new(),
+            top: BTreeSet::new(),
+        };
+        if let Ok(serde_json::Value::Object(map)) = serde_json::to_value(&sample) {
+            known.top = map.keys().cloned().collect();
+            known.walk("", &map);
+        }
+        known
+    }
+
+    fn walk(&mut self, prefix: &str, map: &serde_json::Map<String, serde_json::Value>) {
+        for (k, v) in map {
+            let key = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            match v {
+                serde_json::Value::Object(inner) => {
+                    self.walk(&key, inner);
+                    self.sections.insert(key);
+                }
+                // Option<String> settings are null by default.
+                other => {
+                    let stringy = matches!(other, serde_json::Value::String(_) | serde_json::Value::Null);
+                    self.values.insert(key, stringy);
+                }
+            }
+        }
+    }
+
+    /// Is `rest` (a variable name without `STEWARD_`, lowercased) meant as a
+    /// setting? See "Which `STEWARD_…` variables are settings" in
+    /// docs/configuration.md.
+    fn looks_like_setting(&self, rest: &str) -> bool {
+        rest.contains("__")
+            || self
+                .top
+                .iter()
+                .any(|k| rest == k || rest.strip_prefix(k.as_str()).is_some_and(|r| r.starts_with('_')))
+    }
+
+    fn classify(&self, rest: &str) -> EnvKind {
+        if !self.looks_like_setting(rest) {
+            return EnvKind::NotASetting;
+        }
+        let dotted = rest.replace("__", ".");
+        if self.values.contains_key(&dotted) || self.sections.contains(&dotted) {
+            return EnvKind::Setting(dotted);
+        }
+        if let Some(key) = dotted.strip_suffix("_file")
+            && self.values.get(key) == Some(&true)
+        {
+            return EnvKind::File(key.to_owned());
+        }
+        EnvKind::Unknown
+    }
+
+    /// `(did you mean STEWARD_DATABASE__URL?)` when only underscores differ.
+    fn hint(&self, var: &str) -> String {
+        let squash = |s: &str| s.replace('_', "").to_ascii_lowercase();
+        let wanted = squash(var);
+        self.values
+            .keys()
+            .chain(self.sections.iter())
+            .map(|k| format!("{PREFIX}{}", k.to_ascii_uppercase().replace('.', "__")))
+            .find(|candidate| squash(candidate) == wanted || squash(&format!("{candidate}_FILE")) == wanted)
+            .map(|c| {
+                if squash(&c) == wanted {
+                    format!(" (did you mean {c}?)")
+                } else {
+                    format!(" (did you mean {c}_FILE?)")
+                }
+            })
+            .unwrap_or_default()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum EnvKind {
+    /// Not Steward's variable (or one it reads for another purpose).
+    NotASetting,
+    /// Sets this dotted key.
+    Setting(String),
+    /// Reads this dotted key from the file the variable names.
+    File(String),
+    /// Meant as a setting, but names none.
+    Unknown,
+}
+
+/// Loads and validates the settings. Every error is one line naming the
+/// setting, the variable or the file at fault.
 pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
+    let known = KnownKeys::new();
+    let vars: Vec<(String, EnvKind)> = std::env::vars_os()
+        .filter_map(|(k, _)| k.into_string().ok())
+        .filter(|k| k.len() > PREFIX.len() && k[..PREFIX.len()].eq_ignore_ascii_case(PREFIX))
+        .filter(|k| !NOT_SETTINGS.contains(&k.as_str()))
+        .map(|k| {
+            let kind = known.classify(&k[PREFIX.len()..].to_ascii_lowercase());
+            (k, kind)
+        })
+        .collect();
+    // Which variable set a key, to name it in errors.
+    let mut origin: BTreeMap<String, String> = BTreeMap::new();
+    for (var, kind) in &vars {
+        if let EnvKind::Setting(key) | EnvKind::File(key) = kind {
+            if let Some(other) = origin.get(key) {
+                let (file_var, var) = if matches!(kind, EnvKind::File(_)) {
+                    (var.clone(), other.clone())
+                } else {
+                    (other.clone(), var.clone())
+                };
+                return Err(ConfigError::Both { file_var, var });
+            }
+            origin.insert(key.clone(), var.clone());
+        }
+    }
+
     let mut figment = Figment::new();
     if let Some(path) = file {
         if !path.is_file() {
@@ -62,19 +181,20 @@ pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
         }
         figment = figment.merge(Toml::file_exact(path));
     }
+    let settings_vars: BTreeSet<String> = vars
+        .iter()
+        .filter(|(_, kind)| matches!(kind, EnvKind::Setting(_)))
+        .map(|(var, _)| var[PREFIX.len()..].to_ascii_lowercase())
+        .collect();
     figment = figment.merge(
-        Env::prefixed("STEWARD_")
-            .filter(|key| {
-                let k = key.as_str().to_ascii_lowercase();
-                let section = k.split("__").next().unwrap_or_default();
-                ENV_SECTIONS.contains(&section)
-                    && !FILE_SECRETS.iter().any(|(f, _)| f.eq_ignore_ascii_case(&k))
-            })
+        Env::prefixed(PREFIX)
+            .filter(move |key| settings_vars.contains(&key.as_str().to_ascii_lowercase()))
             .split("__"),
     );
-    for (suffix, key) in FILE_SECRETS {
-        let var = format!("STEWARD_{suffix}");
-        if let Some(path) = std::env::var_os(&var) {
+    for (var, kind) in &vars {
+        if let EnvKind::File(key) = kind
+            && let Some(path) = std::env::var_os(var)
+        {
             let contents = std::fs::read_to_string(&path).map_err(|source| ConfigError::SecretFile {
                 var: var.clone(),
                 path: Path::new(&path).display().to_string(),
@@ -88,28 +208,77 @@ pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
     }
     let settings: Settings = figment
         .extract()
-        .map_err(|e| ConfigError::Invalid(describe(&e)))?;
+        .map_err(|e| ConfigError::Invalid(describe(&e, &origin)))?;
+
+    // Variables meant as settings that name none are typos — unless a client
+    // reads its secret from that variable.
+    let secret_vars: BTreeSet<&str> = settings
+        .clients
+        .iter()
+        .filter_map(|c| c.secret_env.as_deref())
+        .collect();
+    if let Some((var, _)) = vars
+        .iter()
+        .find(|(var, kind)| *kind == EnvKind::Unknown && !secret_vars.contains(var.as_str()))
+    {
+        return Err(ConfigError::UnknownVariable {
+            var: var.clone(),
+            hint: known.hint(var),
+        });
+    }
     settings
         .validate()
         .map_err(|e| ConfigError::Invalid(e.to_string()))?;
     Ok(settings)
 }
 
-/// One line naming the key: `database.foo: unknown field ...`.
-fn describe(err: &figment::Error) -> String {
+/// One line naming the key and where it came from:
+/// `database.foo: unknown field … (from steward.toml)`,
+/// `steward.toml: TOML parse error at line 2, column 7: …`.
+fn describe(err: &figment::Error, origin: &BTreeMap<String, String>) -> String {
     let e = err.clone().into_iter().next().unwrap_or_else(|| err.clone());
     let key = e.path.join(".");
-    let source = match &e.metadata {
-        Some(m) => match &m.source {
-            Some(src) => format!(" (from {src})"),
-            None => format!(" (from {})", m.name),
+    let message = one_line(&e.kind.to_string());
+    let from_file = match e.metadata.as_ref().and_then(|m| m.source.as_ref()) {
+        Some(figment::Source::File(path)) => Some(path.display().to_string()),
+        _ => None,
+    };
+    let source = match (origin.get(&key), &from_file) {
+        (_, Some(file)) if key.is_empty() => return format!("{file}: {message}"),
+        (_, Some(file)) => format!(" (from {file})"),
+        (Some(var), None) => format!(" (from {var})"),
+        (None, None) => match &e.metadata {
+            Some(m) => format!(" (from {})", m.name),
+            None => String::new(),
         },
-        None => String::new(),
     };
     if key.is_empty() {
-        format!("{}{source}", e.kind)
+        format!("{message}{source}")
     } else {
-        format!("{key}: {}{source}", e.kind)
+        format!("{key}: {message}{source}")
+    }
+}
+
+/// Folds a multi-line message (a TOML parse error with its source excerpt)
+/// into one line, dropping the excerpt.
+fn one_line(message: &str) -> String {
+    let mut parts = message
+        .lines()
+        .map(str::trim_end)
+        .filter(|l| !l.trim().is_empty())
+        // The excerpt: `  |`, `2 | url = `, `  |     ^`.
+        .filter(|l| {
+            let t = l.trim_start();
+            !(t.starts_with('|')
+                || t.split_once(" |")
+                    .is_some_and(|(n, _)| n.trim().parse::<u64>().is_ok()))
+        });
+    let first = parts.next().unwrap_or_default().replace("``", "`");
+    let rest: Vec<String> = parts.map(|l| l.trim().replace("``", "`")).collect();
+    if rest.is_empty() {
+        first
+    } else {
+        format!("{first}: {}", rest.join("; "))
     }
 }
 
@@ -162,7 +331,10 @@ mod tests {
         Jail::expect_with(|jail| {
             jail.set_env("STEWARD_EGRESS__TIMEOUT", "5");
             let err = load(None).unwrap_err().to_string();
-            assert!(err.contains("timeout"), "{err}");
+            assert!(
+                err.starts_with("STEWARD_EGRESS__TIMEOUT: not a Steward setting"),
+                "{err}"
+            );
             Ok(())
         });
     }
@@ -184,6 +356,172 @@ mod tests {
             jail.set_env("STEWARD_DATABASE__URL_FILE", "db-url");
             let s = load(None).unwrap();
             assert_eq!(s.database.url, "postgres://postgres@127.0.0.1/test");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn env_typo_in_a_section_name_is_an_error_naming_the_variable() {
+        Jail::expect_with(|jail| {
+            jail.set_env("STEWARD_DATABSE__URL", "x");
+            let err = load(None).unwrap_err().to_string();
+            assert!(
+                err.starts_with("STEWARD_DATABSE__URL: not a Steward setting"),
+                "{err}"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn single_underscore_typo_is_an_error_with_a_hint() {
+        Jail::expect_with(|jail| {
+            jail.set_env("STEWARD_DATABASE_URL", "sqlite://./x.db");
+            let err = load(None).unwrap_err().to_string();
+            assert!(err.starts_with("STEWARD_DATABASE_URL: "), "{err}");
+            assert!(err.contains("did you mean STEWARD_DATABASE__URL?"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn variables_that_are_not_settings_are_left_alone() {
+        Jail::expect_with(|jail| {
+            jail.set_env("STEWARD_LOG", "debug");
+            jail.set_env("STEWARD_CONFIG", "elsewhere.toml");
+            jail.set_env("STEWARD_TEST_POSTGRES_URL", "postgres://x");
+            jail.set_env("STEWARD_FOO", "1");
+            jail.set_env("STEWARD_LOADGEN_PINNED", "1");
+            load(None).unwrap();
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_client_secret_variable_is_not_a_setting() {
+        Jail::expect_with(|jail| {
+            jail.set_env("STEWARD_CLIENTS_JOB_SECRET", "0123456789abcdef0123");
+            // Without a client naming it, it reads as a misspelt setting.
+            let err = load(None).unwrap_err().to_string();
+            assert!(
+                err.starts_with("STEWARD_CLIENTS_JOB_SECRET: not a Steward setting"),
+                "{err}"
+            );
+            jail.create_file(
+                "steward.toml",
+                "[[clients]]\nclient_id = \"job\"\nsecret_env = \"STEWARD_CLIENTS_JOB_SECRET\"\n\
+                 grant_types = [\"client_credentials\"]\n",
+            )?;
+            let s = load(Some(Path::new("steward.toml"))).unwrap();
+            assert_eq!(s.clients.len(), 1);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn admin_token_from_file() {
+        Jail::expect_with(|jail| {
+            jail.create_file("admin-token", &format!("{}\n", "t".repeat(40)))?;
+            jail.set_env("STEWARD_ADMIN__TOKEN_FILE", "admin-token");
+            let s = load(None).unwrap();
+            assert_eq!(s.admin.token.as_deref(), Some("t".repeat(40).as_str()));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn any_string_setting_may_come_from_a_file() {
+        Jail::expect_with(|jail| {
+            jail.create_file("issuer", "https://auth.example.com\n")?;
+            jail.set_env("STEWARD_ISSUER_FILE", "issuer");
+            jail.create_file("user", "alice")?;
+            jail.set_env("STEWARD_DEV__AUTO_APPROVE_USER_FILE", "user");
+            let s = load(None).unwrap();
+            assert_eq!(s.issuer, "https://auth.example.com");
+            assert_eq!(s.dev.auto_approve_user.as_deref(), Some("alice"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_missing_secret_file_names_the_variable() {
+        Jail::expect_with(|jail| {
+            jail.set_env("STEWARD_ADMIN__TOKEN_FILE", "no-such-file");
+            let err = load(None).unwrap_err().to_string();
+            assert!(
+                err.starts_with("STEWARD_ADMIN__TOKEN_FILE: cannot read no-such-file"),
+                "{err}"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_number_setting_has_no_file_variant() {
+        Jail::expect_with(|jail| {
+            jail.create_file("t", "5")?;
+            jail.set_env("STEWARD_EGRESS__TIMEOUT_MS_FILE", "t");
+            let err = load(None).unwrap_err().to_string();
+            assert!(
+                err.starts_with("STEWARD_EGRESS__TIMEOUT_MS_FILE: not a Steward setting"),
+                "{err}"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn keys_named_file_are_plain_settings() {
+        Jail::expect_with(|jail| {
+            jail.create_file("c.pem", "")?;
+            jail.create_file("k.pem", "")?;
+            jail.set_env("STEWARD_TLS__CERT_FILE", "c.pem");
+            jail.set_env("STEWARD_TLS__KEY_FILE", "k.pem");
+            let s = load(None).unwrap();
+            let tls = s.tls.unwrap();
+            assert_eq!(tls.cert_file, Path::new("c.pem"));
+            assert_eq!(tls.key_file, Path::new("k.pem"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_value_and_its_file_variant_together_are_an_error() {
+        Jail::expect_with(|jail| {
+            jail.create_file("db-url", "sqlite://./b.db")?;
+            jail.set_env("STEWARD_DATABASE__URL", "sqlite://./a.db");
+            jail.set_env("STEWARD_DATABASE__URL_FILE", "db-url");
+            let err = load(None).unwrap_err().to_string();
+            assert!(
+                err.starts_with("STEWARD_DATABASE__URL_FILE: STEWARD_DATABASE__URL is set too"),
+                "{err}"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_bad_env_value_names_the_key_and_the_variable() {
+        Jail::expect_with(|jail| {
+            jail.set_env("STEWARD_EGRESS__TIMEOUT_MS", "soon");
+            let err = load(None).unwrap_err().to_string();
+            assert!(err.starts_with("egress.timeout_ms: "), "{err}");
+            assert!(err.contains("(from STEWARD_EGRESS__TIMEOUT_MS)"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn toml_syntax_error_is_one_line_naming_the_file_and_line() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "steward.toml",
+                "listen = \"127.0.0.1:8080\"\n[database\nurl = 1\n",
+            )?;
+            let err = load(Some(Path::new("steward.toml"))).unwrap_err().to_string();
+            assert!(!err.contains('\n'), "{err}");
+            assert!(err.contains("steward.toml: "), "{err}");
+            assert!(err.contains("line 2"), "{err}");
             Ok(())
         });
     }

@@ -88,14 +88,26 @@ fn create_refuses_what_configuration_would_refuse() {
     // An https id names a metadata document: never issued.
     let out = steward(
         dir.path(),
-        &["clients", "create", "--client-id", "https://app.example/c.json", "--public"],
+        &[
+            "clients",
+            "create",
+            "--client-id",
+            "https://app.example/c.json",
+            "--public",
+        ],
     );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("https URL"));
     // client_credentials needs a confidential client.
     let out = steward(
         dir.path(),
-        &["clients", "create", "--public", "--grant-type", "client_credentials"],
+        &[
+            "clients",
+            "create",
+            "--public",
+            "--grant-type",
+            "client_credentials",
+        ],
     );
     assert!(!out.status.success());
     // The code grant needs a redirect URI, and a valid one.
@@ -103,18 +115,40 @@ fn create_refuses_what_configuration_would_refuse() {
     assert!(!out.status.success());
     let out = steward(
         dir.path(),
-        &["clients", "create", "--public", "--redirect-uri", "http://evil.example/cb"],
+        &[
+            "clients",
+            "create",
+            "--public",
+            "--redirect-uri",
+            "http://evil.example/cb",
+        ],
     );
     assert!(!out.status.success(), "plain http off loopback is refused");
     // A duplicate id is refused.
     let ok = steward(
         dir.path(),
-        &["clients", "create", "--client-id", "app", "--public", "--redirect-uri", "http://localhost/cb"],
+        &[
+            "clients",
+            "create",
+            "--client-id",
+            "app",
+            "--public",
+            "--redirect-uri",
+            "http://localhost/cb",
+        ],
     );
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
     let dup = steward(
         dir.path(),
-        &["clients", "create", "--client-id", "app", "--public", "--redirect-uri", "http://localhost/cb"],
+        &[
+            "clients",
+            "create",
+            "--client-id",
+            "app",
+            "--public",
+            "--redirect-uri",
+            "http://localhost/cb",
+        ],
     );
     assert!(!dup.status.success());
     assert!(String::from_utf8_lossy(&dup.stderr).contains("already exists"));

@@ -271,6 +271,138 @@ async fn redirects_are_errors_and_never_followed() {
 }
 
 #[tokio::test]
+async fn a_redirect_to_a_loopback_victim_is_refused_and_the_victim_never_connected() {
+    let env = Env::start().await;
+    let victim = DocumentHost::start(ip("127.0.0.1"), &env.ca, &["127.0.0.1", "internal.test"]).await;
+    victim.set("/admin", TestResponse::json(DOC));
+    // A name that resolves to the victim: refused too, and never even looked up.
+    env.ns.set("internal.test", vec![ip("127.0.0.1")]);
+    let egress = env.egress();
+    let targets = [
+        victim.url("127.0.0.1", "/admin"),
+        victim.url("internal.test", "/admin"),
+        format!("https://[::ffff:127.0.0.1]:{}/admin", victim.addr().port()),
+    ];
+    for (n, location) in targets.iter().enumerate() {
+        let path = format!("/hop{n}");
+        env.host.set(&path, TestResponse::redirect(302, location));
+        match fetch_err(
+            &egress,
+            FetchRequest::metadata_document(env.url("cimd.test", &path)),
+        )
+        .await
+        {
+            FetchError::Redirect { status } => assert_eq!(status, 302),
+            other => panic!("{location}: expected Redirect, got {other:?}"),
+        }
+        assert_eq!(env.host.hits(&path), 1);
+    }
+    assert_eq!(
+        victim.connections(),
+        0,
+        "the redirect target must never see a connection"
+    );
+    assert_eq!(victim.hits("/admin"), 0);
+    assert_eq!(
+        env.ns.queries("internal.test"),
+        0,
+        "the redirect target is never resolved"
+    );
+}
+
+#[tokio::test]
+async fn every_fetch_opens_its_own_connection() {
+    let env = Env::start().await;
+    env.host.set(
+        "/doc",
+        TestResponse::json(DOC).with_header("connection", "keep-alive"),
+    );
+    env.ns.set("rebind.test", vec![ip("127.0.0.2")]);
+    let egress = env.egress();
+    let request = FetchRequest::metadata_document(env.url("cimd.test", "/doc"));
+    for n in 1..=3 {
+        egress.fetch(&request).await.unwrap();
+        assert_eq!(env.host.connections(), n, "no connection is reused");
+    }
+    // Another name for the same address does not share one either.
+    egress
+        .fetch(&FetchRequest::metadata_document(env.url("rebind.test", "/doc")))
+        .await
+        .unwrap();
+    assert_eq!(env.host.connections(), 4);
+    assert_eq!(env.host.hits("/doc"), 4);
+}
+
+#[tokio::test]
+async fn fetch_outcomes_are_counted_by_reason() {
+    let counters = Counters::default();
+    let _local = metrics::set_default_local_recorder(&counters);
+    let env = Env::start().await;
+    let egress = env.egress();
+    env.host.set("/doc", TestResponse::json(DOC));
+    env.host
+        .set("/moved", TestResponse::redirect(301, "https://cimd.test/doc"));
+    egress
+        .fetch(&FetchRequest::metadata_document(env.url("cimd.test", "/doc")))
+        .await
+        .unwrap();
+    for path in ["/missing", "/moved", "/moved"] {
+        fetch_err(
+            &egress,
+            FetchRequest::metadata_document(env.url("cimd.test", path)),
+        )
+        .await;
+    }
+    let url = Url::parse(&format!("https://127.0.0.1:{}/", env.host.addr().port())).unwrap();
+    fetch_err(&egress, FetchRequest::json(url)).await;
+    assert_eq!(counters.get("outcome=ok"), 1);
+    assert_eq!(counters.get("outcome=bad_status"), 1);
+    assert_eq!(counters.get("outcome=redirect"), 2);
+    assert_eq!(counters.get("outcome=blocked_address"), 1);
+}
+
+/// A metrics recorder for this thread, counting `steward_egress_fetch_total` by labels.
+#[derive(Default)]
+struct Counters(
+    std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<std::sync::atomic::AtomicU64>>>,
+);
+
+impl Counters {
+    fn get(&self, labels: &str) -> u64 {
+        self.0
+            .lock()
+            .unwrap()
+            .get(&format!("steward_egress_fetch_total{{{labels}}}"))
+            .map_or(0, |c| c.load(std::sync::atomic::Ordering::SeqCst))
+    }
+}
+
+impl metrics::Recorder for Counters {
+    fn describe_counter(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
+    fn describe_gauge(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
+    fn describe_histogram(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
+
+    fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
+        let labels: Vec<String> = key
+            .labels()
+            .map(|l| format!("{}={}", l.key(), l.value()))
+            .collect();
+        let name = format!("{}{{{}}}", key.name(), labels.join(","));
+        metrics::Counter::from_arc(std::sync::Arc::clone(
+            self.0.lock().unwrap().entry(name).or_default(),
+        ))
+    }
+
+    fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+        metrics::Gauge::noop()
+    }
+
+    fn register_histogram(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Histogram {
+        metrics::Histogram::noop()
+    }
+}
+
+#[tokio::test]
 async fn body_cap_is_enforced_by_content_length_and_while_streaming() {
     let env = Env::start().await;
     let egress = env.egress();
@@ -520,6 +652,30 @@ async fn per_host_concurrency_limit_refuses_while_slow_fetches_are_in_flight() {
     background.await.unwrap().unwrap();
     // The slot is released once the slow fetch finishes.
     egress.fetch(&slow).await.unwrap();
+}
+
+#[tokio::test]
+async fn last_modified_alone_is_sent_as_if_modified_since() {
+    let env = Env::start().await;
+    // The host answers 304 to anything: only a conditional request may accept it.
+    env.host.set(
+        "/doc",
+        TestResponse::new(304).with_header("last-modified", "Sat, 21 Nov 2026 10:00:00 GMT"),
+    );
+    let validators = Validators {
+        etag: None,
+        last_modified: Some("Sat, 21 Nov 2026 10:00:00 GMT".into()),
+    };
+    let request = FetchRequest::metadata_document(env.url("cimd.test", "/doc")).with_validators(validators);
+    let response = env.egress().fetch(&request).await.unwrap();
+    assert_eq!(response.status, FetchStatus::NotModified);
+    assert_eq!(
+        response.cache.last_modified.as_deref(),
+        Some("Sat, 21 Nov 2026 10:00:00 GMT")
+    );
+    let headers = env.host.last_request_headers("/doc").unwrap();
+    assert_eq!(headers["if-modified-since"], "Sat, 21 Nov 2026 10:00:00 GMT");
+    assert!(!headers.contains_key("if-none-match"));
 }
 
 #[tokio::test]

@@ -13,6 +13,8 @@ use steward_jose::{Algorithm, Jwks, Kek, SigningKey, Verifier, generate_signing_
 use steward_store::Store;
 use steward_store::keys::SigningKey as StoredKey;
 
+use crate::settings::Settings;
+
 #[derive(Debug, thiserror::Error)]
 pub enum KeyRingError {
     #[error("signing key storage: {0}")]
@@ -142,23 +144,33 @@ impl KeyRing {
     }
 }
 
+/// When a key rotated out at `rotated_at` may leave the JWKS. Nodes keep
+/// signing with it until their next reload (up to `keys.reload_seconds`
+/// after the rotation, at least 1 s as the reload loop runs), each token it
+/// signs lives `tokens.access_token_lifetime_secs`, and verifiers allow
+/// [`steward_jose::rotation`]'s clock-skew leeway past `exp`.
+pub fn retire_after(rotated_at: UnixTime, settings: &Settings) -> UnixTime {
+    let last_signature = settings.keys.reload_seconds.max(1);
+    steward_jose::retire_after(
+        rotated_at,
+        last_signature.saturating_add(settings.tokens.access_token_lifetime_secs),
+    )
+}
+
 /// Generates a key and makes it the active one. The previous active key is
-/// kept published until `now + max_token_lifetime` (see `steward_jose::retire_after`).
+/// kept published until [`retire_after`]: every token it could have signed,
+/// on any node, has expired.
 pub async fn rotate(
     store: &dyn Store,
     kek: &Kek,
     algorithm: Algorithm,
     now: UnixTime,
-    max_token_lifetime_secs: u64,
+    settings: &Settings,
 ) -> Result<String, KeyRingError> {
     let new = generate_signing_key(algorithm, kek)?;
     store.insert_signing_key(&to_stored(&new, now)).await?;
     store
-        .activate_signing_key(
-            &new.kid,
-            now,
-            steward_jose::retire_after(now, max_token_lifetime_secs),
-        )
+        .activate_signing_key(&new.kid, now, retire_after(now, settings))
         .await?;
     Ok(new.kid)
 }
@@ -216,4 +228,30 @@ async fn load_set(store: &dyn Store, kek: &Kek, now: UnixTime) -> Result<KeySet,
         jwks: Bytes::from(body),
         verifier: Arc::new(verifier),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_old_key_outlives_every_token_any_node_could_sign_with_it() {
+        let mut settings = Settings::default();
+        settings.tokens.access_token_lifetime_secs = 600;
+        settings.keys.reload_seconds = 30;
+        let rotated = UnixTime(1_000_000);
+        // A node that reloads just before the rotation signs with the old key
+        // for up to 30 s more; that token is valid 600 s, plus the leeway.
+        let last_exp = rotated.plus_secs(30 + 600);
+        let retire = retire_after(rotated, &settings);
+        assert_eq!(
+            retire,
+            last_exp.plus_secs(steward_jose::rotation::RETIREMENT_LEEWAY_SECS)
+        );
+        settings.keys.reload_seconds = 0; // the reload loop still waits 1 s
+        assert_eq!(
+            retire_after(rotated, &settings),
+            rotated.plus_secs(1 + 600 + steward_jose::rotation::RETIREMENT_LEEWAY_SECS)
+        );
+    }
 }

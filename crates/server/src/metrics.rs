@@ -1,6 +1,7 @@
 //! Prometheus metrics. Labels are bounded by construction: the matched route
-//! template, the method and the status — never a client_id, user or URL,
-//! which an attacker could vary to exhaust memory.
+//! template (or `unmatched`), the method mapped to a fixed set, and the
+//! status — never a client_id, user, raw path or raw method, which an
+//! attacker could vary to exhaust memory.
 
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
@@ -26,20 +27,68 @@ pub fn handle() -> Option<PrometheusHandle> {
         .clone()
 }
 
-/// Counts requests and observes latency by route template and status.
+/// The `method` label: the standard methods by name, anything else (hyper
+/// accepts any token as a method) as `other`, so the label set stays fixed.
+pub fn method_label(method: &http::Method) -> &'static str {
+    match *method {
+        http::Method::GET => "GET",
+        http::Method::HEAD => "HEAD",
+        http::Method::POST => "POST",
+        http::Method::PUT => "PUT",
+        http::Method::DELETE => "DELETE",
+        http::Method::PATCH => "PATCH",
+        http::Method::OPTIONS => "OPTIONS",
+        http::Method::CONNECT => "CONNECT",
+        http::Method::TRACE => "TRACE",
+        _ => "other",
+    }
+}
+
+/// The `route` label for a request no route matched.
+pub const UNMATCHED: &str = "unmatched";
+
+/// Counts requests and observes latency by route template, method and
+/// status. Every label value comes from a fixed set: the route templates
+/// the server defines (or `unmatched`), [`method_label`], and the status code.
 pub async fn track(req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
-    let method = req.method().as_str().to_owned();
+        .unwrap_or_else(|| UNMATCHED.to_owned());
+    let method = method_label(req.method());
     let start = Instant::now();
     let response = next.run(req).await;
     let status = response.status().as_u16().to_string();
     let elapsed = start.elapsed().as_secs_f64();
-    metrics::counter!("steward_http_requests_total", "route" => route.clone(), "method" => method, "status" => status)
-        .increment(1);
-    metrics::histogram!("steward_http_request_duration_seconds", "route" => route).record(elapsed);
+    metrics::counter!(
+        "steward_http_requests_total",
+        "route" => route.clone(),
+        "method" => method,
+        "status" => status.clone()
+    )
+    .increment(1);
+    metrics::histogram!(
+        "steward_http_request_duration_seconds",
+        "route" => route,
+        "method" => method,
+        "status" => status
+    )
+    .record(elapsed);
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn methods_map_to_a_fixed_set() {
+        assert_eq!(method_label(&http::Method::GET), "GET");
+        assert_eq!(method_label(&http::Method::POST), "POST");
+        for odd in ["XYZZY", "get", "BREW", "PROPFIND"] {
+            let m = http::Method::from_bytes(odd.as_bytes()).unwrap();
+            assert_eq!(method_label(&m), "other", "{odd}");
+        }
+    }
 }

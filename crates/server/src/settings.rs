@@ -556,7 +556,10 @@ mod tests {
 
     #[test]
     fn dev_auto_approve_is_refused_off_loopback() {
-        let mut s = Settings::default();
+        let mut s = Settings {
+            issuer: "https://auth.example.com".to_owned(),
+            ..Settings::default()
+        };
         s.dev.auto_approve_user = Some("alice".to_owned());
         s.validate().unwrap();
         s.listen = "0.0.0.0:8080".parse().unwrap();
@@ -608,6 +611,72 @@ mod tests {
         };
         let err = s.validate().unwrap_err();
         assert_eq!(err.key, "tls.cert_file");
+    }
+
+    /// Every key of `Settings`, dotted (`database.url`, `clients.secret_env`):
+    /// the keys of `Settings::default()`, of a `[tls]` section and of one
+    /// `[[resources]]` and one `[[clients]]` entry (built field by field, so
+    /// a new field cannot be missed).
+    fn every_key() -> Vec<String> {
+        fn walk(prefix: &str, v: &serde_json::Value, out: &mut Vec<String>) {
+            if let serde_json::Value::Object(map) = v {
+                for (k, v) in map {
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    walk(&key, v, out);
+                    out.push(key);
+                }
+            }
+        }
+        let mut s = Settings {
+            tls: Some(TlsSettings {
+                cert_file: "c.pem".into(),
+                key_file: "k.pem".into(),
+            }),
+            ..Settings::default()
+        };
+        s.resources.push(ResourceSettings {
+            uri: String::new(),
+            name: String::new(),
+            scopes: std::collections::BTreeMap::new(),
+            introspection_clients: Vec::new(),
+        });
+        s.clients.push(ClientSettings {
+            client_id: String::new(),
+            name: None,
+            secret_env: None,
+            secret_hash: None,
+            grant_types: Vec::new(),
+            scopes: Vec::new(),
+            redirect_uris: Vec::new(),
+        });
+        let mut value = serde_json::to_value(&s).unwrap();
+        // Lists of tables: document their entries' fields as `resources.uri`.
+        for list in ["resources", "clients"] {
+            let first = value[list][0].take();
+            value[list] = first;
+        }
+        let mut out = Vec::new();
+        walk("", &value, &mut out);
+        out
+    }
+
+    #[test]
+    fn every_setting_is_documented_in_configuration_md() {
+        let doc = include_str!("../../../docs/configuration.md");
+        let keys = every_key();
+        assert!(keys.len() > 60, "{keys:?}");
+        let missing: Vec<&String> = keys
+            .iter()
+            .filter(|k| !doc.contains(&format!("| `{k}` |")) && !doc.contains(&format!("[{k}]")))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "settings missing from docs/configuration.md (a table row `| `key` |`): {missing:?}"
+        );
     }
 
     #[test]

@@ -19,8 +19,10 @@ use crate::state::AppState;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("database.url: {0}")]
+    #[error("database.url: {}", with_causes(.0))]
     Database(#[source] steward_store::StoreError),
+    #[error("database.url: {0}")]
+    DatabaseUrl(&'static str),
     #[error("keys.encryption_key_file: {0}")]
     Kek(#[source] steward_jose::JoseError),
     #[error("keys: {0}")]
@@ -109,6 +111,13 @@ pub async fn prepare(settings: Settings, clock: Arc<dyn Clock>) -> Result<Prepar
     let issuer = settings.effective_issuer();
     let tls = settings.tls.as_ref().map(crate::serve::load_tls).transpose()?;
 
+    if sqlite_names_no_file(&settings.database.url) {
+        // SQLite would give each pooled connection its own empty temporary
+        // database, and start-up would fail later, far from the cause.
+        return Err(StartError::DatabaseUrl(
+            "names no database file (write sqlite://PATH, e.g. sqlite://./steward-data/steward.db)",
+        ));
+    }
     let store = steward_store::connect(&settings.database.url)
         .await
         .map_err(StartError::Database)?;
@@ -238,6 +247,30 @@ pub async fn run(prepared: Prepared, shutdown: impl std::future::Future<Output =
     result
 }
 
+/// `sqlite://` or `sqlite:` with no file name (and not `:memory:`).
+fn sqlite_names_no_file(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("sqlite:") else {
+        return false;
+    };
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let path = rest.split('?').next().unwrap_or_default();
+    path.is_empty() && !url.contains("mode=memory")
+}
+
+/// An error and its causes on one line, each cause once.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut line = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !line.contains(&text) {
+            line = format!("{line}: {text}");
+        }
+        cause = c.source();
+    }
+    line.replace('\n', " ")
+}
+
 /// A database URL for display: any password is replaced.
 pub fn redact_url(url: &str) -> String {
     match url::Url::parse(url) {
@@ -252,6 +285,16 @@ pub fn redact_url(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sqlite_url_without_a_file_is_refused() {
+        assert!(sqlite_names_no_file("sqlite://"));
+        assert!(sqlite_names_no_file("sqlite:"));
+        assert!(sqlite_names_no_file("sqlite://?mode=rwc"));
+        assert!(!sqlite_names_no_file("sqlite://./steward-data/steward.db"));
+        assert!(!sqlite_names_no_file("sqlite::memory:"));
+        assert!(!sqlite_names_no_file("postgres://h/db"));
+    }
 
     #[test]
     fn passwords_are_redacted() {

@@ -112,15 +112,131 @@ async fn health_readiness_and_metrics() {
 #[tokio::test]
 async fn oversized_body_is_refused() {
     let server = TestServer::start().await;
-    let big = vec![b'a'; 200 * 1024];
+    // /token reads its form body: a body over http.max_body_bytes is 413.
+    let limit = server.state.settings.http.max_body_bytes;
+    let big = format!("grant_type=client_credentials&pad={}", "a".repeat(limit + 1));
     let res = client()
-        .post(server.url("/admin/cimd/check"))
-        .header("content-type", "application/json")
+        .post(server.url("/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
         .body(big)
         .send()
         .await
         .unwrap();
-    assert!(res.status() == 413 || res.status() == 403, "{}", res.status());
+    assert_eq!(res.status(), 413);
+    // Just under the limit the same request is read and judged (not 413).
+    let fits = format!("grant_type=client_credentials&pad={}", "a".repeat(limit / 2));
+    let res = client()
+        .post(server.url("/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(fits)
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(res.status(), 413);
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn oversized_header_is_refused_with_431() {
+    let server = TestServer::start().await;
+    let limit = server.state.settings.http.max_header_bytes;
+    let res = client()
+        .get(server.url("/healthz"))
+        .header("x-padding", "a".repeat(limit + 1024))
+        .send()
+        .await;
+    match res {
+        Ok(res) => assert_eq!(res.status(), 431),
+        Err(e) => panic!("expected a 431 answer, got {e}"),
+    }
+    let res = client()
+        .get(server.url("/healthz"))
+        .header("x-padding", "a".repeat(limit / 2))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "a head within the limit is served");
+    server.stop().await.unwrap();
+}
+
+/// Label values of every `steward_http_…` sample for `label`.
+fn label_values(metrics: &str, label: &str) -> std::collections::BTreeSet<String> {
+    let needle = format!("{label}=\"");
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("steward_http_"))
+        .filter_map(|l| {
+            let start = l.find(&needle)? + needle.len();
+            let end = start + l[start..].find('"')?;
+            Some(l[start..end].to_owned())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn metrics_labels_stay_bounded() {
+    let server = TestServer::start().await;
+    let http = client();
+    for i in 0..5 {
+        let method = reqwest::Method::from_bytes(format!("XMETHOD{i}").as_bytes()).unwrap();
+        http.request(method, server.url("/healthz")).send().await.unwrap();
+        http.get(server.url(&format!("/no-such-route-{i}")))
+            .send()
+            .await
+            .unwrap();
+        http.get(server.url(&format!("/token?client_id=secret-client-{i}")))
+            .send()
+            .await
+            .unwrap();
+    }
+    let text = http
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!text.contains("XMETHOD"), "raw methods are never labels");
+    assert!(!text.contains("no-such-route"), "raw paths are never labels");
+    assert!(!text.contains("secret-client"), "query values are never labels");
+    let fixed: std::collections::BTreeSet<&str> = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE", "other",
+    ]
+    .into_iter()
+    .collect();
+    let methods = label_values(&text, "method");
+    assert!(methods.contains("other"), "{methods:?}");
+    assert!(methods.iter().all(|m| fixed.contains(m.as_str())), "{methods:?}");
+    let routes = label_values(&text, "route");
+    assert!(routes.contains("unmatched"), "{routes:?}");
+    assert!(
+        routes.iter().all(|r| r == "unmatched" || r.starts_with('/')),
+        "{routes:?}"
+    );
+    for r in &routes {
+        assert!(!r.contains('?'), "{r}");
+    }
+    let statuses = label_values(&text, "status");
+    assert!(
+        statuses
+            .iter()
+            .all(|s| s.len() == 3 && s.bytes().all(|b| b.is_ascii_digit())),
+        "{statuses:?}"
+    );
+    for label in ["client_id", "user", "path"] {
+        assert!(label_values(&text, label).is_empty(), "label {label} exists");
+    }
+    // The latency histogram carries the route, the method and the status.
+    let histogram = text
+        .lines()
+        .find(|l| {
+            l.starts_with("steward_http_request_duration_seconds")
+                && l.contains("route=\"/healthz\"")
+                && l.contains("method=\"other\"")
+        })
+        .unwrap_or_else(|| panic!("no latency sample for /healthz: {text}"));
+    assert!(histogram.contains("status=\""), "{histogram}");
     server.stop().await.unwrap();
 }
 
@@ -172,7 +288,7 @@ async fn restart_keeps_keys_and_rotation_publishes_two() {
         &kek,
         steward_jose::Algorithm::Es256,
         now,
-        600,
+        &settings,
     )
     .await
     .unwrap();
@@ -188,8 +304,20 @@ async fn restart_keeps_keys_and_rotation_publishes_two() {
     assert_eq!(kids.len(), 2, "{kids:?}");
     assert!(kids.contains(&kid.as_str()) && kids.contains(&new_kid.as_str()));
 
-    // Once every token the old key signed has expired, it is retired.
-    second.clock.advance(600 + 120); // lifetime plus the clock-skew margin of retire_after
+    // A node that had not reloaded yet may sign with the old key for up to
+    // keys.reload_seconds after the rotation: past lifetime + leeway alone,
+    // such a token is still valid, so the old key must still be published.
+    let lifetime = i64::try_from(settings.tokens.access_token_lifetime_secs).unwrap();
+    let reload = i64::try_from(settings.keys.reload_seconds).unwrap();
+    let leeway = 60;
+    assert!(reload > 1);
+    second.clock.advance(lifetime + leeway + 1);
+    second.state.keys.reload().await.unwrap();
+    let (_, _, jwks) = get_json(&second.url("/jwks.json")).await;
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 2, "{jwks}");
+
+    // Once every token the old key could have signed has expired, it is retired.
+    second.clock.advance(reload);
     second.state.keys.reload().await.unwrap();
     let (_, _, jwks) = get_json(&second.url("/jwks.json")).await;
     let kids: Vec<&str> = jwks["keys"]
@@ -226,6 +354,51 @@ async fn graceful_shutdown_finishes_and_returns() {
     );
 }
 
+#[tokio::test]
+async fn graceful_shutdown_lets_an_in_flight_request_finish() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TestServer::start().await;
+    let addr = server.addr;
+    // The head and half the body arrive; then shutdown begins.
+    let body = "grant_type=authorization_code&code=nope&client_id=nobody";
+    let (first, rest) = body.split_at(20);
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /token HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+         Content-Length: {}\r\n\r\n{first}",
+        body.len()
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let stopping = tokio::spawn(server.stop());
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !stopping.is_finished(),
+        "shutdown waits for the in-flight request"
+    );
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "no new connections once shutdown began"
+    );
+    conn.write_all(rest.as_bytes()).await.unwrap();
+    let mut reply = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(10), conn.read_to_end(&mut reply))
+        .await
+        .unwrap()
+        .unwrap();
+    let reply = String::from_utf8(reply).unwrap();
+    assert!(
+        reply.starts_with("HTTP/1.1 400") || reply.starts_with("HTTP/1.1 401"),
+        "{reply}"
+    );
+    assert!(reply.contains("\"error\""), "the whole answer arrived: {reply}");
+    tokio::time::timeout(std::time::Duration::from_secs(10), stopping)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
+
 /// The same acceptance on PostgreSQL: a fresh schema, served, restarted.
 #[tokio::test]
 async fn serves_on_postgresql() {
@@ -245,7 +418,33 @@ async fn serves_on_postgresql() {
     assert_eq!(jwks["keys"].as_array().unwrap().len(), 1);
     let kid = server.state.keys.active().kid().to_owned();
     server.stop().await.unwrap();
-    let again = TestServer::start_with(settings, dir).await;
+    let again = TestServer::start_with(settings.clone(), dir).await;
     assert_eq!(again.state.keys.active().kid(), kid);
     again.stop().await.unwrap();
+    drop_schema(&base, &settings.database.url).await;
+}
+
+/// Drops the schema `common::postgres_schema_url` made (named in the URL's
+/// `search_path` option), so test runs leave nothing behind.
+async fn drop_schema(base: &str, url: &str) {
+    use sqlx::Connection;
+    let schema = url
+        .rsplit_once("search_path%3D")
+        .map(|(_, s)| s.split('&').next().unwrap_or(s))
+        .expect("the URL names its schema");
+    assert!(
+        schema.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'),
+        "{schema}"
+    );
+    let mut conn = sqlx::PgConnection::connect(base).await.unwrap();
+    sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let left: (i64,) = sqlx::query_as("SELECT count(*) FROM pg_namespace WHERE nspname = $1")
+        .bind(schema)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(left.0, 0);
 }

@@ -154,7 +154,10 @@ async fn prompt_login_asks_again_once_and_then_completes() {
     let res = b.get(&url).await;
     assert_eq!(res.status(), 200);
     let html = res.text().await.unwrap();
-    assert!(html.contains("name=\"password\""), "prompt=login re-authenticates");
+    assert!(
+        html.contains("name=\"password\""),
+        "prompt=login re-authenticates"
+    );
     // ... and signing in completes the request instead of asking forever.
     let res = b.login(&html, "bob", PASSWORD).await;
     assert_eq!(res.status(), 302, "the request completes after one login");
@@ -170,13 +173,23 @@ async fn prompt_consent_asks_even_with_a_grant_and_prompt_none_needs_one() {
     let mut b = Browser::new(&server);
     // Signed in but never approved: prompt=none is consent_required.
     let res = b
-        .get(&authorize_url(&server, "public-app", "https://app.example/cb", ""))
+        .get(&authorize_url(
+            &server,
+            "public-app",
+            "https://app.example/cb",
+            "",
+        ))
         .await;
     let html = res.text().await.unwrap();
     let res = b.login(&html, "bob", PASSWORD).await;
     assert_eq!(res.status(), 200, "consent page after login");
     let res = b
-        .get(&authorize_url(&server, "public-app", "https://app.example/cb", "&prompt=none"))
+        .get(&authorize_url(
+            &server,
+            "public-app",
+            "https://app.example/cb",
+            "&prompt=none",
+        ))
         .await;
     assert_eq!(res.status(), 302);
     let (_, p) = location_params(&res);
@@ -192,13 +205,23 @@ async fn prompt_consent_asks_even_with_a_grant_and_prompt_none_needs_one() {
         .await;
     assert!(!code.is_empty());
     let res = b
-        .get(&authorize_url(&server, "public-app", "https://app.example/cb", "&prompt=consent"))
+        .get(&authorize_url(
+            &server,
+            "public-app",
+            "https://app.example/cb",
+            "&prompt=consent",
+        ))
         .await;
     assert_eq!(res.status(), 200);
     assert!(res.text().await.unwrap().contains("name=\"decision\""));
     // Without prompt the approved installation gets a code directly.
     let res = b
-        .get(&authorize_url(&server, "public-app", "https://app.example/cb", "&prompt=none"))
+        .get(&authorize_url(
+            &server,
+            "public-app",
+            "https://app.example/cb",
+            "&prompt=none",
+        ))
         .await;
     assert_eq!(res.status(), 302);
     assert!(location_params(&res).1.contains_key("code"));
@@ -246,7 +269,12 @@ async fn consent_form_without_the_csrf_cookie_value_is_refused() {
     add_user(&server, "bob").await;
     let mut b = Browser::new(&server);
     let res = b
-        .get(&authorize_url(&server, "public-app", "https://app.example/cb", ""))
+        .get(&authorize_url(
+            &server,
+            "public-app",
+            "https://app.example/cb",
+            "",
+        ))
         .await;
     let html = res.text().await.unwrap();
     let res = b.login(&html, "bob", PASSWORD).await;
@@ -272,7 +300,12 @@ async fn session_cookie_is_httponly_lax_and_path_root() {
     add_user(&server, "bob").await;
     let mut b = Browser::new(&server);
     let res = b
-        .get(&authorize_url(&server, "public-app", "https://app.example/cb", ""))
+        .get(&authorize_url(
+            &server,
+            "public-app",
+            "https://app.example/cb",
+            "",
+        ))
         .await;
     let html = res.text().await.unwrap();
     let res = b.login(&html, "bob", PASSWORD).await;
@@ -303,7 +336,12 @@ async fn failed_logins_are_limited_per_client_address() {
     add_user(&server, "bob").await;
     let mut b = Browser::new(&server);
     let res = b
-        .get(&authorize_url(&server, "public-app", "https://app.example/cb", ""))
+        .get(&authorize_url(
+            &server,
+            "public-app",
+            "https://app.example/cb",
+            "",
+        ))
         .await;
     let html = res.text().await.unwrap();
     // Different accounts from one address: the address limit applies.
@@ -357,7 +395,10 @@ async fn relative_resource_is_invalid_target() {
             &server,
             "public-app",
             "https://app.example/cb",
-            &format!("&resource={}", url::form_urlencoded::byte_serialize(bad.as_bytes()).collect::<String>()),
+            &format!(
+                "&resource={}",
+                url::form_urlencoded::byte_serialize(bad.as_bytes()).collect::<String>()
+            ),
         );
         let res = client().get(url).send().await.unwrap();
         assert_eq!(res.status(), 302, "{bad}");
@@ -670,7 +711,12 @@ async fn consent_shows_the_logo_from_steward_never_the_clients_host() {
     assert_eq!(img.bytes().await.unwrap().as_ref(), PNG);
     // A second consent page reuses the stored copy.
     let res = b
-        .get(&authorize_url(&w.server, &id, "https://app.example/cb", "&prompt=consent"))
+        .get(&authorize_url(
+            &w.server,
+            &id,
+            "https://app.example/cb",
+            "&prompt=consent",
+        ))
         .await;
     assert!(res.text().await.unwrap().contains(src));
     assert_eq!(w.host.hits("/logo.png"), 1);
@@ -752,12 +798,19 @@ async fn require_listed_admits_only_allow_listed_documents_with_their_settings()
         .unwrap();
     assert_eq!(res.status(), 400);
     assert!(res.headers().get("location").is_none());
-    assert_eq!(w.host.hits("/unlisted.json"), 0, "an unlisted document is never fetched");
+    assert_eq!(
+        w.host.hits("/unlisted.json"),
+        0,
+        "an unlisted document is never fetched"
+    );
 
     let code = code_for(&w.server, &listed, "https://app.example/cb").await;
     let body = redeem(&w.server, &code, &listed).await;
     assert!(body["access_token"].is_string(), "{body}");
-    assert!(body.get("refresh_token").is_none(), "the entry removed refresh_token");
+    assert!(
+        body.get("refresh_token").is_none(),
+        "the entry removed refresh_token"
+    );
 }
 
 #[tokio::test]

@@ -208,13 +208,12 @@ async fn refused_documents_are_audited_with_their_reason() {
         "client_secret": "oops",
     });
     s.host.set("/secret.json", TestResponse::json(doc.to_string()));
-    let client_id = steward_cimd::ClientIdUrl::parse(&id, &steward_cimd::UrlRules::default()).unwrap();
-    let err = steward_server::cimd::resolve_and_audit(&s.server.state, &client_id)
+    let err = steward_server::cimd::resolve_and_audit(&s.server.state, &id)
         .await
         .unwrap_err();
     assert_eq!(err.reason(), "forbidden_member", "{err}");
     // A second attempt is answered by the negative cache: counted, not audited again.
-    let again = steward_server::cimd::resolve_and_audit(&s.server.state, &client_id)
+    let again = steward_server::cimd::resolve_and_audit(&s.server.state, &id)
         .await
         .unwrap_err();
     assert!(!again.is_transient());

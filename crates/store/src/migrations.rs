@@ -138,15 +138,21 @@ mod tests {
                     let rest = l
                         .strip_prefix("CREATE TABLE ")
                         .or_else(|| l.strip_prefix("CREATE INDEX "))
-                        .or_else(|| l.strip_prefix("CREATE UNIQUE INDEX "))?;
-                    rest.split_whitespace().next().map(str::to_owned)
+                        .or_else(|| l.strip_prefix("CREATE UNIQUE INDEX "))
+                        .or_else(|| l.strip_prefix("ALTER TABLE "))?;
+                    Some(rest.split_whitespace().take(4).collect::<Vec<_>>().join(" "))
                 })
+                .map(|o| o.trim_end_matches(['(', ';']).trim().to_owned())
                 .collect()
         }
+        assert_eq!(SQLITE.len(), POSTGRES.len());
+        let mut total = 0;
         for (s, p) in SQLITE.iter().zip(POSTGRES) {
+            assert_eq!((s.0, s.1), (p.0, p.1), "migrations pair up by version");
             let so = objects(s.2);
-            assert!(so.len() > 20);
-            assert_eq!(so, objects(p.2));
+            total += so.len();
+            assert_eq!(so, objects(p.2), "migration {}", s.0);
         }
+        assert!(total > 20);
     }
 }

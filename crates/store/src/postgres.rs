@@ -18,6 +18,9 @@ use steward_core::{LifecycleState, UnixTime};
 /// per request, so a small pool saturates the database before the pool.
 const POOL_SIZE: u32 = 16;
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the server gets to answer the first connection: an unreachable
+/// database stops start-up in seconds, with the reason.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Clone, Debug)]
 pub struct PostgresStore {
@@ -42,6 +45,26 @@ impl PostgresStore {
     }
 
     async fn connect_with(options: PgConnectOptions) -> Result<Self, StoreError> {
+        // One direct connection first: the pool would retry a refused or
+        // unanswered connection until ACQUIRE_TIMEOUT and then report only
+        // "pool timed out"; this fails within CONNECT_TIMEOUT with the cause.
+        let probe = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            <sqlx::PgConnection as sqlx::Connection>::connect_with(&options),
+        )
+        .await
+        .map_err(|_| StoreError::Database {
+            reason: "cannot connect to PostgreSQL",
+            source: sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no answer within {} s", CONNECT_TIMEOUT.as_secs()),
+            )),
+        })?
+        .map_err(|source| StoreError::Database {
+            reason: "cannot connect to PostgreSQL",
+            source,
+        })?;
+        let _ = sqlx::Connection::close(probe).await;
         let pool = PgPoolOptions::new()
             .max_connections(POOL_SIZE)
             .acquire_timeout(ACQUIRE_TIMEOUT)
@@ -179,7 +202,8 @@ fn code_row(r: &PgRow) -> Result<AuthorizationCode, StoreError> {
     })
 }
 
-const FAMILY_COLS: &str = "id, grant_id, client_id, user_id, scopes, resource, auth_time, created_at, revoked_at";
+const FAMILY_COLS: &str =
+    "id, grant_id, client_id, user_id, scopes, resource, auth_time, created_at, revoked_at";
 
 fn family_row(r: &PgRow) -> Result<RefreshFamily, StoreError> {
     Ok(RefreshFamily {

@@ -683,10 +683,13 @@ impl RefreshStore for SqliteStore {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         // The write comes first so this transaction holds the write lock from
         // its first statement: only one rotation can mark the token used.
+        // EXISTS, not `family_id IN (SELECT …)`: SQLite materializes an IN
+        // subquery by scanning every family, making each rotation O(families).
         let won: Option<String> = sqlx::query_scalar(
             "UPDATE refresh_tokens SET used_at = $1 \
              WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $1 \
-             AND family_id IN (SELECT id FROM refresh_families WHERE revoked_at IS NULL) \
+             AND EXISTS (SELECT 1 FROM refresh_families f \
+                         WHERE f.id = refresh_tokens.family_id AND f.revoked_at IS NULL) \
              RETURNING family_id",
         )
         .bind(now.0)

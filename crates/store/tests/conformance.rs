@@ -6,8 +6,9 @@
 //! fresh temporary file) and PostgreSQL (a fresh schema `t_<random>`).
 //!
 //! PostgreSQL: `STEWARD_TEST_POSTGRES_URL` (default
-//! `postgres://postgres@127.0.0.1:5432/test`). Unreachable → skipped with a
-//! printed reason, except with `CI=true`, where it fails.
+//! `postgres://postgres@127.0.0.1:5432/test`). Unreachable → each PostgreSQL
+//! test passes after printing `SKIPPED (…)` and the reason on stderr (shown
+//! with `cargo test -- --nocapture`), except with `CI=true`, where it fails.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use async_trait::async_trait;
@@ -111,7 +112,12 @@ async fn run_postgres(check: Check) {
             panic!("CI=true and PostgreSQL is unreachable: {e}")
         }
         Err(e) => {
-            eprintln!("skipping PostgreSQL conformance check: cannot connect ({e})");
+            // Shown with `cargo test -- --nocapture`; the test itself passes.
+            eprintln!(
+                "SKIPPED (PostgreSQL conformance check): no PostgreSQL at {} ({e}); set \
+                 STEWARD_TEST_POSTGRES_URL, or CI=true to make this a failure",
+                base_url.rsplit('@').next().unwrap_or_default()
+            );
             return;
         }
     };

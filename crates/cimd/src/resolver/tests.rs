@@ -33,6 +33,16 @@ enum Reply {
     },
     Transient,
     Definitive,
+    /// Validated by `Last-Modified` alone: 304 when `If-Modified-Since` matches.
+    Dated {
+        body: Vec<u8>,
+        last_modified: &'static str,
+    },
+    /// A valid document for whatever URL is asked, padded with `padding`
+    /// bytes, so tests can fill the cache with many clients.
+    Any {
+        padding: usize,
+    },
 }
 
 /// A document server in memory: answers 304 when `If-None-Match` matches,
@@ -41,6 +51,7 @@ struct FakeFetcher {
     reply: Mutex<Reply>,
     fetches: AtomicUsize,
     conditional: AtomicUsize,
+    by_url: Mutex<HashMap<String, usize>>,
     delay: Duration,
 }
 
@@ -54,6 +65,7 @@ impl FakeFetcher {
             reply: Mutex::new(reply),
             fetches: AtomicUsize::new(0),
             conditional: AtomicUsize::new(0),
+            by_url: Mutex::new(HashMap::new()),
             delay,
         })
     }
@@ -64,6 +76,20 @@ impl FakeFetcher {
 
     fn fetches(&self) -> usize {
         self.fetches.load(Ordering::SeqCst)
+    }
+
+    fn fetches_of(&self, url: &str) -> usize {
+        self.by_url.lock().unwrap().get(url).copied().unwrap_or(0)
+    }
+}
+
+fn ok_response(body: Vec<u8>, cache: CacheHeaders, peer: SocketAddr) -> FetchResponse {
+    FetchResponse {
+        status: FetchStatus::Ok,
+        body: bytes::Bytes::from(body),
+        content_type: Some("application/json".into()),
+        cache,
+        peer,
     }
 }
 
@@ -85,10 +111,48 @@ impl DocumentFetcher for FakeFetcher {
         if !self.delay.is_zero() {
             tokio::time::sleep(self.delay).await;
         }
-        assert_eq!(req.url.as_str(), ID);
+        *self
+            .by_url
+            .lock()
+            .unwrap()
+            .entry(req.url.as_str().to_owned())
+            .or_default() += 1;
         let reply = self.reply.lock().unwrap().clone();
+        if !matches!(reply, Reply::Any { .. }) {
+            assert_eq!(req.url.as_str(), ID);
+        }
         let peer: SocketAddr = "127.0.0.2:443".parse().unwrap();
         match reply {
+            Reply::Any { padding } => {
+                let body = serde_json::to_vec(&serde_json::json!({
+                    "client_id": req.url.as_str(),
+                    "client_name": "Many",
+                    "redirect_uris": ["http://localhost/callback"],
+                    "padding": "p".repeat(padding),
+                }))
+                .unwrap();
+                Ok(ok_response(body, headers(Some("max-age=600"), None, None), peer))
+            }
+            Reply::Dated { body, last_modified } => {
+                let sent = req.validators.as_ref().and_then(|v| v.last_modified.as_deref());
+                if sent.is_some() {
+                    self.conditional.fetch_add(1, Ordering::SeqCst);
+                }
+                let cache = CacheHeaders {
+                    last_modified: Some(last_modified.to_owned()),
+                    ..headers(None, None, None)
+                };
+                if sent == Some(last_modified) {
+                    return Ok(FetchResponse {
+                        status: FetchStatus::NotModified,
+                        body: bytes::Bytes::new(),
+                        content_type: None,
+                        cache,
+                        peer,
+                    });
+                }
+                Ok(ok_response(body, cache, peer))
+            }
             Reply::Doc {
                 body,
                 cache_control,
@@ -260,7 +324,7 @@ async fn a_no_cache_document_is_not_served_through_a_failure() {
     h.resolver.resolve(&id()).await.unwrap();
     h.fetcher.set(Reply::Transient);
     let err = h.resolver.resolve(&id()).await.unwrap_err();
-    assert!(matches!(err, ResolveError::Fetch(_)));
+    assert!(matches!(err, ResolveError::Fetch { .. }));
     assert!(h.resolver.resolve(&id()).await.is_err());
 }
 
@@ -349,7 +413,7 @@ async fn a_cancelled_leader_hands_over_to_a_waiter() {
 async fn failures_back_off_exponentially() {
     let h = harness(FakeFetcher::new(Reply::Transient));
     let first = h.resolver.resolve(&id()).await.unwrap_err();
-    assert!(matches!(first, ResolveError::Fetch(_)));
+    assert!(matches!(first, ResolveError::Fetch { .. }));
     assert!(first.is_transient());
     let again = h.resolver.resolve(&id()).await.unwrap_err();
     assert!(matches!(
@@ -405,7 +469,7 @@ async fn a_definitive_failure_drops_the_cached_entry() {
     h.clock.advance(601);
     let err = h.resolver.resolve(&id()).await.unwrap_err();
     assert!(!err.is_transient());
-    assert!(matches!(err, ResolveError::Fetch(_)));
+    assert!(matches!(err, ResolveError::Fetch { .. }));
     // After the backoff the fetch is retried and the cache does not resurrect the old entry.
     h.clock.advance(5);
     assert!(h.resolver.resolve(&id()).await.is_err());
@@ -545,4 +609,261 @@ async fn the_cache_is_bounded_by_entries() {
     r.resolve(&id()).await.unwrap();
     r.inner.cache.run_pending_tasks();
     assert_eq!(r.inner.cache.weighted_size(), 4096);
+}
+
+fn many_resolver(fetcher: Arc<FakeFetcher>, entries: u64, bytes: u64) -> Resolver {
+    Resolver::new(
+        fetcher,
+        Arc::new(MemoryVersionStore::new()),
+        Arc::new(ManualClock::new(T0)),
+        CimdConfig {
+            cache_max_entries: entries,
+            cache_max_bytes: bytes,
+            ..CimdConfig::default()
+        },
+    )
+}
+
+fn nth_id(n: usize) -> ClientIdUrl {
+    ClientIdUrl::parse(
+        &format!("https://client{n}.example/oauth/client.json"),
+        &UrlRules::default(),
+    )
+    .unwrap()
+}
+
+/// Resolves `count` distinct clients twice over and returns how many of the
+/// second round had to fetch again (their entry was evicted).
+async fn refetched_after_filling(r: &Resolver, fetcher: &FakeFetcher, count: usize) -> usize {
+    for n in 0..count {
+        r.resolve(&nth_id(n)).await.unwrap();
+        r.inner.cache.run_pending_tasks();
+    }
+    assert_eq!(fetcher.fetches(), count);
+    let before = fetcher.fetches();
+    for n in 0..count {
+        r.resolve(&nth_id(n)).await.unwrap();
+    }
+    fetcher.fetches() - before
+}
+
+#[tokio::test]
+async fn the_cache_evicts_by_entry_count() {
+    let fetcher = FakeFetcher::new(Reply::Any { padding: 10 });
+    // Plenty of bytes: only the entry bound can bite.
+    let r = many_resolver(fetcher.clone(), 3, 3 * 4096);
+    let refetched = refetched_after_filling(&r, &fetcher, 12).await;
+    r.inner.cache.run_pending_tasks();
+    assert!(
+        r.inner.cache.entry_count() <= 3,
+        "{}",
+        r.inner.cache.entry_count()
+    );
+    assert!(r.inner.cache.weighted_size() <= 3 * 4096);
+    assert!(
+        refetched >= 12 - 3,
+        "evicted entries are fetched again: {refetched}"
+    );
+}
+
+#[tokio::test]
+async fn the_cache_evicts_by_bytes() {
+    // ~4 KB documents weigh ~8.5 KB each: 20 KB holds two, whatever the entry bound.
+    let fetcher = FakeFetcher::new(Reply::Any { padding: 4_000 });
+    let r = many_resolver(fetcher.clone(), 10_000, 20_000);
+    let refetched = refetched_after_filling(&r, &fetcher, 8).await;
+    r.inner.cache.run_pending_tasks();
+    assert!(
+        r.inner.cache.weighted_size() <= 20_000,
+        "{}",
+        r.inner.cache.weighted_size()
+    );
+    assert!(
+        r.inner.cache.entry_count() <= 2,
+        "{}",
+        r.inner.cache.entry_count()
+    );
+    assert!(
+        refetched >= 8 - 2,
+        "evicted entries are fetched again: {refetched}"
+    );
+    assert!(fetcher.fetches_of(nth_id(0).as_str()) >= 1);
+}
+
+#[tokio::test]
+async fn last_modified_alone_revalidates_with_if_modified_since() {
+    const LM: &str = "Sat, 21 Nov 2026 10:00:00 GMT";
+    let h = harness(FakeFetcher::new(Reply::Dated {
+        body: doc("Example"),
+        last_modified: LM,
+    }));
+    let first = h.resolver.resolve(&id()).await.unwrap();
+    // No Cache-Control or Expires: the floor applies.
+    assert_eq!(first.fresh_until, T0.plus_secs(300));
+    h.clock.advance(301);
+    let second = h.resolver.resolve(&id()).await.unwrap();
+    assert_eq!(h.fetcher.fetches(), 2);
+    assert_eq!(
+        h.fetcher.conditional.load(Ordering::SeqCst),
+        1,
+        "If-Modified-Since was sent"
+    );
+    assert_eq!(second.version_id, first.version_id);
+    assert_eq!(second.fetched_at, T0);
+    assert_eq!(second.fresh_until, T0.plus_secs(301 + 300));
+    assert_eq!(h.versions.len(), 1, "a 304 makes no new version");
+    h.clock.advance(299);
+    h.resolver.resolve(&id()).await.unwrap();
+    assert_eq!(h.fetcher.fetches(), 2);
+}
+
+#[tokio::test]
+async fn the_first_transient_failure_reports_the_backoff_as_retry_after() {
+    let h = harness(FakeFetcher::new(Reply::Transient));
+    let first = h.resolver.resolve(&id()).await.unwrap_err();
+    assert!(matches!(first, ResolveError::Fetch { .. }));
+    assert!(first.is_transient());
+    // The negative cache will not fetch again for 5 s: the first answer says so.
+    assert_eq!(first.retry_after_secs(), Some(5));
+    h.clock.advance(2);
+    let repeat = h.resolver.resolve(&id()).await.unwrap_err();
+    assert_eq!(repeat.retry_after_secs(), Some(3));
+    h.clock.advance(3);
+    let second = h.resolver.resolve(&id()).await.unwrap_err();
+    assert!(matches!(second, ResolveError::Fetch { .. }));
+    assert_eq!(second.retry_after_secs(), Some(10), "the backoff doubled");
+    assert_eq!(h.fetcher.fetches(), 2);
+}
+
+/// Waits (in real time) for the background refresh to have fetched.
+async fn wait_for_fetches(fetcher: &FakeFetcher, n: usize) {
+    for _ in 0..200 {
+        if fetcher.fetches() >= n {
+            // Let the refresh task finish handling its answer.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("expected {n} fetches, saw {}", fetcher.fetches());
+}
+
+#[tokio::test]
+async fn a_definitive_failure_of_an_early_refresh_keeps_the_fresh_entry() {
+    let invalid = Reply::Doc {
+        body: br#"{"client_id":"https://client.example/oauth/client.json"}"#.to_vec(),
+        cache_control: Some("max-age=1000"),
+        expires: None,
+        etag: None,
+    };
+    for failure in [Reply::Definitive, invalid] {
+        let h = harness(FakeFetcher::new(cached("max-age=1000")));
+        let good = h.resolver.resolve(&id()).await.unwrap();
+        h.fetcher.set(failure);
+        h.clock.advance(950);
+        // In the last tenth of its life: served, and a background refresh starts.
+        h.resolver.resolve(&id()).await.unwrap();
+        wait_for_fetches(&h.fetcher, 2).await;
+        // The refresh failed definitively, but the entry is still fresh: kept.
+        h.clock.advance(40);
+        let still = h.resolver.resolve(&id()).await.unwrap();
+        assert_eq!(still.version_id, good.version_id);
+        assert_eq!(still.fresh_until, T0.plus_secs(1_000));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(h.fetcher.fetches(), 2, "one refresh per entry");
+        // Once stale, the failure is met instead of the old document.
+        h.clock.advance(10);
+        assert!(h.resolver.resolve(&id()).await.is_err());
+        assert_eq!(h.fetcher.fetches(), 3);
+        // The entry is gone: after the backoff, a transient failure has no
+        // stale copy to fall back on.
+        h.fetcher.set(Reply::Transient);
+        h.clock.advance(11);
+        let err = h.resolver.resolve(&id()).await.unwrap_err();
+        assert!(matches!(err, ResolveError::Fetch { .. }), "{err:?}");
+    }
+}
+
+/// A metrics recorder for this thread: counters by name and labels.
+#[derive(Default)]
+struct Counters(Mutex<HashMap<String, Arc<std::sync::atomic::AtomicU64>>>);
+
+impl Counters {
+    fn get(&self, name: &str, label: &str) -> u64 {
+        self.0
+            .lock()
+            .unwrap()
+            .get(&format!("{name}{{{label}}}"))
+            .map_or(0, |c| c.load(Ordering::SeqCst))
+    }
+}
+
+impl metrics::Recorder for Counters {
+    fn describe_counter(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
+    fn describe_gauge(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
+    fn describe_histogram(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
+
+    fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
+        let labels: Vec<String> = key
+            .labels()
+            .map(|l| format!("{}={}", l.key(), l.value()))
+            .collect();
+        let name = format!("{}{{{}}}", key.name(), labels.join(","));
+        let counter = Arc::clone(self.0.lock().unwrap().entry(name).or_default());
+        metrics::Counter::from_arc(counter)
+    }
+
+    fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+        metrics::Gauge::noop()
+    }
+
+    fn register_histogram(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Histogram {
+        metrics::Histogram::noop()
+    }
+}
+
+#[tokio::test]
+async fn resolutions_are_counted_by_outcome_and_reason() {
+    const NAME: &str = "steward_cimd_resolutions_total";
+    let counters = Counters::default();
+    let _local = metrics::set_default_local_recorder(&counters);
+    let h = harness(FakeFetcher::new(cached("max-age=600")));
+    h.resolver.resolve(&id()).await.unwrap();
+    h.resolver.resolve(&id()).await.unwrap();
+    assert_eq!(counters.get(NAME, "outcome=ok"), 1);
+    assert_eq!(counters.get(NAME, "outcome=cache_hit"), 1);
+
+    h.fetcher.set(Reply::Definitive);
+    h.clock.advance(601);
+    h.resolver.resolve(&id()).await.unwrap_err();
+    // From the negative cache: the same reason, counted again.
+    h.resolver.resolve(&id()).await.unwrap_err();
+    assert_eq!(counters.get(NAME, "outcome=bad_status"), 2);
+
+    h.fetcher.set(Reply::Transient);
+    h.clock.advance(600);
+    h.resolver.resolve(&id()).await.unwrap_err();
+    assert_eq!(
+        counters.get(NAME, &format!("outcome={}", transient_error().reason())),
+        1
+    );
+
+    h.fetcher.set(Reply::Doc {
+        body: br#"{"client_id":"https://client.example/oauth/client.json","client_name":"x"}"#.to_vec(),
+        cache_control: None,
+        expires: None,
+        etag: None,
+    });
+    h.clock.advance(600);
+    h.resolver.resolve(&id()).await.unwrap_err();
+    assert_eq!(counters.get(NAME, "outcome=redirect_uris_required"), 1);
+    // No counter carries the client id.
+    assert!(
+        counters
+            .0
+            .lock()
+            .unwrap()
+            .keys()
+            .all(|k| !k.contains("client.example"))
+    );
 }

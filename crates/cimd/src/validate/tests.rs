@@ -249,6 +249,37 @@ fn private_key_material() {
 }
 
 #[test]
+fn private_key_material_beside_the_jwks_keys_is_found() {
+    // Not in `keys`, but still inside `jwks`: a symmetric key next to an empty set.
+    let body = with(json!({"jwks": {"keys": [], "x": {"kty": "oct", "k": "c2VjcmV0"}}}));
+    let problems = check(&body).unwrap_err();
+    assert_eq!(
+        problems.iter().map(|p| p.rule).collect::<Vec<_>>(),
+        ["private_key_material"]
+    );
+    assert_eq!(problems[0].member.as_deref(), Some("jwks"));
+    // Deeper inside jwks, and inside a key's own members.
+    for jwks in [
+        json!({"keys": [], "extra": [{"nested": {"kty": "RSA", "n": "x", "e": "AQAB", "d": "x"}}]}),
+        json!({"keys": [{"kty": "EC", "crv": "P-256", "x": "a", "y": "b", "x5": {"kty": "oct", "k": "s"}}]}),
+        json!({"keys": [], "more": {"keys": [{"p": "x"}]}}),
+    ] {
+        assert_eq!(
+            rules(&with(json!({"jwks": jwks.clone()}))),
+            ["private_key_material"],
+            "{jwks}"
+        );
+    }
+    // Public keys alone are fine, and `k` outside a JWK-shaped object is not key material.
+    let public = with(json!({
+        "token_endpoint_auth_method": "private_key_jwt",
+        "jwks": {"keys": [{"kty": "EC", "crv": "P-256", "x": "a", "y": "b"}], "k": "not a key"},
+        "software": {"k": 1},
+    }));
+    check(&public).unwrap();
+}
+
+#[test]
 fn invalid_jwks() {
     assert_eq!(rules(&with(json!({"jwks": [1]}))), ["invalid_jwks"]);
     assert_eq!(rules(&with(json!({"jwks": {"keys": [1]}}))), ["invalid_jwks"]);

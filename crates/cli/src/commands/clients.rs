@@ -87,7 +87,10 @@ pub async fn list(settings: Settings) -> Result<ExitCode> {
         println!("no clients yet: `steward clients create --help`");
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{:<48} {:<18} {:<10} {:<11} NAME", "CLIENT ID", "KIND", "STATE", "TRUST");
+    println!(
+        "{:<48} {:<18} {:<10} {:<11} NAME",
+        "CLIENT ID", "KIND", "STATE", "TRUST"
+    );
     for c in all {
         println!(
             "{:<48} {:<18} {:<10} {:<11} {}",

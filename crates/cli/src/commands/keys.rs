@@ -57,15 +57,14 @@ pub async fn rotate(settings: Settings) -> Result<ExitCode> {
         .algorithm
         .parse()
         .map_err(|_| anyhow::anyhow!("keys.algorithm: unknown algorithm"))?;
-    let lifetime = settings.tokens.access_token_lifetime_secs;
     let now = SystemClock.now();
-    let kid = keyring::rotate(store.as_ref(), &kek, algorithm, now, lifetime)
+    let kid = keyring::rotate(store.as_ref(), &kek, algorithm, now, &settings)
         .await
         .context("rotating the signing key")?;
     println!("new active signing key: {algorithm} kid={kid}");
     println!(
         "the previous key stays published until {}, when every token it signed has expired",
-        date(steward_jose::retire_after(now, lifetime))
+        date(keyring::retire_after(now, &settings))
     );
     println!(
         "running servers pick the new key up within keys.reload_seconds ({} s)",

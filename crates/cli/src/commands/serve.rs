@@ -40,18 +40,41 @@ pub async fn run(settings: Settings) -> Result<ExitCode> {
         s.key.active_kid,
         if s.key.created { "created" } else { "loaded" }
     );
-    println!(
-        "  metadata: {}/.well-known/oauth-authorization-server",
-        origin_of(&s.issuer)
-    );
+    println!("  metadata: {}", metadata_url(&s.issuer));
     startup::run(prepared, steward_server::serve::shutdown_signal()).await?;
     println!("Steward stopped.");
     Ok(ExitCode::SUCCESS)
 }
 
-fn origin_of(issuer: &str) -> String {
-    match url::Url::parse(issuer) {
-        Ok(u) => u.origin().ascii_serialization(),
-        Err(_) => issuer.to_owned(),
+/// Where the RFC 8414 metadata is served: `/.well-known/oauth-authorization-server`
+/// inserted between the issuer's host and its path (RFC 8414 §3.1).
+fn metadata_url(issuer: &str) -> String {
+    let origin = url::Url::parse(issuer)
+        .map(|u| u.origin().ascii_serialization())
+        .unwrap_or_else(|_| issuer.to_owned());
+    format!(
+        "{origin}{}",
+        steward_server::routes::discovery::well_known_path(issuer)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::metadata_url;
+
+    #[test]
+    fn metadata_url_inserts_the_well_known_before_the_issuer_path() {
+        assert_eq!(
+            metadata_url("http://127.0.0.1:8080"),
+            "http://127.0.0.1:8080/.well-known/oauth-authorization-server"
+        );
+        assert_eq!(
+            metadata_url("https://auth.example.com/tenant1"),
+            "https://auth.example.com/.well-known/oauth-authorization-server/tenant1"
+        );
+        assert_eq!(
+            metadata_url("https://auth.example.com/a/b/"),
+            "https://auth.example.com/.well-known/oauth-authorization-server/a/b"
+        );
     }
 }

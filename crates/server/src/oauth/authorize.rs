@@ -422,7 +422,12 @@ async fn consent_warnings(state: &AppState, v: &Validated, user_id: &str) -> Con
     }
 }
 
-async fn render_consent(state: &AppState, v: &Validated, csrf: &str, warnings: Vec<&'static str>) -> Response {
+async fn render_consent(
+    state: &AppState,
+    v: &Validated,
+    csrf: &str,
+    warnings: Vec<&'static str>,
+) -> Response {
     let scopes = v
         .scopes
         .iter()

@@ -204,7 +204,10 @@ pub async fn authenticate(
     let failures = &state.oauth.client_auth_failures;
     let limited = !matches!(client.auth, ClientAuth::None);
     if limited && failures.get(&client.id).unwrap_or(0) >= state.settings.tokens.client_auth_max_failures {
-        return Err(invalid_client(via_header, "too many failed authentications; try again later"));
+        return Err(invalid_client(
+            via_header,
+            "too many failed authentications; try again later",
+        ));
     }
     let result = check_credential(state, client, presented, via_header).await;
     if limited && result.is_err() {

@@ -103,7 +103,8 @@ fn is_metadata_document(state: &AppState, client_id: &str) -> bool {
 /// `[[clients]]` entry are accepted; the list is compared byte for byte,
 /// as the identity is the exact URL string (CIMD -02 §3).
 fn listed_or_unknown(state: &AppState, client_id: &str) -> Result<(), ClientError> {
-    if state.settings.cimd.require_listed && !state.settings.clients.iter().any(|c| c.client_id == client_id) {
+    if state.settings.cimd.require_listed && !state.settings.clients.iter().any(|c| c.client_id == client_id)
+    {
         return Err(ClientError::Unknown);
     }
     Ok(())
@@ -364,7 +365,9 @@ pub fn pre_registered_record(
         reason,
     };
     if c.client_id.is_empty() || steward_cimd::looks_like_metadata_document_id(&c.client_id) {
-        return Err(err("a pre-registered client_id must not be empty or an https URL".to_owned()));
+        return Err(err(
+            "a pre-registered client_id must not be empty or an https URL".to_owned(),
+        ));
     }
     if !c.client_id.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(err("client_id must be printable ASCII without spaces".to_owned()));
@@ -382,7 +385,9 @@ pub fn pre_registered_record(
         }
     }
     if grant_types.iter().any(|g| g == "authorization_code") && c.redirect_uris.is_empty() {
-        return Err(err("authorization_code needs at least one redirect URI".to_owned()));
+        return Err(err(
+            "authorization_code needs at least one redirect URI".to_owned()
+        ));
     }
     ScopeSet::from_tokens(c.scopes.iter().cloned()).map_err(|e| err(e.to_string()))?;
     if secret_hash.is_none() && grant_types.iter().any(|g| g == "client_credentials") {

@@ -126,7 +126,10 @@ mod tests {
         assert_eq!(sniff(&[0xFF, 0xD8, 0xFF, 0xE0]), Some("image/jpeg"));
         assert_eq!(sniff(b"GIF89a...."), Some("image/gif"));
         assert_eq!(sniff(b"RIFF\0\0\0\0WEBPVP8 "), Some("image/webp"));
-        assert_eq!(sniff(b"<svg xmlns='http://www.w3.org/2000/svg'><script/></svg>"), None);
+        assert_eq!(
+            sniff(b"<svg xmlns='http://www.w3.org/2000/svg'><script/></svg>"),
+            None
+        );
         assert_eq!(sniff(b"<html>"), None);
         assert_eq!(sniff(b""), None);
     }

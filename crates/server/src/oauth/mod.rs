@@ -49,7 +49,9 @@ impl OAuth {
                 .build(),
             client_auth_failures: moka::sync::Cache::builder()
                 .max_capacity(100_000)
-                .time_to_live(Duration::from_secs(settings.tokens.client_auth_window_secs.max(1)))
+                .time_to_live(Duration::from_secs(
+                    settings.tokens.client_auth_window_secs.max(1),
+                ))
                 .build(),
             dummy_password_hash: users::dummy_hash(),
             dev_user_id: None,

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use steward_core::pkce::s256_challenge;
 use steward_server::settings::{ClientSettings, ResourceSettings, Settings};
 
-
 pub const RESOURCE: &str = "https://mcp.example.com/mcp";
 pub const OTHER_RESOURCE: &str = "https://other.example.com/mcp";
 pub const VERIFIER: &str = "a-verifier-that-is-long-enough-to-be-valid-0123456789";
@@ -138,7 +137,6 @@ pub async fn code_for(server: &TestServer, client_id: &str, redirect_uri: &str) 
     let (_, p) = location_params(&res);
     p["code"].clone()
 }
-
 
 pub fn cookie_header(res: &reqwest::Response, jar: &mut HashMap<String, String>) {
     for v in res.headers().get_all("set-cookie") {

@@ -1,0 +1,389 @@
+//! `steward serve` as a process: bad settings stop it with exit status 2 and
+//! one line naming the setting; a real server on loopback serves discovery
+//! and the JWKS, finishes an in-flight request on SIGTERM and exits 0, and a
+//! restart keeps its signing key.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const PRIVATE_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
+
+/// `steward` run in `dir`, with no `STEWARD_…` variable from the test's own
+/// environment, plus `env`.
+fn steward(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_steward"));
+    cmd.current_dir(dir).args(args);
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("STEWARD_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.envs(env.iter().copied());
+    cmd
+}
+
+/// Runs `steward serve` expecting it to refuse to start.
+fn refused(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
+    let started = Instant::now();
+    let out: Output = steward(dir, args, env).stdin(Stdio::null()).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(9),
+        "took {:?}",
+        started.elapsed()
+    );
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "exactly one line on stderr: {stderr:?}");
+    assert!(out.stdout.is_empty(), "{}", String::from_utf8_lossy(&out.stdout));
+    lines[0].to_owned()
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn unknown_key_in_the_file_is_one_line_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "steward.toml",
+        "[database]\nurll = \"sqlite://./x.db\"\n",
+    );
+    let line = refused(dir.path(), &["--config", &file, "serve"], &[]);
+    assert!(line.contains("database.urll: unknown field"), "{line}");
+}
+
+#[test]
+fn toml_syntax_error_is_one_line_naming_the_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "steward.toml",
+        "listen = \"127.0.0.1:0\"\n[database\n",
+    );
+    let line = refused(dir.path(), &["--config", &file, "serve"], &[]);
+    assert!(
+        line.contains("steward.toml: TOML parse error at line 2"),
+        "{line}"
+    );
+}
+
+#[test]
+fn unparsable_urls_are_one_line_naming_the_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let line = refused(dir.path(), &["serve"], &[("STEWARD_ISSUER", "not a url")]);
+    assert!(line.contains(": issuer: "), "{line}");
+    let line = refused(
+        dir.path(),
+        &["serve"],
+        &[("STEWARD_DATABASE__URL", "postgres://[oops")],
+    );
+    assert!(line.contains(": database.url: "), "{line}");
+}
+
+#[test]
+fn missing_tls_file_is_one_line_naming_the_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "steward.toml",
+        "[tls]\ncert_file = \"/nonexistent/cert.pem\"\nkey_file = \"/nonexistent/key.pem\"\n",
+    );
+    let line = refused(dir.path(), &["--config", &file, "serve"], &[]);
+    assert!(line.contains(": tls.cert_file: /nonexistent/cert.pem"), "{line}");
+}
+
+#[test]
+fn env_typos_are_one_line_naming_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let line = refused(dir.path(), &["serve"], &[("STEWARD_DATABSE__URL", "x")]);
+    assert!(
+        line.contains(": STEWARD_DATABSE__URL: not a Steward setting"),
+        "{line}"
+    );
+    let line = refused(dir.path(), &["serve"], &[("STEWARD_KEYS__RELOAD_SECS", "5")]);
+    assert!(
+        line.contains(": STEWARD_KEYS__RELOAD_SECS: not a Steward setting"),
+        "{line}"
+    );
+}
+
+#[test]
+fn sqlite_url_without_a_file_names_database_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let line = refused(
+        dir.path(),
+        &["serve"],
+        &[
+            ("STEWARD_DATABASE__URL", "sqlite://"),
+            ("STEWARD_LISTEN", "127.0.0.1:0"),
+        ],
+    );
+    assert!(line.contains(": database.url: "), "{line}");
+    assert!(!line.contains("keys"), "{line}");
+}
+
+#[test]
+fn unreachable_postgresql_fails_fast_naming_database_url() {
+    let dir = tempfile::tempdir().unwrap();
+    // Refused: nothing listens on the port.
+    let port = free_port();
+    let url = format!("postgres://postgres@127.0.0.1:{port}/test");
+    let line = refused(
+        dir.path(),
+        &["serve"],
+        &[("STEWARD_DATABASE__URL", &url), ("STEWARD_LISTEN", "127.0.0.1:0")],
+    );
+    assert!(line.contains(": database.url: "), "{line}");
+
+    // Silent: a listener that accepts and never answers.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "postgres://postgres@127.0.0.1:{}/test",
+        silent.local_addr().unwrap().port()
+    );
+    let line = refused(
+        dir.path(),
+        &["serve"],
+        &[("STEWARD_DATABASE__URL", &url), ("STEWARD_LISTEN", "127.0.0.1:0")],
+    );
+    assert!(line.contains(": database.url: "), "{line}");
+    assert!(line.contains("no answer within 5 s"), "{line}");
+    drop(silent);
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running `steward serve` and the lines it printed at start.
+struct Server {
+    child: Child,
+    summary: Vec<String>,
+}
+
+impl Server {
+    fn start(dir: &Path, config: &str) -> Server {
+        let mut child = steward(dir, &["--config", config, "serve"], &[])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut summary = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !summary.iter().any(|l: &String| l.contains("metadata:")) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => summary.push(line),
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("no start-up summary: {summary:?}");
+                }
+            }
+        }
+        Server { child, summary }
+    }
+
+    fn sigterm(&self) {
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    fn wait(mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("steward did not exit within {within:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn read_reply(mut stream: TcpStream) -> Reply {
+    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8(raw).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let mut lines = head.lines();
+    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    let reply = Reply {
+        status,
+        headers,
+        body: body.to_owned(),
+    };
+    assert!(
+        reply.header("transfer-encoding").is_none(),
+        "chunked replies are not expected here"
+    );
+    reply
+}
+
+fn get(port: u16, path: &str) -> Reply {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    read_reply(stream)
+}
+
+fn serve_config(dir: &Path, port: u16) -> String {
+    write(
+        dir,
+        "steward.toml",
+        &format!(
+            "issuer = \"http://127.0.0.1:{port}/tenant1\"\nlisten = \"127.0.0.1:{port}\"\n\
+             [database]\nurl = \"sqlite://{0}/steward.db\"\n[keys]\nencryption_key_file = \"{0}/kek\"\n",
+            dir.display()
+        ),
+    )
+}
+
+#[test]
+fn serves_shuts_down_gracefully_and_keeps_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = serve_config(dir.path(), port);
+    let issuer = format!("http://127.0.0.1:{port}/tenant1");
+    let server = Server::start(dir.path(), &config);
+    let metadata_line =
+        format!("  metadata: http://127.0.0.1:{port}/.well-known/oauth-authorization-server/tenant1");
+    assert!(
+        server.summary.contains(&metadata_line),
+        "the summary names the path-inserted metadata URL: {:?}",
+        server.summary
+    );
+
+    let meta = get(port, "/.well-known/oauth-authorization-server/tenant1");
+    assert_eq!(meta.status, 200, "{}", meta.body);
+    assert_eq!(meta.header("content-type"), Some("application/json"));
+    let doc: serde_json::Value = serde_json::from_str(&meta.body).unwrap();
+    assert_eq!(doc["issuer"].as_str(), Some(issuer.as_str()), "byte for byte");
+    let jwks_uri = doc["jwks_uri"].as_str().unwrap();
+    assert_eq!(jwks_uri, format!("{issuer}/jwks.json"));
+
+    let jwks = get(port, "/tenant1/jwks.json");
+    assert_eq!(jwks.status, 200);
+    let jwks: serde_json::Value = serde_json::from_str(&jwks.body).unwrap();
+    let keys = jwks["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 1, "{jwks}");
+    for m in PRIVATE_MEMBERS {
+        assert!(keys[0].get(m).is_none(), "private member {m} served: {jwks}");
+    }
+    let kid = keys[0]["kid"].as_str().unwrap().to_owned();
+    assert!(
+        server
+            .summary
+            .iter()
+            .any(|l| l.contains(&format!("kid={kid} (created)"))),
+        "{:?}",
+        server.summary
+    );
+
+    // An in-flight request: the head and half the body are in, then SIGTERM.
+    let body = "grant_type=authorization_code&code=nope&client_id=nobody";
+    let (first, rest) = body.split_at(20);
+    let mut slow = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        slow,
+        "POST /tenant1/token HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{first}",
+        body.len()
+    )
+    .unwrap();
+    slow.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    server.sigterm();
+    std::thread::sleep(Duration::from_millis(300));
+    slow.write_all(rest.as_bytes()).unwrap();
+    let reply = read_reply(slow);
+    assert!(
+        reply.status == 400 || reply.status == 401,
+        "the in-flight request got its answer: {} {}",
+        reply.status,
+        reply.body
+    );
+    let error: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
+    assert!(error["error"].is_string(), "{}", reply.body);
+    let status = server.wait(Duration::from_secs(15));
+    assert_eq!(status.code(), Some(0), "graceful shutdown exits 0");
+
+    // A restart keeps the key.
+    let again = Server::start(dir.path(), &config);
+    assert!(
+        again
+            .summary
+            .iter()
+            .any(|l| l.contains(&format!("kid={kid} (loaded)"))),
+        "{:?}",
+        again.summary
+    );
+    let jwks = get(port, "/tenant1/jwks.json");
+    let jwks: serde_json::Value = serde_json::from_str(&jwks.body).unwrap();
+    assert_eq!(jwks["keys"][0]["kid"].as_str(), Some(kid.as_str()));
+    again.sigterm();
+    assert_eq!(again.wait(Duration::from_secs(15)).code(), Some(0));
+}

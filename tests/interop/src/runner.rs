@@ -104,6 +104,9 @@ async fn run_inner(spec: &ClientRun, log: &Path) -> Result<()> {
     }
     drop(tx);
 
+    // A failed browser step ends the run at once: the client would otherwise
+    // wait minutes for an authorization response that will never come.
+    let (failed_tx, mut failed_rx) = mpsc::unbounded_channel::<String>();
     let browser = spec.browser.clone();
     let log_file = Arc::clone(&file);
     let front_channel = tokio::spawn(async move {
@@ -113,7 +116,10 @@ async fn run_inner(spec: &ClientRun, log: &Path) -> Result<()> {
             let result = browser.authorize(&url).await;
             let line = match &result {
                 Ok(o) => format!("[harness] browser delivered {}\n", o.callback),
-                Err(e) => format!("[harness] browser failed: {e:#}\n"),
+                Err(e) => {
+                    let _ = failed_tx.send(format!("{e:#}"));
+                    format!("[harness] browser failed: {e:#}\n")
+                }
             };
             let _ = log_file.lock().await.write_all(line.as_bytes()).await;
             results.push(result);
@@ -121,16 +127,15 @@ async fn run_inner(spec: &ClientRun, log: &Path) -> Result<()> {
         results
     });
 
-    let status = match tokio::time::timeout(spec.timeout, child.wait()).await {
-        Ok(status) => status.context("waiting for the client")?,
-        Err(_) => {
-            let _ = child.start_kill();
-            let _ = child.wait().await;
-            for r in readers {
-                let _ = r.await;
-            }
-            front_channel.abort();
+    let status = tokio::select! {
+        status = child.wait() => status.context("waiting for the client")?,
+        () = tokio::time::sleep(spec.timeout) => {
+            stop(&mut child, readers, front_channel).await;
             anyhow::bail!("timed out after {}s (see log)", spec.timeout.as_secs());
+        }
+        Some(why) = failed_rx.recv() => {
+            stop(&mut child, readers, front_channel).await;
+            anyhow::bail!("browser step: {why}");
         }
     };
     for r in readers {
@@ -154,6 +159,19 @@ async fn run_inner(spec: &ClientRun, log: &Path) -> Result<()> {
         );
     }
     Ok(())
+}
+
+async fn stop<T>(
+    child: &mut tokio::process::Child,
+    readers: Vec<tokio::task::JoinHandle<()>>,
+    front_channel: tokio::task::JoinHandle<T>,
+) {
+    let _ = child.start_kill();
+    let _ = child.wait().await;
+    for r in readers {
+        let _ = r.await;
+    }
+    front_channel.abort();
 }
 
 /// Copies a child's output stream to the log, sending authorization URLs on.

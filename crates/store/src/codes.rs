@@ -48,6 +48,16 @@ pub trait CodeStore: Send + Sync {
     async fn insert_code(&self, code: &AuthorizationCode) -> Result<(), StoreError>;
     /// Atomically marks the code consumed at `now` (see module docs).
     async fn consume_code(&self, code_hash: &str, now: UnixTime) -> Result<CodeConsumption, StoreError>;
-    /// Remembers which refresh family the redemption produced. `false` if unknown.
-    async fn set_code_family(&self, code_hash: &str, family_id: &str) -> Result<bool, StoreError>;
+    /// Finishes a redemption once its tokens are stored, remembering the
+    /// refresh family it produced. `false` if the code is unknown or a replay
+    /// was marked meanwhile: the caller must then revoke what it issued.
+    ///
+    /// With [`CodeStore::mark_code_replayed`] this closes the race between
+    /// a first redemption still issuing and a replay revoking (OAuth 2.1
+    /// §4.1.3): either the replay sees the finished redemption's family, or
+    /// the redemption sees the replay.
+    async fn complete_redemption(&self, code_hash: &str, family_id: Option<&str>) -> Result<bool, StoreError>;
+    /// Marks a (valid) replay of a consumed code and returns the refresh
+    /// family of the first redemption if that redemption has completed.
+    async fn mark_code_replayed(&self, code_hash: &str, now: UnixTime) -> Result<Option<String>, StoreError>;
 }

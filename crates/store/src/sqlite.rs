@@ -630,13 +630,30 @@ impl CodeStore for SqliteStore {
         })
     }
 
-    async fn set_code_family(&self, code_hash: &str, family_id: &str) -> Result<bool, StoreError> {
-        let r = sqlx::query("UPDATE authorization_codes SET family_id = $1 WHERE code_hash = $2")
-            .bind(family_id)
-            .bind(code_hash)
-            .execute(&self.pool)
-            .await?;
+    async fn complete_redemption(&self, code_hash: &str, family_id: Option<&str>) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "UPDATE authorization_codes SET family_id = $1 WHERE code_hash = $2 AND replayed_at IS NULL",
+        )
+        .bind(family_id)
+        .bind(code_hash)
+        .execute(&self.pool)
+        .await?;
         Ok(r.rows_affected() > 0)
+    }
+
+    async fn mark_code_replayed(&self, code_hash: &str, now: UnixTime) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query(
+            "UPDATE authorization_codes SET replayed_at = COALESCE(replayed_at, $1) \
+             WHERE code_hash = $2 RETURNING family_id",
+        )
+        .bind(now.0)
+        .bind(code_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match row {
+            Some(r) => r.try_get("family_id")?,
+            None => None,
+        })
     }
 }
 

@@ -698,8 +698,8 @@ async fn codes_are_single_use(s: Arc<dyn Store>) {
     assert_eq!(got.code_challenge, c.code_challenge);
 
     family(&s, "fam-1", &grant_id, "rt-1").await;
-    assert!(s.set_code_family("code-1", "fam-1").await.unwrap());
-    assert!(!s.set_code_family("no-code", "fam-1").await.unwrap());
+    assert!(s.complete_redemption("code-1", Some("fam-1")).await.unwrap());
+    assert!(!s.complete_redemption("no-code", Some("fam-1")).await.unwrap());
     let CodeConsumption::Replayed(replayed) = s.consume_code("code-1", T0.plus_secs(2)).await.unwrap() else {
         panic!("second redemption must be a replay");
     };
@@ -712,6 +712,24 @@ async fn codes_are_single_use(s: Arc<dyn Store>) {
         replayed.consumed_at,
         Some(T0.plus_secs(1)),
         "first consumption time is kept"
+    );
+    // A replay of the completed redemption learns its family ...
+    assert_eq!(
+        s.mark_code_replayed("code-1", T0.plus_secs(2)).await.unwrap().as_deref(),
+        Some("fam-1")
+    );
+    // ... and a redemption still issuing when a replay is marked learns of it.
+    s.insert_code(&code("code-r", &grant_id, T0.plus_secs(60)))
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.consume_code("code-r", T0.plus_secs(1)).await.unwrap(),
+        CodeConsumption::Consumed(_)
+    ));
+    assert_eq!(s.mark_code_replayed("code-r", T0.plus_secs(2)).await.unwrap(), None);
+    assert!(
+        !s.complete_redemption("code-r", None).await.unwrap(),
+        "the replay wins: the first redemption must revoke what it issued"
     );
 
     s.insert_code(&code("code-2", &grant_id, T0.plus_secs(60)))

@@ -142,11 +142,20 @@ async fn authorization_code(
             let valid = c.client_id == client.id
                 && verifier.is_some_and(|v| CodeChallenge::from_stored(c.code_challenge.clone()).verify(v));
             if valid {
-                if let Some(family) = &c.family_id {
-                    let _ = state.store.revoke_family(family, now).await;
-                    let _ = state.store.revoke_access_tokens_of_family(family, now).await;
+                // Mark first, then revoke: a first redemption still issuing
+                // either completed before the mark (its family is returned
+                // here) or will see the mark and revoke its own tokens.
+                match state.store.mark_code_replayed(&c.code_hash, now).await {
+                    Ok(Some(family)) => {
+                        let _ = state.store.revoke_family(&family, now).await;
+                        let _ = state.store.revoke_access_tokens_of_family(&family, now).await;
+                    }
+                    // No refresh family: the code's access tokens are known only by grant.
+                    Ok(None) => {
+                        let _ = state.store.revoke_access_tokens_of_grant(&c.grant_id, now).await;
+                    }
+                    Err(e) => tracing::error!(error = %e, "could not mark a replayed code"),
                 }
-                let _ = state.store.revoke_access_tokens_of_grant(&c.grant_id, now).await;
                 audit(
                     state,
                     "token.code_replayed",
@@ -216,7 +225,6 @@ async fn authorization_code(
             .create_family(&family, &first)
             .await
             .map_err(WebError::internal)?;
-        let _ = state.store.set_code_family(&record.code_hash, &family.id).await;
         Some((token, family.id))
     } else {
         None
@@ -234,6 +242,23 @@ async fn authorization_code(
         },
     )
     .await?;
+    let family_id = refresh.as_ref().map(|(_, f)| f.as_str());
+    let completed = state
+        .store
+        .complete_redemption(&record.code_hash, family_id)
+        .await
+        .map_err(WebError::internal)?;
+    if !completed {
+        // A valid replay arrived while this redemption was issuing: nothing
+        // it issued may survive (OAuth 2.1 §4.1.3).
+        if let Some(family) = family_id {
+            let _ = state.store.revoke_family(family, now).await;
+            let _ = state.store.revoke_access_tokens_of_family(family, now).await;
+        } else {
+            let _ = state.store.revoke_access_tokens_of_grant(&record.grant_id, now).await;
+        }
+        return Err(invalid_grant("the authorization code was already used"));
+    }
     Ok(no_store(TokenResponse {
         access_token,
         token_type: "Bearer",

@@ -10,3 +10,7 @@ CREATE TABLE logos (
 
 -- RFC 9068 auth_time for access tokens minted by refresh.
 ALTER TABLE refresh_families ADD COLUMN auth_time INTEGER;
+
+-- A replayed code marks itself, so a first redemption still issuing tokens
+-- learns of the replay and revokes what it issued (OAuth 2.1 §4.1.3).
+ALTER TABLE authorization_codes ADD COLUMN replayed_at INTEGER;

@@ -7,58 +7,19 @@
 
 mod common;
 
-use common::{TestServer, client, test_settings};
+use common::flows::{DocWorld, VERIFIER, doc_world};
+use common::{TestServer, client};
 use serde_json::{Value, json};
-use std::collections::{BTreeMap, HashMap};
-use std::net::IpAddr;
-use std::sync::Arc;
+use std::collections::HashMap;
 use steward_core::pkce::s256_challenge;
-use steward_server::settings::ResourceSettings;
 use steward_store::AuditFilter;
-use steward_testkit::{DocumentHost, TestCa, TestNameserver, TestResponse};
+use steward_testkit::TestResponse;
 
-const RESOURCE: &str = "https://mcp.example.com/mcp";
-const VERIFIER: &str = "a-verifier-that-is-long-enough-to-be-valid-0123456789";
 const CALLBACK: &str = "http://localhost:61000/callback";
 
-struct Setup {
-    _ca: TestCa,
-    host: DocumentHost,
-    _ns: TestNameserver,
-    server: TestServer,
-}
-
-/// A Steward (auto-approving as alice) that trusts the test CA and reaches
-/// the document host on 127.0.0.2, named `cimd.test` by a loopback nameserver.
-async fn setup() -> Setup {
-    let ca = TestCa::new();
-    let host = DocumentHost::start("127.0.0.2".parse::<IpAddr>().unwrap(), &ca, &["cimd.test"]).await;
-    let ns = TestNameserver::start("127.0.0.1".parse::<IpAddr>().unwrap()).await;
-    ns.set("cimd.test", vec!["127.0.0.2".parse().unwrap()]);
-    let dir = Arc::new(tempfile::tempdir().unwrap());
-    std::fs::write(dir.path().join("ca.pem"), ca.cert_pem()).unwrap();
-    let mut s = test_settings(dir.path());
-    let mut scopes = BTreeMap::new();
-    scopes.insert("mcp:tools".to_owned(), "Use the server's tools".to_owned());
-    s.resources = vec![ResourceSettings {
-        uri: RESOURCE.to_owned(),
-        name: "Example MCP".to_owned(),
-        introspection_clients: vec![],
-        scopes,
-    }];
-    s.default_resource = Some(RESOURCE.to_owned());
-    s.default_scopes = vec!["mcp:tools".to_owned()];
-    s.egress.allow_networks = vec!["127.0.0.2/32".parse().unwrap()];
-    s.egress.extra_root_certs = vec![dir.path().join("ca.pem")];
-    s.egress.dns_servers = vec![ns.addr()];
-    s.dev.auto_approve_user = Some("alice".to_owned());
-    let server = TestServer::start_with(s, dir).await;
-    Setup {
-        _ca: ca,
-        host,
-        _ns: ns,
-        server,
-    }
+/// A Steward (auto-approving as alice) beside a document host on 127.0.0.2.
+async fn setup() -> DocWorld {
+    doc_world(|s, _| s.dev.auto_approve_user = Some("alice".to_owned())).await
 }
 
 fn authorize_url(server: &TestServer, client_id: &str) -> String {

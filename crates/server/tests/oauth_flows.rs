@@ -545,7 +545,6 @@ async fn client_credentials_with_basic_and_post() {
     );
 }
 
-
 #[tokio::test]
 async fn login_and_consent_forms_issue_a_code() {
     let server = start(false).await;

@@ -10,9 +10,8 @@ use common::flows::*;
 use common::{TestServer, client};
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::Arc;
-use steward_testkit::{DocumentHost, TestCa, TestNameserver, TestResponse};
+use steward_testkit::TestResponse;
 
 const PASSWORD: &str = "a-long-enough-password";
 
@@ -582,32 +581,6 @@ async fn revoking_one_installation_leaves_other_users_signed_in() {
 }
 
 // ---- metadata-document clients: private_key_jwt, logos, allow-list ---------------
-
-struct DocWorld {
-    server: TestServer,
-    host: DocumentHost,
-    _ns: TestNameserver,
-}
-
-async fn doc_world(tune: impl FnOnce(&mut steward_server::settings::Settings, &DocumentHost)) -> DocWorld {
-    let ca = TestCa::new();
-    let host = DocumentHost::start("127.0.0.2".parse::<IpAddr>().unwrap(), &ca, &["cimd.test"]).await;
-    let ns = TestNameserver::start("127.0.0.1".parse::<IpAddr>().unwrap()).await;
-    ns.set("cimd.test", vec!["127.0.0.2".parse().unwrap()]);
-    let dir = Arc::new(tempfile::tempdir().unwrap());
-    std::fs::write(dir.path().join("ca.pem"), ca.cert_pem()).unwrap();
-    let mut s = base_settings(dir.path());
-    s.egress.allow_networks = vec!["127.0.0.2/32".parse().unwrap()];
-    s.egress.extra_root_certs = vec![dir.path().join("ca.pem")];
-    s.egress.dns_servers = vec![ns.addr()];
-    tune(&mut s, &host);
-    let server = TestServer::start_with(s, dir).await;
-    DocWorld {
-        server,
-        host,
-        _ns: ns,
-    }
-}
 
 fn client_signing_key() -> steward_jose::SigningKey {
     let kek = steward_jose::Kek::from_bytes([9; 32]);

@@ -56,7 +56,8 @@ pub trait CodeStore: Send + Sync {
     /// a first redemption still issuing and a replay revoking (OAuth 2.1
     /// §4.1.3): either the replay sees the finished redemption's family, or
     /// the redemption sees the replay.
-    async fn complete_redemption(&self, code_hash: &str, family_id: Option<&str>) -> Result<bool, StoreError>;
+    async fn complete_redemption(&self, code_hash: &str, family_id: Option<&str>)
+    -> Result<bool, StoreError>;
     /// Marks a (valid) replay of a consumed code and returns the refresh
     /// family of the first redemption if that redemption has completed.
     async fn mark_code_replayed(&self, code_hash: &str, now: UnixTime) -> Result<Option<String>, StoreError>;

@@ -18,7 +18,11 @@ use std::pin::Pin;
 pub(crate) type Embedded = (i64, &'static str, &'static str);
 
 pub(crate) const SQLITE: &[Embedded] = &[
-    (1, "initial", include_str!("../migrations/sqlite/0001_initial.sql")),
+    (
+        1,
+        "initial",
+        include_str!("../migrations/sqlite/0001_initial.sql"),
+    ),
     (
         2,
         "logos and auth_time",
@@ -27,7 +31,11 @@ pub(crate) const SQLITE: &[Embedded] = &[
 ];
 
 pub(crate) const POSTGRES: &[Embedded] = &[
-    (1, "initial", include_str!("../migrations/postgres/0001_initial.sql")),
+    (
+        1,
+        "initial",
+        include_str!("../migrations/postgres/0001_initial.sql"),
+    ),
     (
         2,
         "logos and auth_time",

@@ -637,7 +637,11 @@ impl CodeStore for PostgresStore {
         })
     }
 
-    async fn complete_redemption(&self, code_hash: &str, family_id: Option<&str>) -> Result<bool, StoreError> {
+    async fn complete_redemption(
+        &self,
+        code_hash: &str,
+        family_id: Option<&str>,
+    ) -> Result<bool, StoreError> {
         let r = sqlx::query(
             "UPDATE authorization_codes SET family_id = $1 WHERE code_hash = $2 AND replayed_at IS NULL",
         )

@@ -196,7 +196,8 @@ fn code_row(r: &SqliteRow) -> Result<AuthorizationCode, StoreError> {
     })
 }
 
-const FAMILY_COLS: &str = "id, grant_id, client_id, user_id, scopes, resource, auth_time, created_at, revoked_at";
+const FAMILY_COLS: &str =
+    "id, grant_id, client_id, user_id, scopes, resource, auth_time, created_at, revoked_at";
 
 fn family_row(r: &SqliteRow) -> Result<RefreshFamily, StoreError> {
     Ok(RefreshFamily {
@@ -630,7 +631,11 @@ impl CodeStore for SqliteStore {
         })
     }
 
-    async fn complete_redemption(&self, code_hash: &str, family_id: Option<&str>) -> Result<bool, StoreError> {
+    async fn complete_redemption(
+        &self,
+        code_hash: &str,
+        family_id: Option<&str>,
+    ) -> Result<bool, StoreError> {
         let r = sqlx::query(
             "UPDATE authorization_codes SET family_id = $1 WHERE code_hash = $2 AND replayed_at IS NULL",
         )

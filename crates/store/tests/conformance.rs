@@ -715,7 +715,10 @@ async fn codes_are_single_use(s: Arc<dyn Store>) {
     );
     // A replay of the completed redemption learns its family ...
     assert_eq!(
-        s.mark_code_replayed("code-1", T0.plus_secs(2)).await.unwrap().as_deref(),
+        s.mark_code_replayed("code-1", T0.plus_secs(2))
+            .await
+            .unwrap()
+            .as_deref(),
         Some("fam-1")
     );
     // ... and a redemption still issuing when a replay is marked learns of it.
@@ -726,7 +729,10 @@ async fn codes_are_single_use(s: Arc<dyn Store>) {
         s.consume_code("code-r", T0.plus_secs(1)).await.unwrap(),
         CodeConsumption::Consumed(_)
     ));
-    assert_eq!(s.mark_code_replayed("code-r", T0.plus_secs(2)).await.unwrap(), None);
+    assert_eq!(
+        s.mark_code_replayed("code-r", T0.plus_secs(2)).await.unwrap(),
+        None
+    );
     assert!(
         !s.complete_redemption("code-r", None).await.unwrap(),
         "the replay wins: the first redemption must revoke what it issued"

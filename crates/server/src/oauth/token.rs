@@ -255,7 +255,10 @@ async fn authorization_code(
             let _ = state.store.revoke_family(family, now).await;
             let _ = state.store.revoke_access_tokens_of_family(family, now).await;
         } else {
-            let _ = state.store.revoke_access_tokens_of_grant(&record.grant_id, now).await;
+            let _ = state
+                .store
+                .revoke_access_tokens_of_grant(&record.grant_id, now)
+                .await;
         }
         return Err(invalid_grant("the authorization code was already used"));
     }

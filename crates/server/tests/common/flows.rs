@@ -5,9 +5,11 @@
 use super::{TestServer, client, test_settings};
 use base64::Engine;
 use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
 use std::sync::Arc;
 use steward_core::pkce::s256_challenge;
 use steward_server::settings::{ClientSettings, ResourceSettings, Settings};
+use steward_testkit::{DocumentHost, TestCa, TestNameserver};
 
 pub const RESOURCE: &str = "https://mcp.example.com/mcp";
 pub const OTHER_RESOURCE: &str = "https://other.example.com/mcp";
@@ -164,4 +166,35 @@ pub fn hidden_value(html: &str, name: &str) -> String {
         .replace("&#39;", "'")
         .replace("&lt;", "<")
         .replace("&gt;", ">")
+}
+
+/// A Steward that trusts a test CA and reaches an HTTPS document host on
+/// 127.0.0.2, named `cimd.test` by a loopback nameserver; `tune` adjusts the
+/// settings (it sees the host, to name its URLs).
+pub struct DocWorld {
+    pub server: TestServer,
+    pub host: DocumentHost,
+    _ns: TestNameserver,
+}
+
+pub async fn doc_world(
+    tune: impl FnOnce(&mut steward_server::settings::Settings, &DocumentHost),
+) -> DocWorld {
+    let ca = TestCa::new();
+    let host = DocumentHost::start("127.0.0.2".parse::<IpAddr>().unwrap(), &ca, &["cimd.test"]).await;
+    let ns = TestNameserver::start("127.0.0.1".parse::<IpAddr>().unwrap()).await;
+    ns.set("cimd.test", vec!["127.0.0.2".parse().unwrap()]);
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    std::fs::write(dir.path().join("ca.pem"), ca.cert_pem()).unwrap();
+    let mut s = base_settings(dir.path());
+    s.egress.allow_networks = vec!["127.0.0.2/32".parse().unwrap()];
+    s.egress.extra_root_certs = vec![dir.path().join("ca.pem")];
+    s.egress.dns_servers = vec![ns.addr()];
+    tune(&mut s, &host);
+    let server = TestServer::start_with(s, dir).await;
+    DocWorld {
+        server,
+        host,
+        _ns: ns,
+    }
 }

@@ -32,7 +32,7 @@ for spec in "steward-core hot_paths" "steward-egress classify" "steward-cimd cli
             "steward-cimd resolve" "steward-jose jwt" "steward-server client_secret"; do
   read -r pkg name <<< "$spec"
   cargo bench -p "$pkg" --bench "$name" "${crit[@]}" 2>&1 | tee "$out/criterion-$name.txt" \
-    | grep -E 'time:' -B1 | grep -v '^--$' || true
+    | grep -E 'time:' -B1 | grep -v -e '^--$' -e 'Analyzing' || true
 done
 
 echo "== load (release build)"

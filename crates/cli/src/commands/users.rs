@@ -1,26 +1,33 @@
 //! `steward users add|list|delete`: local accounts. Passwords are read from
-//! standard input (one line) or a terminal prompt, never from argv, where
-//! they would land in shell history and `ps` output.
+//! standard input (one line) or a terminal prompt without echo, never from
+//! argv, where they would land in shell history and `ps` output.
 
 use anyhow::{Context, Result, bail};
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{BufRead, IsTerminal};
 use std::process::ExitCode;
 use steward_core::{Clock, SystemClock};
 use steward_server::oauth::users;
 use steward_server::settings::Settings;
 
+/// The new user's password: from a prompt without echo when standard input
+/// is a terminal (asked twice), else one line of standard input.
 fn read_password() -> Result<String> {
     let stdin = std::io::stdin();
-    if stdin.is_terminal() {
-        eprint!("Password (input is shown; pipe it in to hide it): ");
-        std::io::stderr().flush().ok();
-    }
-    let mut line = String::new();
-    stdin
-        .lock()
-        .read_line(&mut line)
-        .context("reading the password from standard input")?;
-    let password = line.trim_end_matches(['\r', '\n']).to_owned();
+    let password = if stdin.is_terminal() {
+        let first = rpassword::prompt_password("Password: ").context("reading the password")?;
+        let again = rpassword::prompt_password("Password again: ").context("reading the password")?;
+        if first != again {
+            bail!("the passwords do not match");
+        }
+        first
+    } else {
+        let mut line = String::new();
+        stdin
+            .lock()
+            .read_line(&mut line)
+            .context("reading the password from standard input")?;
+        line.trim_end_matches(['\r', '\n']).to_owned()
+    };
     if password.chars().count() < 12 {
         bail!("the password must be at least 12 characters");
     }

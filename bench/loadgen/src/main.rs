@@ -1,4 +1,7 @@
 //! `steward-loadgen`: see `steward-loadgen --help` and docs/benchmarks.md.
+// A measurement tool: it times requests and waits on deadlines, which is
+// elapsed monotonic time, not an expiry of anything Steward stores.
+#![allow(clippy::disallowed_methods)]
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};

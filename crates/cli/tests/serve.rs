@@ -3,7 +3,12 @@
 //! and the JWKS, finishes an in-flight request on SIGTERM and exits 0, and a
 //! restart keeps its signing key.
 // Test timers measure elapsed monotonic time (disallowed_methods).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::disallowed_methods)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods
+)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};

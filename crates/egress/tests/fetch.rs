@@ -2,7 +2,12 @@
 //! All traffic stays on 127.0.0.0/8: the "public" host is 127.0.0.2 (made
 //! reachable through `allow_networks`), the "internal" victim is 127.0.0.1.
 // Test timers measure elapsed monotonic time (disallowed_methods).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::disallowed_methods)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods
+)]
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};

@@ -3,6 +3,7 @@
 //! Nothing logs a secret or token: such values are `Secret`s whose Debug is
 //! redacted, and handlers log client ids and reasons, never credentials.
 
+use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
 use crate::LogFormat;
@@ -13,7 +14,11 @@ pub fn init(format: LogFormat) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     let _ = match format {
-        LogFormat::Human => builder.with_target(false).try_init(),
+        // Colour only for a terminal: escape codes in a log file or journal are noise.
+        LogFormat::Human => builder
+            .with_target(false)
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
 }

@@ -409,17 +409,31 @@ async fn hundred_parallel_redemptions_give_exactly_one_token() {
                 .send()
                 .await
                 .unwrap()
-                .status()
-                .as_u16()
         }));
     }
-    let mut ok = 0;
+    let mut issued = Vec::new();
     for t in tasks {
-        if t.await.unwrap() == 200 {
-            ok += 1;
+        let res = t.await.unwrap();
+        if res.status() == 200 {
+            issued.push(res.json::<Value>().await.unwrap());
         }
     }
-    assert_eq!(ok, 1);
+    assert_eq!(issued.len(), 1, "exactly one redemption succeeds");
+    // The other 99 were valid replays (same client and verifier): whatever
+    // the interleaving, including replays that arrived while the winner was
+    // still issuing, the one issuance ends revoked (OAuth 2.1 §4.1.3).
+    let at = issued[0]["access_token"].as_str().unwrap();
+    assert_eq!(introspect(&server, at).await["active"], false);
+    let res = token(
+        &server,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", issued[0]["refresh_token"].as_str().unwrap()),
+            ("client_id", "public-app"),
+        ],
+    )
+    .await;
+    assert_eq!(res.json::<Value>().await.unwrap()["error"], "invalid_grant");
 }
 
 #[tokio::test]

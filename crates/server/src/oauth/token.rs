@@ -249,8 +249,10 @@ async fn authorization_code(
         .await
         .map_err(WebError::internal)?;
     if !completed {
-        // A valid replay arrived while this redemption was issuing: nothing
-        // it issued may survive (OAuth 2.1 §4.1.3).
+        // A valid replay arrived while this redemption was issuing. This is
+        // still the code's one issuance (the replay was refused), but the
+        // code has leaked, so what it produced is revoked (OAuth 2.1 §4.1.3)
+        // here, because the replay could not see it yet.
         if let Some(family) = family_id {
             let _ = state.store.revoke_family(family, now).await;
             let _ = state.store.revoke_access_tokens_of_family(family, now).await;
@@ -260,7 +262,6 @@ async fn authorization_code(
                 .revoke_access_tokens_of_grant(&record.grant_id, now)
                 .await;
         }
-        return Err(invalid_grant("the authorization code was already used"));
     }
     Ok(no_store(TokenResponse {
         access_token,

@@ -67,6 +67,12 @@ impl<'a> Browser<'a> {
         .await
     }
 
+    /// Opens `url` (the login page) and signs in as `user`.
+    async fn sign_in(&mut self, url: &str, user: &str) -> reqwest::Response {
+        let html = self.get(url).await.text().await.unwrap();
+        self.login(&html, user, PASSWORD).await
+    }
+
     /// Submits the consent form found in `html`.
     async fn decide(&mut self, html: &str, decision: &str) -> reqwest::Response {
         let (csrf, request) = (hidden_value(html, "csrf"), hidden_value(html, "request"));
@@ -172,15 +178,11 @@ async fn prompt_consent_asks_even_with_a_grant_and_prompt_none_needs_one() {
     let mut b = Browser::new(&server);
     // Signed in but never approved: prompt=none is consent_required.
     let res = b
-        .get(&authorize_url(
-            &server,
-            "public-app",
-            "https://app.example/cb",
-            "",
-        ))
+        .sign_in(
+            &authorize_url(&server, "public-app", "https://app.example/cb", ""),
+            "bob",
+        )
         .await;
-    let html = res.text().await.unwrap();
-    let res = b.login(&html, "bob", PASSWORD).await;
     assert_eq!(res.status(), 200, "consent page after login");
     let res = b
         .get(&authorize_url(
@@ -268,15 +270,11 @@ async fn consent_form_without_the_csrf_cookie_value_is_refused() {
     add_user(&server, "bob").await;
     let mut b = Browser::new(&server);
     let res = b
-        .get(&authorize_url(
-            &server,
-            "public-app",
-            "https://app.example/cb",
-            "",
-        ))
+        .sign_in(
+            &authorize_url(&server, "public-app", "https://app.example/cb", ""),
+            "bob",
+        )
         .await;
-    let html = res.text().await.unwrap();
-    let res = b.login(&html, "bob", PASSWORD).await;
     let html = res.text().await.unwrap();
     let request = hidden_value(&html, "request");
     let res = b
@@ -299,15 +297,11 @@ async fn session_cookie_is_httponly_lax_and_path_root() {
     add_user(&server, "bob").await;
     let mut b = Browser::new(&server);
     let res = b
-        .get(&authorize_url(
-            &server,
-            "public-app",
-            "https://app.example/cb",
-            "",
-        ))
+        .sign_in(
+            &authorize_url(&server, "public-app", "https://app.example/cb", ""),
+            "bob",
+        )
         .await;
-    let html = res.text().await.unwrap();
-    let res = b.login(&html, "bob", PASSWORD).await;
     let set: Vec<String> = res
         .headers()
         .get_all("set-cookie")
@@ -670,9 +664,7 @@ async fn consent_shows_the_logo_from_steward_never_the_clients_host() {
     );
     let mut b = Browser::new(&w.server);
     let url = authorize_url(&w.server, &id, "https://app.example/cb", "");
-    let res = b.get(&url).await;
-    let html = res.text().await.unwrap();
-    let res = b.login(&html, "bob", PASSWORD).await;
+    let res = b.sign_in(&url, "bob").await;
     let html = res.text().await.unwrap();
     assert!(!html.contains(&logo_uri), "never hot-linked");
     let start = html.find("<img src=\"").unwrap() + "<img src=\"".len();
@@ -725,10 +717,11 @@ async fn an_svg_logo_is_never_shown() {
     );
     let mut b = Browser::new(&w.server);
     let res = b
-        .get(&authorize_url(&w.server, &id, "https://app.example/cb", ""))
+        .sign_in(
+            &authorize_url(&w.server, &id, "https://app.example/cb", ""),
+            "bob",
+        )
         .await;
-    let html = res.text().await.unwrap();
-    let res = b.login(&html, "bob", PASSWORD).await;
     let html = res.text().await.unwrap();
     assert!(html.contains("name=\"decision\""));
     assert!(!html.contains("<img"), "no logo rather than a disguised SVG");

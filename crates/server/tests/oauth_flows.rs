@@ -828,22 +828,6 @@ async fn metadata_document_client_full_flow_without_fetch_at_token() {
     assert!(res.headers().get("location").is_none());
 }
 
-async fn introspect(server: &TestServer, token: &str) -> Value {
-    let res = client()
-        .post(server.url("/introspect"))
-        .form(&[
-            ("token", token),
-            ("client_id", "bench"),
-            ("client_secret", BENCH_SECRET),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    assert_eq!(res.headers()["cache-control"], "no-store");
-    res.json().await.unwrap()
-}
-
 #[tokio::test]
 async fn introspection_and_revocation() {
     let server = start(true).await;

@@ -122,19 +122,6 @@ async fn redeem(server: &TestServer, code: &str, client_id: &str) -> Value {
     res.json().await.unwrap()
 }
 
-async fn introspect_as_bench(server: &TestServer, token: &str) -> Value {
-    client()
-        .post(server.url("/introspect"))
-        .basic_auth("bench", Some(BENCH_SECRET))
-        .form(&[("token", token)])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 fn jwt_claims(token: &str) -> Value {
     use base64::Engine;
     let payload = token.split('.').nth(1).unwrap();
@@ -464,7 +451,7 @@ async fn opaque_access_tokens_are_validated_by_introspection() {
     let body = redeem(&server, &code, "public-app").await;
     let at = body["access_token"].as_str().unwrap();
     assert_eq!(at.matches('.').count(), 0, "not a JWT");
-    let info = introspect_as_bench(&server, at).await;
+    let info = introspect(&server, at).await;
     assert_eq!(info["active"], true);
     assert_eq!(info["aud"], RESOURCE);
     assert_eq!(info["client_id"], "public-app");
@@ -477,7 +464,7 @@ async fn revoking_an_access_token_makes_it_inactive_at_once() {
     let body = redeem(&server, &code, "public-app").await;
     let at = body["access_token"].as_str().unwrap();
     let rt = body["refresh_token"].as_str().unwrap();
-    assert_eq!(introspect_as_bench(&server, at).await["active"], true);
+    assert_eq!(introspect(&server, at).await["active"], true);
     let res = client()
         .post(server.url("/revoke"))
         .form(&[
@@ -489,7 +476,7 @@ async fn revoking_an_access_token_makes_it_inactive_at_once() {
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
-    assert_eq!(introspect_as_bench(&server, at).await["active"], false);
+    assert_eq!(introspect(&server, at).await["active"], false);
     // Revoking the access token alone leaves the refresh token usable.
     let res = token(
         &server,
@@ -522,7 +509,7 @@ async fn introspection_needs_credentials_and_hides_other_audiences() {
     let at = body["access_token"].as_str().unwrap();
     assert_eq!(jwt_claims(at)["aud"], OTHER_RESOURCE);
     assert_eq!(
-        introspect_as_bench(&server, at).await,
+        introspect(&server, at).await,
         json!({"active": false}),
         "another audience's token is inactive to this caller"
     );
@@ -560,8 +547,8 @@ async fn revoking_one_installation_leaves_other_users_signed_in() {
     assert_eq!(res.status(), 200);
     let bob_at = bob_tokens["access_token"].as_str().unwrap();
     let carol_at = carol_tokens["access_token"].as_str().unwrap();
-    assert_eq!(introspect_as_bench(&server, bob_at).await["active"], false);
-    assert_eq!(introspect_as_bench(&server, carol_at).await["active"], true);
+    assert_eq!(introspect(&server, bob_at).await["active"], false);
+    assert_eq!(introspect(&server, carol_at).await["active"], true);
     let res = token(
         &server,
         &[

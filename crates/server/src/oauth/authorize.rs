@@ -565,7 +565,7 @@ pub async fn login_post(
     let limits = &state.settings.login;
     let account_key = format!("u:{username}");
     let address_key = format!("a:{}", peer.ip());
-    let failures = |k: &str| state.oauth.login_failures.get(k).unwrap_or(0);
+    let failures = |k: &str| state.oauth.login_failures.count(k);
     if failures(&account_key) >= limits.max_failures_per_account
         || failures(&address_key) >= limits.max_failures_per_address
     {
@@ -622,8 +622,7 @@ pub async fn login_post(
         }
         Ok(None) => {
             for k in [account_key, address_key] {
-                let n = failures(&k) + 1;
-                state.oauth.login_failures.insert(k, n);
+                state.oauth.login_failures.record(&k);
             }
             audit(
                 &state,

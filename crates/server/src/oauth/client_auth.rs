@@ -203,7 +203,7 @@ pub async fn authenticate(
     };
     let failures = &state.oauth.client_auth_failures;
     let limited = !matches!(client.auth, ClientAuth::None);
-    if limited && failures.get(&client.id).unwrap_or(0) >= state.settings.tokens.client_auth_max_failures {
+    if limited && failures.count(&client.id) >= state.settings.tokens.client_auth_max_failures {
         return Err(invalid_client(
             via_header,
             "too many failed authentications; try again later",
@@ -211,8 +211,7 @@ pub async fn authenticate(
     }
     let result = check_credential(state, client, presented, via_header).await;
     if limited && result.is_err() {
-        let n = failures.get(&client_id).unwrap_or(0) + 1;
-        failures.insert(client_id, n);
+        failures.record(&client_id);
     }
     result
 }

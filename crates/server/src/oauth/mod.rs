@@ -5,6 +5,7 @@
 pub mod authorize;
 pub mod client_auth;
 pub mod clients;
+pub mod limits;
 pub mod logo;
 pub mod pages;
 pub mod params;
@@ -24,11 +25,11 @@ pub struct OAuth {
     /// Key for client-secret hashes, derived from the key-encryption key.
     pub secret_key: [u8; 32],
     /// Failed logins per account (`u:NAME`) and per address (`a:IP`) in the window.
-    pub login_failures: moka::sync::Cache<String, u32>,
+    pub login_failures: limits::FailureCounter,
     /// `logo_uri` → content hash of the stored copy (`None`: unusable).
     pub logos: moka::future::Cache<String, Option<String>>,
     /// Failed client authentications per client id in the window.
-    pub client_auth_failures: moka::sync::Cache<String, u32>,
+    pub client_auth_failures: limits::FailureCounter,
     pub dummy_password_hash: String,
     /// `[dev] auto_approve_user`, resolved to a user id.
     pub dev_user_id: Option<String>,
@@ -39,20 +40,14 @@ impl OAuth {
         OAuth {
             resources: resources::Resources::from_settings(settings),
             secret_key,
-            login_failures: moka::sync::Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(Duration::from_secs(settings.login.window_secs.max(1)))
-                .build(),
+            login_failures: limits::FailureCounter::new(Duration::from_secs(settings.login.window_secs)),
             logos: moka::future::Cache::builder()
                 .max_capacity(10_000)
                 .time_to_live(Duration::from_secs(3600))
                 .build(),
-            client_auth_failures: moka::sync::Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(Duration::from_secs(
-                    settings.tokens.client_auth_window_secs.max(1),
-                ))
-                .build(),
+            client_auth_failures: limits::FailureCounter::new(Duration::from_secs(
+                settings.tokens.client_auth_window_secs,
+            )),
             dummy_password_hash: users::dummy_hash(),
             dev_user_id: None,
         }

@@ -146,14 +146,7 @@ async fn authorization_code(
                 // either completed before the mark (its family is returned
                 // here) or will see the mark and revoke its own tokens.
                 match state.store.mark_code_replayed(&c.code_hash, now).await {
-                    Ok(Some(family)) => {
-                        let _ = state.store.revoke_family(&family, now).await;
-                        let _ = state.store.revoke_access_tokens_of_family(&family, now).await;
-                    }
-                    // No refresh family: the code's access tokens are known only by grant.
-                    Ok(None) => {
-                        let _ = state.store.revoke_access_tokens_of_grant(&c.grant_id, now).await;
-                    }
+                    Ok(family) => revoke_issued_from_code(state, family.as_deref(), &c.grant_id).await,
                     Err(e) => tracing::error!(error = %e, "could not mark a replayed code"),
                 }
                 audit(
@@ -253,15 +246,7 @@ async fn authorization_code(
         // still the code's one issuance (the replay was refused), but the
         // code has leaked, so what it produced is revoked (OAuth 2.1 §4.1.3)
         // here, because the replay could not see it yet.
-        if let Some(family) = family_id {
-            let _ = state.store.revoke_family(family, now).await;
-            let _ = state.store.revoke_access_tokens_of_family(family, now).await;
-        } else {
-            let _ = state
-                .store
-                .revoke_access_tokens_of_grant(&record.grant_id, now)
-                .await;
-        }
+        revoke_issued_from_code(state, family_id, &record.grant_id).await;
     }
     Ok(no_store(TokenResponse {
         access_token,
@@ -270,6 +255,23 @@ async fn authorization_code(
         scope: scopes.to_string(),
         refresh_token: refresh.map(|(t, _)| t),
     }))
+}
+
+/// Revokes what one authorization code produced (OAuth 2.1 §4.1.3): its
+/// refresh family and that family's access tokens or, when the client got no
+/// refresh token, the access tokens of the grant (the only link they have).
+async fn revoke_issued_from_code(state: &AppState, family: Option<&str>, grant_id: &str) {
+    let now = state.clock.now();
+    let result = match family {
+        Some(family) => match state.store.revoke_family(family, now).await {
+            Ok(_) => state.store.revoke_access_tokens_of_family(family, now).await,
+            Err(e) => Err(e),
+        },
+        None => state.store.revoke_access_tokens_of_grant(grant_id, now).await,
+    };
+    if let Err(e) = result {
+        tracing::error!(error = %e, "could not revoke the tokens of a replayed code");
+    }
 }
 
 /// OAuth 2.1 §4.3: rotation on every use; a reused token revokes its family;

@@ -4,6 +4,7 @@
 
 use super::{TestServer, client, test_settings};
 use base64::Engine;
+use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -197,4 +198,22 @@ pub async fn doc_world(
         host,
         _ns: ns,
     }
+}
+
+/// Introspects `token` as `bench`, the resource's introspection client; the
+/// answer is always 200 and never cached (RFC 7662 §2.2).
+pub async fn introspect(server: &TestServer, token: &str) -> Value {
+    let res = client()
+        .post(server.url("/introspect"))
+        .form(&[
+            ("token", token),
+            ("client_id", "bench"),
+            ("client_secret", BENCH_SECRET),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    res.json().await.unwrap()
 }

@@ -341,7 +341,7 @@ async fn every_fetch_opens_its_own_connection() {
 
 #[tokio::test]
 async fn fetch_outcomes_are_counted_by_reason() {
-    let counters = Counters::default();
+    let counters = steward_testkit::CountingRecorder::default();
     let _local = metrics::set_default_local_recorder(&counters);
     let env = Env::start().await;
     let egress = env.egress();
@@ -361,51 +361,16 @@ async fn fetch_outcomes_are_counted_by_reason() {
     }
     let url = Url::parse(&format!("https://127.0.0.1:{}/", env.host.addr().port())).unwrap();
     fetch_err(&egress, FetchRequest::json(url)).await;
-    assert_eq!(counters.get("outcome=ok"), 1);
-    assert_eq!(counters.get("outcome=bad_status"), 1);
-    assert_eq!(counters.get("outcome=redirect"), 2);
-    assert_eq!(counters.get("outcome=blocked_address"), 1);
-}
-
-/// A metrics recorder for this thread, counting `steward_egress_fetch_total` by labels.
-#[derive(Default)]
-struct Counters(
-    std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<std::sync::atomic::AtomicU64>>>,
-);
-
-impl Counters {
-    fn get(&self, labels: &str) -> u64 {
-        self.0
-            .lock()
-            .unwrap()
-            .get(&format!("steward_egress_fetch_total{{{labels}}}"))
-            .map_or(0, |c| c.load(std::sync::atomic::Ordering::SeqCst))
-    }
-}
-
-impl metrics::Recorder for Counters {
-    fn describe_counter(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
-    fn describe_gauge(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
-    fn describe_histogram(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
-
-    fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
-        let labels: Vec<String> = key
-            .labels()
-            .map(|l| format!("{}={}", l.key(), l.value()))
-            .collect();
-        let name = format!("{}{{{}}}", key.name(), labels.join(","));
-        metrics::Counter::from_arc(std::sync::Arc::clone(
-            self.0.lock().unwrap().entry(name).or_default(),
-        ))
-    }
-
-    fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
-        metrics::Gauge::noop()
-    }
-
-    fn register_histogram(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Histogram {
-        metrics::Histogram::noop()
-    }
+    assert_eq!(counters.get("steward_egress_fetch_total", "outcome=ok"), 1);
+    assert_eq!(
+        counters.get("steward_egress_fetch_total", "outcome=bad_status"),
+        1
+    );
+    assert_eq!(counters.get("steward_egress_fetch_total", "outcome=redirect"), 2);
+    assert_eq!(
+        counters.get("steward_egress_fetch_total", "outcome=blocked_address"),
+        1
+    );
 }
 
 #[tokio::test]

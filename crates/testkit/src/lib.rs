@@ -10,8 +10,10 @@
 
 pub mod ca;
 pub mod document_host;
+pub mod metrics;
 pub mod nameserver;
 
 pub use ca::TestCa;
 pub use document_host::{DocumentHost, TestResponse};
+pub use metrics::CountingRecorder;
 pub use nameserver::TestNameserver;

@@ -784,48 +784,10 @@ async fn a_definitive_failure_of_an_early_refresh_keeps_the_fresh_entry() {
     }
 }
 
-/// A metrics recorder for this thread: counters by name and labels.
-#[derive(Default)]
-struct Counters(Mutex<HashMap<String, Arc<std::sync::atomic::AtomicU64>>>);
-
-impl Counters {
-    fn get(&self, name: &str, label: &str) -> u64 {
-        self.0
-            .lock()
-            .unwrap()
-            .get(&format!("{name}{{{label}}}"))
-            .map_or(0, |c| c.load(Ordering::SeqCst))
-    }
-}
-
-impl metrics::Recorder for Counters {
-    fn describe_counter(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
-    fn describe_gauge(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
-    fn describe_histogram(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
-
-    fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
-        let labels: Vec<String> = key
-            .labels()
-            .map(|l| format!("{}={}", l.key(), l.value()))
-            .collect();
-        let name = format!("{}{{{}}}", key.name(), labels.join(","));
-        let counter = Arc::clone(self.0.lock().unwrap().entry(name).or_default());
-        metrics::Counter::from_arc(counter)
-    }
-
-    fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
-        metrics::Gauge::noop()
-    }
-
-    fn register_histogram(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Histogram {
-        metrics::Histogram::noop()
-    }
-}
-
 #[tokio::test]
 async fn resolutions_are_counted_by_outcome_and_reason() {
     const NAME: &str = "steward_cimd_resolutions_total";
-    let counters = Counters::default();
+    let counters = steward_testkit::CountingRecorder::default();
     let _local = metrics::set_default_local_recorder(&counters);
     let h = harness(FakeFetcher::new(cached("max-age=600")));
     h.resolver.resolve(&id()).await.unwrap();
@@ -858,12 +820,5 @@ async fn resolutions_are_counted_by_outcome_and_reason() {
     h.resolver.resolve(&id()).await.unwrap_err();
     assert_eq!(counters.get(NAME, "outcome=redirect_uris_required"), 1);
     // No counter carries the client id.
-    assert!(
-        counters
-            .0
-            .lock()
-            .unwrap()
-            .keys()
-            .all(|k| !k.contains("client.example"))
-    );
+    assert!(counters.keys().iter().all(|k| !k.contains("client.example")));
 }

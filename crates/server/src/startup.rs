@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use crate::cimd::DbVersionStore;
 use crate::keyring::{KeyRing, KeyRingStart};
 use crate::settings::Settings;
-use crate::state::AppState;
+use crate::state::{AppState, AppStateInner};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -172,7 +172,7 @@ pub async fn prepare(settings: Settings, clock: Arc<dyn Clock>) -> Result<Prepar
         kek_created,
         key: key_start,
     };
-    let state = AppState {
+    let state = AppState::new(AppStateInner {
         issuer: Arc::from(issuer.as_str()),
         admin_token_digest: crate::routes::admin::token_digest(settings.admin.token.as_deref()),
         oauth: Arc::new(oauth),
@@ -187,7 +187,7 @@ pub async fn prepare(settings: Settings, clock: Arc<dyn Clock>) -> Result<Prepar
         egress,
         cimd,
         metadata,
-    };
+    });
     crate::oauth::clients::sync_configured_clients(&state, &|var| std::env::var(var).ok())
         .await
         .map_err(|e| StartError::Clients(e.to_string()))?;

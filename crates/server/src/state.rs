@@ -11,8 +11,26 @@ use steward_store::Store;
 use crate::keyring::KeyRing;
 use crate::settings::Settings;
 
+/// Cloned into every request by axum's `State` extractor: one `Arc`, so a
+/// clone is one atomic increment rather than one per field (profiles showed
+/// the field-by-field clone and drop at 2% of a token request).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppStateInner>);
+
+impl AppState {
+    pub fn new(inner: AppStateInner) -> Self {
+        Self(Arc::new(inner))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppStateInner;
+    fn deref(&self) -> &AppStateInner {
+        &self.0
+    }
+}
+
+pub struct AppStateInner {
     /// The issuer identifier, byte for byte as configured.
     pub issuer: Arc<str>,
     pub settings: Arc<Settings>,

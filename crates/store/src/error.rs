@@ -5,7 +5,8 @@
 //! an HTTP response through this type. The underlying driver error stays
 //! reachable through `source()` for operators who need it.
 
-use sqlx::migrate::MigrateError;
+/// A driver's own error, kept for `source()` only.
+pub type DriverError = Box<dyn std::error::Error + Send + Sync>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -28,13 +29,13 @@ pub enum StoreError {
     UnsupportedUrl { scheme: String },
     /// The connection string could not be parsed.
     #[error("invalid database URL")]
-    InvalidUrl(#[source] sqlx::Error),
+    InvalidUrl(#[source] DriverError),
     /// Applying the embedded migrations failed.
     #[error("database migration failed: {reason}")]
     Migration {
         reason: &'static str,
         #[source]
-        source: MigrateError,
+        source: DriverError,
     },
     /// A stored value this build cannot interpret (e.g. an unknown enum text).
     #[error("stored value in column {column} is invalid")]
@@ -44,7 +45,7 @@ pub enum StoreError {
     Database {
         reason: &'static str,
         #[source]
-        source: sqlx::Error,
+        source: DriverError,
     },
     /// Creating the SQLite file's parent directory failed.
     #[error("cannot create database directory")]
@@ -73,7 +74,49 @@ impl From<sqlx::Error> for StoreError {
             sqlx::Error::Configuration(_) => "bad configuration",
             _ => "driver error",
         };
-        StoreError::Database { reason, source: e }
+        StoreError::Database {
+            reason,
+            source: Box::new(e),
+        }
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::ffi;
+        if let rusqlite::Error::SqliteFailure(f, _) = &e {
+            match f.extended_code {
+                ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY => {
+                    return StoreError::Conflict;
+                }
+                ffi::SQLITE_CONSTRAINT_FOREIGNKEY => return StoreError::NotFound,
+                _ => {}
+            }
+        }
+        let reason = match &e {
+            rusqlite::Error::SqliteFailure(f, _) => match f.code {
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked => {
+                    "database is locked"
+                }
+                rusqlite::ErrorCode::DiskFull => "disk full",
+                rusqlite::ErrorCode::SystemIoFailure => "I/O error",
+                rusqlite::ErrorCode::CannotOpen => "cannot open database file",
+                rusqlite::ErrorCode::ReadOnly => "database is read-only",
+                rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase => {
+                    "database file is corrupt"
+                }
+                _ => "query failed",
+            },
+            rusqlite::Error::FromSqlConversionFailure(..)
+            | rusqlite::Error::InvalidColumnType(..)
+            | rusqlite::Error::InvalidColumnName(_)
+            | rusqlite::Error::IntegralValueOutOfRange(..) => "cannot decode row",
+            _ => "driver error",
+        };
+        StoreError::Database {
+            reason,
+            source: Box::new(e),
+        }
     }
 }
 

@@ -78,7 +78,7 @@ pub(crate) async fn migrator(set: &'static [Embedded]) -> Result<Migrator, Store
         .await
         .map_err(|source| StoreError::Migration {
             reason: "cannot load embedded migrations",
-            source,
+            source: source.into(),
         })
 }
 
@@ -92,19 +92,19 @@ pub(crate) fn map_migrate_error(set: &[Embedded], e: MigrateError) -> StoreError
         }
         MigrateError::VersionMissing(_) => StoreError::Migration {
             reason: "database has a migration this build does not know",
-            source: e,
+            source: e.into(),
         },
         MigrateError::VersionMismatch(_) => StoreError::Migration {
             reason: "an applied migration differs from the embedded one",
-            source: e,
+            source: e.into(),
         },
         MigrateError::Dirty(_) => StoreError::Migration {
             reason: "a previous migration failed part-way; repair required",
-            source: e,
+            source: e.into(),
         },
         other => StoreError::Migration {
             reason: "migration failed",
-            source: other,
+            source: other.into(),
         },
     }
 }

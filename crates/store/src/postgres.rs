@@ -31,7 +31,7 @@ impl PostgresStore {
     /// Connects to `url` (which may carry `?options=-c%20search_path%3D…`)
     /// and migrates the database.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let options = PgConnectOptions::from_str(url).map_err(StoreError::InvalidUrl)?;
+        let options = PgConnectOptions::from_str(url).map_err(|e| StoreError::InvalidUrl(Box::new(e)))?;
         Self::connect_with(options).await
     }
 
@@ -39,7 +39,7 @@ impl PostgresStore {
     /// schema per test or per tenant. The schema must already exist.
     pub async fn connect_with_schema(url: &str, schema: &str) -> Result<Self, StoreError> {
         let options = PgConnectOptions::from_str(url)
-            .map_err(StoreError::InvalidUrl)?
+            .map_err(|e| StoreError::InvalidUrl(Box::new(e)))?
             .options([("search_path", schema)]);
         Self::connect_with(options).await
     }
@@ -55,14 +55,14 @@ impl PostgresStore {
         .await
         .map_err(|_| StoreError::Database {
             reason: "cannot connect to PostgreSQL",
-            source: sqlx::Error::Io(std::io::Error::new(
+            source: Box::new(std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
                 format!("no answer within {} s", CONNECT_TIMEOUT.as_secs()),
             )),
         })?
         .map_err(|source| StoreError::Database {
             reason: "cannot connect to PostgreSQL",
-            source,
+            source: Box::new(source),
         })?;
         let _ = sqlx::Connection::close(probe).await;
         let pool = PgPoolOptions::new()

@@ -1273,21 +1273,10 @@ async fn sqlite_file_creates_parent_dirs_and_uses_wal() {
         .await
         .unwrap();
     assert!(path.exists());
-    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
-        .fetch_one(store.pool())
-        .await
-        .unwrap();
-    assert_eq!(mode, "wal");
-    let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
-        .fetch_one(store.pool())
-        .await
-        .unwrap();
-    assert_eq!(fk, 1);
-    let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
-        .fetch_one(store.pool())
-        .await
-        .unwrap();
-    assert_eq!(sync, 1, "NORMAL");
+    assert_eq!(store.pragma("journal_mode").await.unwrap(), "wal");
+    assert_eq!(store.pragma("foreign_keys").await.unwrap(), "1");
+    let sync = store.pragma("synchronous").await.unwrap();
+    assert_eq!(sync, "1", "NORMAL");
 }
 
 async fn logos_are_stored_once_by_hash(s: Arc<dyn Store>) {

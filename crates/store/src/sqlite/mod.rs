@@ -1,0 +1,1534 @@
+//! The SQLite backend: a single file (or memory) database for single-node
+//! deployments.
+//!
+//! One connection, owned by one thread ([`worker`]): every store call runs
+//! there synchronously, and calls that arrive together commit together. WAL
+//! lets other processes (the CLI) read while the server writes;
+//! `synchronous=NORMAL` is durable across application crashes in WAL mode
+//! and avoids an fsync per commit. Write batches begin with `BEGIN
+//! IMMEDIATE`, so the write lock is taken up front and waits on the busy
+//! timeout when another process holds it.
+
+mod migrate;
+mod worker;
+
+use crate::error::{parse_column, sql_limit};
+use crate::migrations::SQLITE;
+use crate::*;
+use rusqlite::{Connection, OpenFlags, Params, Row, params};
+use std::path::PathBuf;
+use std::time::Duration;
+use steward_core::{LifecycleState, UnixTime};
+use worker::{Access, Worker};
+
+/// How long a writer waits for another process's lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// WAL pages after which the writer checkpoints by itself. Normally the
+/// checkpoint thread has done it long before: this is only the backstop
+/// that bounds the WAL if that thread falls behind.
+const WRITER_AUTOCHECKPOINT_PAGES: u32 = 8192;
+/// How often the checkpoint thread copies the WAL back into the database.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+/// Prepared statements kept per connection: every statement of the store
+/// fits, so none is compiled twice.
+const STATEMENT_CACHE: usize = 128;
+
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    worker: Worker,
+    /// Dropping the last clone stops the checkpoint thread.
+    _checkpoints: Option<std::sync::mpsc::Sender<()>>,
+}
+
+/// Where a `sqlite:` URL points.
+#[derive(Debug, PartialEq, Eq)]
+enum Location {
+    Memory,
+    File(PathBuf),
+}
+
+/// `sqlite://PATH`, `sqlite:PATH` or `sqlite::memory:`. The only query
+/// parameter accepted is `mode=rwc` (what Steward always does) or
+/// `mode=memory`; anything else is refused rather than silently ignored.
+fn parse_url(url: &str) -> Result<Location, StoreError> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .ok_or_else(|| invalid_url("not a sqlite: URL"))?;
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let mut memory = path == ":memory:";
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair {
+            "mode=rwc" => {}
+            "mode=memory" => memory = true,
+            _ => return Err(invalid_url("unsupported sqlite URL parameter (only mode=rwc)")),
+        }
+    }
+    if memory {
+        return Ok(Location::Memory);
+    }
+    if path.is_empty() {
+        return Err(invalid_url("sqlite URL names no file"));
+    }
+    Ok(Location::File(PathBuf::from(path)))
+}
+
+fn invalid_url(why: &'static str) -> StoreError {
+    StoreError::InvalidUrl(why.into())
+}
+
+fn open(location: &Location) -> Result<Connection, StoreError> {
+    let flags =
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = match location {
+        Location::Memory => Connection::open_in_memory_with_flags(flags)?,
+        Location::File(path) => Connection::open_with_flags(path, flags)?,
+    };
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    if matches!(location, Location::File(_)) {
+        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Database {
+                reason: "cannot enable WAL journal mode",
+                source: format!("journal_mode is {mode}").into(),
+            });
+        }
+    }
+    conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")?;
+    migrate::run(&conn, SQLITE)?;
+    if matches!(location, Location::File(_)) {
+        conn.pragma_update(None, "wal_autocheckpoint", WRITER_AUTOCHECKPOINT_PAGES)?;
+    }
+    Ok(conn)
+}
+
+/// Checkpoints on a connection and thread of their own.
+///
+/// A checkpoint copies WAL pages into the database file and, with
+/// `synchronous=NORMAL`, is the one step that fsyncs. Run by the writer
+/// (SQLite's default, every 1000 pages), it stalled every queued store call
+/// for the length of two fsyncs, several times a second under load. A
+/// PASSIVE checkpoint here never blocks the writer; the writer restarts the
+/// WAL from its beginning once a checkpoint has caught up.
+fn start_checkpoints(path: PathBuf) -> Result<std::sync::mpsc::Sender<()>, StoreError> {
+    let conn = Connection::open_with_flags(
+        &path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    std::thread::Builder::new()
+        .name("steward-sqlite-checkpoint".into())
+        .spawn(move || {
+            // Runs until every sender (every clone of the store) is gone.
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_EVERY) {
+                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    tracing::warn!(error = %e, "SQLite checkpoint failed; the writer's own checkpoints take over");
+                }
+            }
+        })
+        .map_err(StoreError::Io)?;
+    Ok(stop)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `url` and migrates it.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let location = parse_url(url)?;
+        if let Location::File(path) = &location {
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                tokio::fs::create_dir_all(parent).await.map_err(StoreError::Io)?;
+            }
+        }
+        let file = match &location {
+            Location::File(path) => Some(path.clone()),
+            Location::Memory => None,
+        };
+        let worker = Worker::start(move || open(&location)).await?;
+        // After `open`: the file exists and is in WAL mode by now.
+        let checkpoints = file.map(start_checkpoints).transpose()?;
+        Ok(Self {
+            worker,
+            _checkpoints: checkpoints,
+        })
+    }
+
+    /// Reads one `PRAGMA` as text (tests and diagnostics).
+    pub async fn pragma(&self, name: &'static str) -> Result<String, StoreError> {
+        self.worker
+            .call(Access::Read, move |c| {
+                Ok(c.query_row(&format!("PRAGMA {name}"), [], |r| {
+                    r.get_ref(0).map(|v| match v {
+                        rusqlite::types::ValueRef::Integer(i) => i.to_string(),
+                        rusqlite::types::ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
+                        _ => String::new(),
+                    })
+                })?)
+            })
+            .await
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.worker.call(Access::Read, f).await
+    }
+
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.worker.call(Access::Write, f).await
+    }
+}
+
+fn t(v: i64) -> UnixTime {
+    UnixTime(v)
+}
+
+fn ot(v: Option<i64>) -> Option<UnixTime> {
+    v.map(UnixTime)
+}
+
+fn ut(v: Option<UnixTime>) -> Option<i64> {
+    v.map(|t| t.0)
+}
+
+/// The first row of `sql`, mapped.
+fn one<T>(
+    c: &Connection,
+    sql: &str,
+    p: impl Params,
+    f: fn(&Row) -> Result<T, StoreError>,
+) -> Result<Option<T>, StoreError> {
+    let mut stmt = c.prepare_cached(sql)?;
+    let mut rows = stmt.query(p)?;
+    rows.next()?.map(f).transpose()
+}
+
+/// Every row of `sql`, mapped.
+fn all<T>(
+    c: &Connection,
+    sql: &str,
+    p: impl Params,
+    f: fn(&Row) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    let mut stmt = c.prepare_cached(sql)?;
+    let mut rows = stmt.query(p)?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        out.push(f(r)?);
+    }
+    Ok(out)
+}
+
+/// Rows changed by `sql`.
+fn exec(c: &Connection, sql: &str, p: impl Params) -> Result<usize, StoreError> {
+    Ok(c.prepare_cached(sql)?.execute(p)?)
+}
+
+fn changed(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
+}
+
+// Row mappers read columns by position, in the order of these lists (a
+// lookup by name compares every column name on every read).
+
+macro_rules! client_cols {
+    () => {
+        "client_id, kind, display_name, first_seen, last_seen, state, owner_organization, \
+         owner_business, owner_technical, owner_contact, trust_tier, secret_hash, registration, created_at, updated_at"
+    };
+}
+
+/// An enum stored as its `as_str()` text, read without copying it.
+fn enum_col<T: std::str::FromStr>(r: &Row, i: usize, column: &'static str) -> Result<T, StoreError> {
+    let text = r
+        .get_ref(i)?
+        .as_str()
+        .map_err(|_| StoreError::Corrupt { column })?;
+    parse_column(column, text)
+}
+
+fn client_row(r: &Row) -> Result<ClientRecord, StoreError> {
+    Ok(ClientRecord {
+        client_id: r.get(0)?,
+        kind: enum_col(r, 1, "kind")?,
+        display_name: r.get(2)?,
+        first_seen: t(r.get(3)?),
+        last_seen: t(r.get(4)?),
+        state: enum_col(r, 5, "state")?,
+        owner_organization: r.get(6)?,
+        owner_business: r.get(7)?,
+        owner_technical: r.get(8)?,
+        owner_contact: r.get(9)?,
+        trust_tier: enum_col(r, 10, "trust_tier")?,
+        secret_hash: r.get(11)?,
+        registration: r.get(12)?,
+        created_at: t(r.get(13)?),
+        updated_at: t(r.get(14)?),
+    })
+}
+
+macro_rules! mv_cols {
+    () => {
+        "id, client_id, content_hash, body, fetched_at, last_seen_at, etag, last_modified, peer_addr"
+    };
+}
+
+fn mv_row(r: &Row) -> Result<MetadataVersion, StoreError> {
+    Ok(MetadataVersion {
+        id: r.get(0)?,
+        client_id: r.get(1)?,
+        content_hash: r.get(2)?,
+        body: r.get(3)?,
+        fetched_at: t(r.get(4)?),
+        last_seen_at: t(r.get(5)?),
+        etag: r.get(6)?,
+        last_modified: r.get(7)?,
+        peer_addr: r.get(8)?,
+    })
+}
+
+macro_rules! user_cols {
+    () => {
+        "id, username, password_hash, created_at, disabled"
+    };
+}
+
+fn user_row(r: &Row) -> Result<User, StoreError> {
+    Ok(User {
+        id: r.get(0)?,
+        username: r.get(1)?,
+        password_hash: r.get(2)?,
+        created_at: t(r.get(3)?),
+        disabled: r.get(4)?,
+    })
+}
+
+macro_rules! session_cols {
+    () => {
+        "id_hash, user_id, created_at, expires_at, auth_time"
+    };
+}
+
+fn session_row(r: &Row) -> Result<Session, StoreError> {
+    Ok(Session {
+        id_hash: r.get(0)?,
+        user_id: r.get(1)?,
+        created_at: t(r.get(2)?),
+        expires_at: t(r.get(3)?),
+        auth_time: t(r.get(4)?),
+    })
+}
+
+macro_rules! grant_cols {
+    () => {
+        "id, user_id, client_id, redirect_uri, scopes, resource, metadata_version_id, \
+         created_at, updated_at, revoked_at"
+    };
+}
+
+fn grant_row(r: &Row) -> Result<Grant, StoreError> {
+    Ok(Grant {
+        id: r.get(0)?,
+        user_id: r.get(1)?,
+        client_id: r.get(2)?,
+        redirect_uri: r.get(3)?,
+        scopes: r.get(4)?,
+        resource: r.get(5)?,
+        metadata_version_id: r.get(6)?,
+        created_at: t(r.get(7)?),
+        updated_at: t(r.get(8)?),
+        revoked_at: ot(r.get(9)?),
+    })
+}
+
+macro_rules! code_cols {
+    () => {
+        "code_hash, client_id, user_id, grant_id, redirect_uri, code_challenge, scopes, \
+         resource, metadata_version_id, auth_time, created_at, expires_at, consumed_at, family_id"
+    };
+}
+
+fn code_row(r: &Row) -> Result<AuthorizationCode, StoreError> {
+    Ok(AuthorizationCode {
+        code_hash: r.get(0)?,
+        client_id: r.get(1)?,
+        user_id: r.get(2)?,
+        grant_id: r.get(3)?,
+        redirect_uri: r.get(4)?,
+        code_challenge: r.get(5)?,
+        scopes: r.get(6)?,
+        resource: r.get(7)?,
+        metadata_version_id: r.get(8)?,
+        auth_time: t(r.get(9)?),
+        created_at: t(r.get(10)?),
+        expires_at: t(r.get(11)?),
+        consumed_at: ot(r.get(12)?),
+        family_id: r.get(13)?,
+    })
+}
+
+macro_rules! family_cols {
+    () => {
+        "id, grant_id, client_id, user_id, scopes, resource, auth_time, created_at, revoked_at"
+    };
+}
+
+fn family_row(r: &Row) -> Result<RefreshFamily, StoreError> {
+    family_at(r, 0)
+}
+
+/// A family whose columns start at index `at` (alone, or after a token's).
+fn family_at(r: &Row, at: usize) -> Result<RefreshFamily, StoreError> {
+    Ok(RefreshFamily {
+        id: r.get(at + 0)?,
+        grant_id: r.get(at + 1)?,
+        client_id: r.get(at + 2)?,
+        user_id: r.get(at + 3)?,
+        scopes: r.get(at + 4)?,
+        resource: r.get(at + 5)?,
+        auth_time: ot(r.get(at + 6)?),
+        created_at: t(r.get(at + 7)?),
+        revoked_at: ot(r.get(at + 8)?),
+    })
+}
+
+macro_rules! at_cols {
+    () => {
+        "jti, token_hash, client_id, user_id, grant_id, family_id, scopes, resource, \
+         issued_at, expires_at, revoked_at"
+    };
+}
+
+fn at_row(r: &Row) -> Result<AccessTokenRecord, StoreError> {
+    Ok(AccessTokenRecord {
+        jti: r.get(0)?,
+        token_hash: r.get(1)?,
+        client_id: r.get(2)?,
+        user_id: r.get(3)?,
+        grant_id: r.get(4)?,
+        family_id: r.get(5)?,
+        scopes: r.get(6)?,
+        resource: r.get(7)?,
+        issued_at: t(r.get(8)?),
+        expires_at: t(r.get(9)?),
+        revoked_at: ot(r.get(10)?),
+    })
+}
+
+macro_rules! key_cols {
+    () => {
+        "kid, algorithm, public_jwk, private_key_encrypted, created_at, activated_at, retire_after, retired_at"
+    };
+}
+
+fn key_row(r: &Row) -> Result<SigningKey, StoreError> {
+    Ok(SigningKey {
+        kid: r.get(0)?,
+        algorithm: r.get(1)?,
+        public_jwk: r.get(2)?,
+        private_key_encrypted: r.get(3)?,
+        created_at: t(r.get(4)?),
+        activated_at: ot(r.get(5)?),
+        retire_after: ot(r.get(6)?),
+        retired_at: ot(r.get(7)?),
+    })
+}
+
+macro_rules! audit_cols {
+    () => {
+        "id, at, actor, action, client_id, subject, detail"
+    };
+}
+
+fn audit_row(r: &Row) -> Result<AuditEvent, StoreError> {
+    Ok(AuditEvent {
+        id: r.get(0)?,
+        at: t(r.get(1)?),
+        actor: r.get(2)?,
+        action: r.get(3)?,
+        client_id: r.get(4)?,
+        subject: r.get(5)?,
+        detail: r.get(6)?,
+    })
+}
+
+fn logo_row(r: &Row) -> Result<Logo, StoreError> {
+    Ok(Logo {
+        hash: r.get(0)?,
+        content_type: r.get(1)?,
+        body: r.get(2)?,
+        fetched_at: t(r.get(3)?),
+    })
+}
+
+fn text_row(r: &Row) -> Result<String, StoreError> {
+    Ok(r.get(0)?)
+}
+
+fn opt_text_row(r: &Row) -> Result<Option<String>, StoreError> {
+    Ok(r.get(0)?)
+}
+
+#[async_trait]
+impl ClientStore for SqliteStore {
+    async fn upsert_client(&self, c: &ClientRecord) -> Result<(), StoreError> {
+        let c = c.clone();
+        self.write(move |db| {
+            exec(
+                db,
+                "INSERT INTO clients (client_id, kind, display_name, first_seen, last_seen, state, \
+                 owner_organization, owner_business, owner_technical, owner_contact, trust_tier, secret_hash, \
+                 registration, created_at, updated_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) \
+                 ON CONFLICT (client_id) DO UPDATE SET kind = excluded.kind, display_name = excluded.display_name, \
+                 last_seen = excluded.last_seen, state = excluded.state, \
+                 owner_organization = excluded.owner_organization, owner_business = excluded.owner_business, \
+                 owner_technical = excluded.owner_technical, owner_contact = excluded.owner_contact, \
+                 trust_tier = excluded.trust_tier, secret_hash = excluded.secret_hash, \
+                 registration = excluded.registration, updated_at = excluded.updated_at",
+                params![
+                    c.client_id,
+                    c.kind.as_str(),
+                    c.display_name,
+                    c.first_seen.0,
+                    c.last_seen.0,
+                    c.state.as_str(),
+                    c.owner_organization,
+                    c.owner_business,
+                    c.owner_technical,
+                    c.owner_contact,
+                    c.trust_tier.as_str(),
+                    c.secret_hash,
+                    c.registration,
+                    c.created_at.0,
+                    c.updated_at.0,
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_client(&self, client_id: &str) -> Result<Option<ClientRecord>, StoreError> {
+        let id = client_id.to_owned();
+        self.read(move |db| {
+            one(
+                db,
+                concat!("SELECT ", client_cols!(), " FROM clients WHERE client_id = ?1"),
+                [id],
+                client_row,
+            )
+        })
+        .await
+    }
+
+    async fn list_clients(&self, f: &ClientFilter) -> Result<Vec<ClientRecord>, StoreError> {
+        let f = f.clone();
+        self.read(move |db| {
+            all(
+                db,
+                concat!(
+                    "SELECT ",
+                    client_cols!(),
+                    " FROM clients WHERE (?1 IS NULL OR kind = ?1) AND (?2 IS NULL OR state = ?2) \
+                     ORDER BY client_id LIMIT ?3 OFFSET ?4"
+                ),
+                params![
+                    f.kind.map(|k| k.as_str()),
+                    f.state.map(|s| s.as_str()),
+                    sql_limit(f.limit),
+                    i64::from(f.offset)
+                ],
+                client_row,
+            )
+        })
+        .await
+    }
+
+    async fn delete_client(&self, client_id: &str) -> Result<bool, StoreError> {
+        let id = client_id.to_owned();
+        self.write(move |db| Ok(exec(db, "DELETE FROM clients WHERE client_id = ?1", [id])? > 0))
+            .await
+    }
+
+    async fn touch_client(&self, client_id: &str, now: UnixTime) -> Result<bool, StoreError> {
+        let id = client_id.to_owned();
+        self.write(move |db| {
+            Ok(exec(
+                db,
+                "UPDATE clients SET last_seen = ?1 WHERE client_id = ?2",
+                params![now.0, id],
+            )? > 0)
+        })
+        .await
+    }
+
+    async fn set_client_state(
+        &self,
+        client_id: &str,
+        state: LifecycleState,
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
+        let id = client_id.to_owned();
+        self.write(move |db| {
+            Ok(exec(
+                db,
+                "UPDATE clients SET state = ?1, updated_at = ?2 WHERE client_id = ?3",
+                params![state.as_str(), now.0, id],
+            )? > 0)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl MetadataVersionStore for SqliteStore {
+    async fn record_metadata_version(&self, v: &NewMetadataVersion) -> Result<MetadataVersion, StoreError> {
+        let v = v.clone();
+        self.write(move |db| {
+            one(
+                db,
+                concat!(
+                    "INSERT INTO client_metadata_versions \
+                     (client_id, content_hash, body, fetched_at, last_seen_at, etag, last_modified, peer_addr) \
+                     VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6, ?7) \
+                     ON CONFLICT (client_id, content_hash) DO UPDATE SET last_seen_at = excluded.last_seen_at, \
+                     etag = excluded.etag, last_modified = excluded.last_modified \
+                     RETURNING ",
+                    mv_cols!()
+                ),
+                params![
+                    v.client_id,
+                    v.content_hash,
+                    v.body,
+                    v.fetched_at.0,
+                    v.etag,
+                    v.last_modified,
+                    v.peer_addr
+                ],
+                mv_row,
+            )?
+            .ok_or(StoreError::NotFound)
+        })
+        .await
+    }
+
+    async fn latest_metadata_version(&self, client_id: &str) -> Result<Option<MetadataVersion>, StoreError> {
+        let id = client_id.to_owned();
+        self.read(move |db| {
+            one(
+                db,
+                concat!(
+                    "SELECT ",
+                    mv_cols!(),
+                    " FROM client_metadata_versions WHERE client_id = ?1 \
+                     ORDER BY last_seen_at DESC, id DESC LIMIT 1"
+                ),
+                [id],
+                mv_row,
+            )
+        })
+        .await
+    }
+
+    async fn get_metadata_version(&self, id: i64) -> Result<Option<MetadataVersion>, StoreError> {
+        self.read(move |db| {
+            one(
+                db,
+                concat!(
+                    "SELECT ",
+                    mv_cols!(),
+                    " FROM client_metadata_versions WHERE id = ?1"
+                ),
+                [id],
+                mv_row,
+            )
+        })
+        .await
+    }
+
+    async fn list_metadata_versions(&self, client_id: &str) -> Result<Vec<MetadataVersion>, StoreError> {
+        let id = client_id.to_owned();
+        self.read(move |db| {
+            all(
+                db,
+                concat!(
+                    "SELECT ",
+                    mv_cols!(),
+                    " FROM client_metadata_versions WHERE client_id = ?1 ORDER BY id"
+                ),
+                [id],
+                mv_row,
+            )
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl UserStore for SqliteStore {
+    async fn create_user(&self, u: &User) -> Result<(), StoreError> {
+        let u = u.clone();
+        self.write(move |db| {
+            exec(
+                db,
+                "INSERT INTO users (id, username, password_hash, created_at, disabled) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![u.id, u.username, u.password_hash, u.created_at.0, u.disabled],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_user(&self, id: &str) -> Result<Option<User>, StoreError> {
+        let id = id.to_owned();
+        self.read(move |db| {
+            one(
+                db,
+                concat!("SELECT ", user_cols!(), " FROM users WHERE id = ?1"),
+                [id],
+                user_row,
+            )
+        })
+        .await
+    }
+
+    async fn get_user_by_name(&self, username: &str) -> Result<Option<User>, StoreError> {
+        let name = username.to_owned();
+        self.read(move |db| {
+            one(
+                db,
+                concat!("SELECT ", user_cols!(), " FROM users WHERE username = ?1"),
+                [name],
+                user_row,
+            )
+        })
+        .await
+    }
+
+    async fn list_users(&self) -> Result<Vec<User>, StoreError> {
+        self.read(move |db| {
+            all(
+                db,
+                concat!("SELECT ", user_cols!(), " FROM users ORDER BY username"),
+                [],
+                user_row,
+            )
+        })
+        .await
+    }
+
+    async fn set_user_disabled(&self, id: &str, disabled: bool) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        self.write(move |db| {
+            Ok(exec(
+                db,
+                "UPDATE users SET disabled = ?1 WHERE id = ?2",
+                params![disabled, id],
+            )? > 0)
+        })
+        .await
+    }
+
+    async fn delete_user(&self, id: &str) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        self.write(move |db| Ok(exec(db, "DELETE FROM users WHERE id = ?1", [id])? > 0))
+            .await
+    }
+}
+
+#[async_trait]
+impl SessionStore for SqliteStore {
+    async fn create_session(&self, s: &Session) -> Result<(), StoreError> {
+        let s = s.clone();
+        self.write(move |db| {
+            exec(
+                db,
+                "INSERT INTO sessions (id_hash, user_id, created_at, expires_at, auth_time) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    s.id_hash,
+                    s.user_id,
+                    s.created_at.0,
+                    s.expires_at.0,
+                    s.auth_time.0
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_session(&self, id_hash: &str, now: UnixTime) -> Result<Option<Session>, StoreError> {
+        let id = id_hash.to_owned();
+        self.read(move |db| {
+            one(
+                db,
+                concat!(
+                    "SELECT ",
+                    session_cols!(),
+                    " FROM sessions WHERE id_hash = ?1 AND expires_at > ?2"
+                ),
+                params![id, now.0],
+                session_row,
+            )
+        })
+        .await
+    }
+
+    async fn delete_session(&self, id_hash: &str) -> Result<bool, StoreError> {
+        let id = id_hash.to_owned();
+        self.write(move |db| Ok(exec(db, "DELETE FROM sessions WHERE id_hash = ?1", [id])? > 0))
+            .await
+    }
+
+    async fn delete_sessions_of_user(&self, user_id: &str) -> Result<u64, StoreError> {
+        let id = user_id.to_owned();
+        self.write(move |db| {
+            Ok(changed(exec(
+                db,
+                "DELETE FROM sessions WHERE user_id = ?1",
+                [id],
+            )?))
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl GrantStore for SqliteStore {
+    async fn upsert_grant(&self, g: &NewGrant) -> Result<Grant, StoreError> {
+        let g = g.clone();
+        self.write(move |db| {
+            one(
+                db,
+                concat!(
+                    "INSERT INTO grants (id, user_id, client_id, redirect_uri, scopes, resource, \
+                     metadata_version_id, created_at, updated_at, revoked_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, NULL) \
+                     ON CONFLICT (user_id, client_id, redirect_uri) DO UPDATE SET scopes = excluded.scopes, \
+                     resource = excluded.resource, metadata_version_id = excluded.metadata_version_id, \
+                     updated_at = excluded.updated_at, revoked_at = NULL \
+                     RETURNING ",
+                    grant_cols!()
+                ),
+                params![
+                    g.id,
+                    g.user_id,
+                    g.client_id,
+                    g.redirect_uri,
+                    g.scopes,
+                    g.resource,
+                    g.metadata_version_id,
+                    g.now.0
+                ],
+                grant_row,
+            )?
+            .ok_or(StoreError::NotFound)
+        })
+        .await
+    }
+
+    async fn get_grant(&self, id: &str) -> Result<Option<Grant>, StoreError> {
+        let id = id.to_owned();
+        self.read(move |db| {
+            one(
+                db,
+                concat!("SELECT ", grant_cols!(), " FROM grants WHERE id = ?1"),
+                [id],
+                grant_row,
+            )
+        })
+        .await
+    }
+
+    async fn find_grant(
+        &self,
+        user_id: &str,
+        client_id: &str,
+        redirect_uri: &str,
+    ) -> Result<Option<Grant>, StoreError> {
+        let key = [user_id.to_owned(), client_id.to_owned(), redirect_uri.to_owned()];
+        self.read(move |db| {
+            one(
+                db,
+                concat!(
+                    "SELECT ",
+                    grant_cols!(),
+                    " FROM grants WHERE user_id = ?1 AND client_id = ?2 AND redirect_uri = ?3"
+                ),
+                key,
+                grant_row,
+            )
+        })
+        .await
+    }
+
+    async fn list_grants(&self, client_id: &str) -> Result<Vec<Grant>, StoreError> {
+        let id = client_id.to_owned();
+        self.read(move |db| {
+            all(
+                db,
+                concat!(
+                    "SELECT ",
+                    grant_cols!(),
+                    " FROM grants WHERE client_id = ?1 ORDER BY created_at, id"
+                ),
+                [id],
+                grant_row,
+            )
+        })
+        .await
+    }
+
+    async fn revoke_grant(&self, id: &str, now: UnixTime) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        self.write(move |db| {
+            Ok(exec(
+                db,
+                "UPDATE grants SET revoked_at = ?1 WHERE id = ?2 AND revoked_at IS NULL",
+                params![now.0, id],
+            )? > 0)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl CodeStore for SqliteStore {
+    async fn insert_code(&self, c: &AuthorizationCode) -> Result<(), StoreError> {
+        let c = c.clone();
+        self.write(move |db| {
+            exec(
+                db,
+                concat!(
+                    "INSERT INTO authorization_codes (",
+                    code_cols!(),
+                    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+                ),
+                params![
+                    c.code_hash,
+                    c.client_id,
+                    c.user_id,
+                    c.grant_id,
+                    c.redirect_uri,
+                    c.code_challenge,
+                    c.scopes,
+                    c.resource,
+                    c.metadata_version_id,
+                    c.auth_time.0,
+                    c.created_at.0,
+                    c.expires_at.0,
+                    ut(c.consumed_at),
+                    c.family_id
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn consume_code(&self, code_hash: &str, now: UnixTime) -> Result<CodeConsumption, StoreError> {
+        let hash = code_hash.to_owned();
+        self.write(move |db| {
+            // One statement: the check and the mark cannot be interleaved.
+            let won = one(
+                db,
+                concat!(
+                    "UPDATE authorization_codes SET consumed_at = ?1 \
+                     WHERE code_hash = ?2 AND consumed_at IS NULL AND expires_at > ?1 RETURNING ",
+                    code_cols!()
+                ),
+                params![now.0, hash],
+                code_row,
+            )?;
+            if let Some(code) = won {
+                return Ok(CodeConsumption::Consumed(code));
+            }
+            let code = one(
+                db,
+                concat!(
+                    "SELECT ",
+                    code_cols!(),
+                    " FROM authorization_codes WHERE code_hash = ?1"
+                ),
+                [hash],
+                code_row,
+            )?;
+            Ok(match code {
+                None => CodeConsumption::NotFound,
+                Some(code) if code.consumed_at.is_some() => CodeConsumption::Replayed(code),
+                Some(_) => CodeConsumption::Expired,
+            })
+        })
+        .await
+    }
+
+    async fn complete_redemption(
+        &self,
+        code_hash: &str,
+        family_id: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let hash = code_hash.to_owned();
+        let family = family_id.map(str::to_owned);
+        self.write(move |db| {
+            Ok(exec(
+                db,
+                "UPDATE authorization_codes SET family_id = ?1 WHERE code_hash = ?2 AND replayed_at IS NULL",
+                params![family, hash],
+            )? > 0)
+        })
+        .await
+    }
+
+    async fn mark_code_replayed(&self, code_hash: &str, now: UnixTime) -> Result<Option<String>, StoreError> {
+        let hash = code_hash.to_owned();
+        self.write(move |db| {
+            Ok(one(
+                db,
+                "UPDATE authorization_codes SET replayed_at = COALESCE(replayed_at, ?1) \
+                 WHERE code_hash = ?2 RETURNING family_id",
+                params![now.0, hash],
+                opt_text_row,
+            )?
+            .flatten())
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl RefreshStore for SqliteStore {
+    async fn create_family(
+        &self,
+        f: &NewRefreshFamily,
+        first: &NewRefreshToken,
+    ) -> Result<RefreshFamily, StoreError> {
+        let f = f.clone();
+        let first = first.clone();
+        self.write(move |db| {
+            let family = one(
+                db,
+                concat!(
+                    "INSERT INTO refresh_families (id, grant_id, client_id, user_id, scopes, resource, \
+                     auth_time, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING ",
+                    family_cols!()
+                ),
+                params![
+                    f.id,
+                    f.grant_id,
+                    f.client_id,
+                    f.user_id,
+                    f.scopes,
+                    f.resource,
+                    ut(f.auth_time),
+                    f.created_at.0
+                ],
+                family_row,
+            )?
+            .ok_or(StoreError::NotFound)?;
+            exec(
+                db,
+                "INSERT INTO refresh_tokens (token_hash, family_id, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
+                params![first.token_hash, f.id, f.created_at.0, first.expires_at.0],
+            )?;
+            Ok(family)
+        })
+        .await
+    }
+
+    async fn rotate_refresh(
+        &self,
+        old_hash: &str,
+        new: &NewRefreshToken,
+        now: UnixTime,
+    ) -> Result<Rotation, StoreError> {
+        let old = old_hash.to_owned();
+        let new = new.clone();
+        self.write(move |db| {
+            // EXISTS, not `family_id IN (SELECT …)`: SQLite materializes an IN
+            // subquery by scanning every family, making each rotation O(families).
+            let won = one(
+                db,
+                "UPDATE refresh_tokens SET used_at = ?1 \
+                 WHERE token_hash = ?2 AND used_at IS NULL AND expires_at > ?1 \
+                 AND EXISTS (SELECT 1 FROM refresh_families f \
+                             WHERE f.id = refresh_tokens.family_id AND f.revoked_at IS NULL) \
+                 RETURNING family_id",
+                params![now.0, old],
+                text_row,
+            )?;
+            if let Some(family_id) = won {
+                exec(
+                    db,
+                    "INSERT INTO refresh_tokens (token_hash, family_id, created_at, expires_at) \
+                     VALUES (?1, ?2, ?3, ?4)",
+                    params![new.token_hash, family_id, now.0, new.expires_at.0],
+                )?;
+                let family = one(
+                    db,
+                    concat!("SELECT ", family_cols!(), " FROM refresh_families WHERE id = ?1"),
+                    [family_id],
+                    family_row,
+                )?
+                .ok_or(StoreError::NotFound)?;
+                return Ok(Rotation::Rotated(family));
+            }
+            let state = one(
+                db,
+                "SELECT t.family_id, t.used_at, f.revoked_at FROM refresh_tokens t \
+                 JOIN refresh_families f ON f.id = t.family_id WHERE t.token_hash = ?1",
+                [old],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, Option<i64>>(1)?,
+                        r.get::<_, Option<i64>>(2)?,
+                    ))
+                },
+            )?;
+            let Some((family_id, used_at, revoked_at)) = state else {
+                return Ok(Rotation::NotFound);
+            };
+            if revoked_at.is_some() {
+                return Ok(Rotation::Revoked);
+            }
+            if used_at.is_none() {
+                return Ok(Rotation::Expired);
+            }
+            // Reuse of a rotated token: revoke the family and its access tokens.
+            exec(
+                db,
+                "UPDATE refresh_families SET revoked_at = ?1 WHERE id = ?2 AND revoked_at IS NULL",
+                params![now.0, family_id],
+            )?;
+            exec(
+                db,
+                "UPDATE access_tokens SET revoked_at = ?1 WHERE family_id = ?2 AND revoked_at IS NULL",
+                params![now.0, family_id],
+            )?;
+            Ok(Rotation::Reused { family_id })
+        })
+        .await
+    }
+
+    async fn get_refresh(&self, token_hash: &str) -> Result<Option<RefreshRecord>, StoreError> {
+        let hash = token_hash.to_owned();
+        self.read(move |db| {
+            one(
+                db,
+                "SELECT t.token_hash, t.family_id, t.created_at, t.expires_at, t.used_at, \
+                 f.id, f.grant_id, f.client_id, f.user_id, f.scopes, f.resource, f.auth_time, f.created_at, \
+                 f.revoked_at \
+                 FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id WHERE t.token_hash = ?1",
+                [hash],
+                |r| {
+                    Ok(RefreshRecord {
+                        token: RefreshToken {
+                            token_hash: r.get(0)?,
+                            family_id: r.get(1)?,
+                            created_at: t(r.get(2)?),
+                            expires_at: t(r.get(3)?),
+                            used_at: ot(r.get(4)?),
+                        },
+                        family: family_at(r, 5)?,
+                    })
+                },
+            )
+        })
+        .await
+    }
+
+    async fn revoke_family(&self, family_id: &str, now: UnixTime) -> Result<bool, StoreError> {
+        let id = family_id.to_owned();
+        self.write(move |db| {
+            Ok(exec(
+                db,
+                "UPDATE refresh_families SET revoked_at = ?1 WHERE id = ?2 AND revoked_at IS NULL",
+                params![now.0, id],
+            )? > 0)
+        })
+        .await
+    }
+
+    async fn revoke_families_of_grant(&self, grant_id: &str, now: UnixTime) -> Result<u64, StoreError> {
+        let id = grant_id.to_owned();
+        self.write(move |db| {
+            Ok(changed(exec(
+                db,
+                "UPDATE refresh_families SET revoked_at = ?1 WHERE grant_id = ?2 AND revoked_at IS NULL",
+                params![now.0, id],
+            )?))
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl AccessTokenStore for SqliteStore {
+    async fn insert_access_token(&self, a: &AccessTokenRecord) -> Result<(), StoreError> {
+        let a = a.clone();
+        self.write(move |db| {
+            exec(
+                db,
+                concat!(
+                    "INSERT INTO access_tokens (",
+                    at_cols!(),
+                    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+                ),
+                params![
+                    a.jti,
+                    a.token_hash,
+                    a.client_id,
+                    a.user_id,
+                    a.grant_id,
+                    a.family_id,
+                    a.scopes,
+                    a.resource,
+                    a.issued_at.0,
+                    a.expires_at.0,
+                    ut(a.revoked_at)
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_access_token(&self, jti: &str) -> Result<Option<AccessTokenRecord>, StoreError> {
+        let jti = jti.to_owned();
+        self.read(move |db| {
+            one(
+                db,
+                concat!("SELECT ", at_cols!(), " FROM access_tokens WHERE jti = ?1"),
+                [jti],
+                at_row,
+            )
+        })
+        .await
+    }
+
+    async fn get_access_token_by_hash(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<AccessTokenRecord>, StoreError> {
+        let hash = token_hash.to_owned();
+        self.read(move |db| {
+            one(
+                db,
+                concat!("SELECT ", at_cols!(), " FROM access_tokens WHERE token_hash = ?1"),
+                [hash],
+                at_row,
+            )
+        })
+        .await
+    }
+
+    async fn revoke_access_token(&self, jti: &str, now: UnixTime) -> Result<bool, StoreError> {
+        let jti = jti.to_owned();
+        self.write(move |db| {
+            Ok(exec(
+                db,
+                "UPDATE access_tokens SET revoked_at = ?1 WHERE jti = ?2 AND revoked_at IS NULL",
+                params![now.0, jti],
+            )? > 0)
+        })
+        .await
+    }
+
+    async fn revoke_access_tokens_of_family(
+        &self,
+        family_id: &str,
+        now: UnixTime,
+    ) -> Result<u64, StoreError> {
+        let id = family_id.to_owned();
+        self.write(move |db| {
+            Ok(changed(exec(
+                db,
+                "UPDATE access_tokens SET revoked_at = ?1 WHERE family_id = ?2 AND revoked_at IS NULL",
+                params![now.0, id],
+            )?))
+        })
+        .await
+    }
+
+    async fn revoke_access_tokens_of_grant(&self, grant_id: &str, now: UnixTime) -> Result<u64, StoreError> {
+        let id = grant_id.to_owned();
+        self.write(move |db| {
+            Ok(changed(exec(
+                db,
+                "UPDATE access_tokens SET revoked_at = ?1 WHERE grant_id = ?2 AND revoked_at IS NULL",
+                params![now.0, id],
+            )?))
+        })
+        .await
+    }
+
+    async fn purge_expired(&self, now: UnixTime) -> Result<u64, StoreError> {
+        self.write(move |db| {
+            let mut deleted = 0;
+            for sql in [
+                "DELETE FROM access_tokens WHERE expires_at <= ?1",
+                "DELETE FROM authorization_codes WHERE expires_at <= ?1",
+                "DELETE FROM refresh_tokens WHERE expires_at <= ?1",
+                "DELETE FROM sessions WHERE expires_at <= ?1",
+                "DELETE FROM client_assertion_jtis WHERE expires_at <= ?1",
+                // A family with no refresh token left can never be presented
+                // again; once no access token points at it either, it is history.
+                "DELETE FROM refresh_families WHERE created_at <= ?1 \
+                 AND NOT EXISTS (SELECT 1 FROM refresh_tokens t WHERE t.family_id = refresh_families.id) \
+                 AND NOT EXISTS (SELECT 1 FROM access_tokens a WHERE a.family_id = refresh_families.id)",
+            ] {
+                deleted += changed(exec(db, sql, [now.0])?);
+            }
+            Ok(deleted)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl KeyStore for SqliteStore {
+    async fn insert_signing_key(&self, k: &SigningKey) -> Result<(), StoreError> {
+        let k = k.clone();
+        self.write(move |db| {
+            exec(
+                db,
+                concat!(
+                    "INSERT INTO signing_keys (",
+                    key_cols!(),
+                    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+                ),
+                params![
+                    k.kid,
+                    k.algorithm,
+                    k.public_jwk,
+                    k.private_key_encrypted,
+                    k.created_at.0,
+                    ut(k.activated_at),
+                    ut(k.retire_after),
+                    ut(k.retired_at)
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_signing_keys(&self) -> Result<Vec<SigningKey>, StoreError> {
+        self.read(move |db| {
+            all(
+                db,
+                concat!(
+                    "SELECT ",
+                    key_cols!(),
+                    " FROM signing_keys ORDER BY created_at DESC, kid DESC"
+                ),
+                [],
+                key_row,
+            )
+        })
+        .await
+    }
+
+    async fn activate_signing_key(
+        &self,
+        kid: &str,
+        now: UnixTime,
+        previous_retire_after: UnixTime,
+    ) -> Result<(), StoreError> {
+        let kid = kid.to_owned();
+        self.write(move |db| {
+            exec(
+                db,
+                "UPDATE signing_keys SET retire_after = ?1 WHERE kid <> ?2 AND activated_at IS NOT NULL \
+                 AND retire_after IS NULL AND retired_at IS NULL",
+                params![previous_retire_after.0, kid],
+            )?;
+            let activated = exec(
+                db,
+                "UPDATE signing_keys SET activated_at = ?1, retire_after = NULL WHERE kid = ?2 AND retired_at IS NULL",
+                params![now.0, kid],
+            )?;
+            if activated == 0 {
+                // An error rolls this job's savepoint back: the old key stays active.
+                return Err(StoreError::NotFound);
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn active_signing_key(&self) -> Result<Option<SigningKey>, StoreError> {
+        self.read(move |db| {
+            one(
+                db,
+                concat!(
+                    "SELECT ",
+                    key_cols!(),
+                    " FROM signing_keys \
+                     WHERE activated_at IS NOT NULL AND retire_after IS NULL AND retired_at IS NULL"
+                ),
+                [],
+                key_row,
+            )
+        })
+        .await
+    }
+
+    async fn retire_expired_keys(&self, now: UnixTime) -> Result<Vec<String>, StoreError> {
+        self.write(move |db| {
+            let mut kids = all(
+                db,
+                "UPDATE signing_keys SET retired_at = ?1 \
+                 WHERE retire_after IS NOT NULL AND retire_after <= ?1 AND retired_at IS NULL RETURNING kid",
+                [now.0],
+                text_row,
+            )?;
+            kids.sort();
+            Ok(kids)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl AuditStore for SqliteStore {
+    async fn append_audit(&self, e: &NewAuditEvent) -> Result<AuditEvent, StoreError> {
+        let e = e.clone();
+        self.write(move |db| {
+            one(
+                db,
+                concat!(
+                    "INSERT INTO audit_events (at, actor, action, client_id, subject, detail) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING ",
+                    audit_cols!()
+                ),
+                params![e.at.0, e.actor, e.action, e.client_id, e.subject, e.detail],
+                audit_row,
+            )?
+            .ok_or(StoreError::NotFound)
+        })
+        .await
+    }
+
+    async fn list_audit(&self, f: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError> {
+        let f = f.clone();
+        self.read(move |db| {
+            all(
+                db,
+                concat!(
+                    "SELECT ",
+                    audit_cols!(),
+                    " FROM audit_events WHERE (?1 IS NULL OR client_id = ?1) \
+                     AND (?2 IS NULL OR action = ?2) ORDER BY id DESC LIMIT ?3"
+                ),
+                params![f.client_id, f.action, sql_limit(f.limit)],
+                audit_row,
+            )
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl AssertionStore for SqliteStore {
+    async fn record_assertion_jti(
+        &self,
+        client_id: &str,
+        jti: &str,
+        expires_at: UnixTime,
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
+        let (client_id, jti) = (client_id.to_owned(), jti.to_owned());
+        self.write(move |db| {
+            exec(
+                db,
+                "DELETE FROM client_assertion_jtis WHERE expires_at <= ?1",
+                [now.0],
+            )?;
+            let inserted = exec(
+                db,
+                "INSERT INTO client_assertion_jtis (client_id, jti, expires_at) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (client_id, jti) DO NOTHING",
+                params![client_id, jti, expires_at.0],
+            )?;
+            Ok(inserted == 1)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl LogoStore for SqliteStore {
+    async fn put_logo(&self, logo: &Logo) -> Result<(), StoreError> {
+        let logo = logo.clone();
+        self.write(move |db| {
+            exec(
+                db,
+                "INSERT INTO logos (hash, content_type, body, fetched_at) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (hash) DO NOTHING",
+                params![logo.hash, logo.content_type, logo.body, logo.fetched_at.0],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_logo(&self, hash: &str) -> Result<Option<Logo>, StoreError> {
+        let hash = hash.to_owned();
+        self.read(move |db| {
+            one(
+                db,
+                "SELECT hash, content_type, body, fetched_at FROM logos WHERE hash = ?1",
+                [hash],
+                logo_row,
+            )
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.read(|db| {
+            db.prepare_cached("SELECT 1")?.query_row([], |_| Ok(()))?;
+            Ok(())
+        })
+        .await
+    }
+
+    fn backend(&self) -> Backend {
+        Backend::Sqlite
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_name_a_file_or_memory() {
+        assert_eq!(parse_url("sqlite::memory:").ok(), Some(Location::Memory));
+        assert_eq!(parse_url("sqlite://?mode=memory").ok(), Some(Location::Memory));
+        assert_eq!(
+            parse_url("sqlite://./data/steward.db?mode=rwc").ok(),
+            Some(Location::File(PathBuf::from("./data/steward.db")))
+        );
+        assert_eq!(
+            parse_url("sqlite:steward.db").ok(),
+            Some(Location::File(PathBuf::from("steward.db")))
+        );
+        assert!(matches!(parse_url("sqlite://"), Err(StoreError::InvalidUrl(_))));
+        assert!(matches!(
+            parse_url("sqlite://x.db?cache=shared"),
+            Err(StoreError::InvalidUrl(_))
+        ));
+    }
+}

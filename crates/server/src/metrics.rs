@@ -21,6 +21,12 @@ pub fn handle() -> Option<PrometheusHandle> {
                 .set_buckets(&[
                     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
                 ])
+                .ok()?
+                // A count of jobs, not seconds (crates/store/src/sqlite/worker.rs).
+                .set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Full("steward_store_batch_jobs".into()),
+                    &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0],
+                )
                 .ok()?;
             builder.install_recorder().ok()
         })

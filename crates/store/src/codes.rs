@@ -6,7 +6,7 @@
 //! exactly one sees `Consumed`; the rest see `Replayed` with the code's
 //! `family_id`, so the caller can revoke that family.
 
-use crate::StoreError;
+use crate::{AccessTokenRecord, Grant, NewGrant, NewRefreshFamily, NewRefreshToken, StoreError};
 use async_trait::async_trait;
 use steward_core::UnixTime;
 
@@ -61,4 +61,24 @@ pub trait CodeStore: Send + Sync {
     /// Marks a (valid) replay of a consumed code and returns the refresh
     /// family of the first redemption if that redemption has completed.
     async fn mark_code_replayed(&self, code_hash: &str, now: UnixTime) -> Result<Option<String>, StoreError>;
+    /// Records an approval and its code in one transaction: upserts the
+    /// grant as [`crate::GrantStore::upsert_grant`] does, stores `code` bound
+    /// to that grant (its `grant_id` is replaced by the grant's id), and marks
+    /// the client seen at `grant.now`. Returns the grant.
+    async fn record_authorization(
+        &self,
+        grant: &NewGrant,
+        code: &AuthorizationCode,
+    ) -> Result<Grant, StoreError>;
+    /// Stores what a first redemption issued and completes it, in one
+    /// transaction: the refresh family with its first token (if any), the
+    /// access token, then [`CodeStore::complete_redemption`], whose answer is
+    /// returned. On `false` the records are kept, so that the caller's
+    /// revocation finds them.
+    async fn record_redemption(
+        &self,
+        code_hash: &str,
+        refresh: Option<(&NewRefreshFamily, &NewRefreshToken)>,
+        access: &AccessTokenRecord,
+    ) -> Result<bool, StoreError>;
 }

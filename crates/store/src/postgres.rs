@@ -9,7 +9,7 @@ use crate::error::{parse_column, sql_limit};
 use crate::migrations::{self, POSTGRES};
 use crate::*;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
-use sqlx::{PgPool, Row};
+use sqlx::{PgConnection, PgPool, Row};
 use std::str::FromStr;
 use std::time::Duration;
 use steward_core::{LifecycleState, UnixTime};
@@ -272,6 +272,135 @@ fn collect<T>(rows: &[PgRow], f: fn(&PgRow) -> Result<T, StoreError>) -> Result<
     rows.iter().map(f).collect()
 }
 
+// Statements shared by a store call of their own and the combined calls
+// of a flow (one transaction).
+
+async fn upsert_grant_on(conn: &mut PgConnection, g: &NewGrant) -> Result<Grant, StoreError> {
+    let row = sqlx::query(&format!(
+        "INSERT INTO grants (id, user_id, client_id, redirect_uri, scopes, resource, metadata_version_id, \
+             created_at, updated_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, NULL) \
+             ON CONFLICT (user_id, client_id, redirect_uri) DO UPDATE SET scopes = excluded.scopes, \
+             resource = excluded.resource, metadata_version_id = excluded.metadata_version_id, \
+             updated_at = excluded.updated_at, revoked_at = NULL \
+             RETURNING {GRANT_COLS}"
+    ))
+    .bind(&g.id)
+    .bind(&g.user_id)
+    .bind(&g.client_id)
+    .bind(&g.redirect_uri)
+    .bind(&g.scopes)
+    .bind(&g.resource)
+    .bind(g.metadata_version_id)
+    .bind(g.now.0)
+    .fetch_one(&mut *conn)
+    .await?;
+    grant_row(&row)
+}
+
+async fn insert_code_on(conn: &mut PgConnection, c: &AuthorizationCode) -> Result<(), StoreError> {
+    sqlx::query(&format!(
+        "INSERT INTO authorization_codes ({CODE_COLS}) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+    ))
+    .bind(&c.code_hash)
+    .bind(&c.client_id)
+    .bind(&c.user_id)
+    .bind(&c.grant_id)
+    .bind(&c.redirect_uri)
+    .bind(&c.code_challenge)
+    .bind(&c.scopes)
+    .bind(&c.resource)
+    .bind(c.metadata_version_id)
+    .bind(c.auth_time.0)
+    .bind(c.created_at.0)
+    .bind(c.expires_at.0)
+    .bind(c.consumed_at.map(|t| t.0))
+    .bind(&c.family_id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+async fn insert_access_token_on(conn: &mut PgConnection, a: &AccessTokenRecord) -> Result<(), StoreError> {
+    sqlx::query(&format!(
+        "INSERT INTO access_tokens ({AT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+    ))
+    .bind(&a.jti)
+    .bind(&a.token_hash)
+    .bind(&a.client_id)
+    .bind(&a.user_id)
+    .bind(&a.grant_id)
+    .bind(&a.family_id)
+    .bind(&a.scopes)
+    .bind(&a.resource)
+    .bind(a.issued_at.0)
+    .bind(a.expires_at.0)
+    .bind(a.revoked_at.map(|t| t.0))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+async fn complete_redemption_on(
+    conn: &mut PgConnection,
+    code_hash: &str,
+    family_id: Option<&str>,
+) -> Result<bool, StoreError> {
+    let r = sqlx::query(
+        "UPDATE authorization_codes SET family_id = $1 WHERE code_hash = $2 AND replayed_at IS NULL",
+    )
+    .bind(family_id)
+    .bind(code_hash)
+    .execute(&mut *conn)
+    .await?;
+    Ok(r.rows_affected() > 0)
+}
+
+async fn touch_client_on(
+    conn: &mut PgConnection,
+    client_id: &str,
+    now: UnixTime,
+) -> Result<bool, StoreError> {
+    let r = sqlx::query("UPDATE clients SET last_seen = $1 WHERE client_id = $2")
+        .bind(now.0)
+        .bind(client_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(r.rows_affected() > 0)
+}
+
+async fn create_family_on(
+    conn: &mut PgConnection,
+    f: &NewRefreshFamily,
+    first: &NewRefreshToken,
+) -> Result<RefreshFamily, StoreError> {
+    let row = sqlx::query(&format!(
+            "INSERT INTO refresh_families (id, grant_id, client_id, user_id, scopes, resource, auth_time, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {FAMILY_COLS}"
+        ))
+        .bind(&f.id)
+        .bind(&f.grant_id)
+        .bind(&f.client_id)
+        .bind(&f.user_id)
+        .bind(&f.scopes)
+        .bind(&f.resource)
+        .bind(f.auth_time.map(|a| a.0))
+        .bind(f.created_at.0)
+        .fetch_one(&mut *conn)
+        .await?;
+    let family = family_row(&row)?;
+    sqlx::query(
+        "INSERT INTO refresh_tokens (token_hash, family_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(&first.token_hash)
+    .bind(&f.id)
+    .bind(f.created_at.0)
+    .bind(first.expires_at.0)
+    .execute(&mut *conn)
+    .await?;
+    Ok(family)
+}
+
 #[async_trait]
 impl ClientStore for PostgresStore {
     async fn upsert_client(&self, c: &ClientRecord) -> Result<(), StoreError> {
@@ -338,12 +467,8 @@ impl ClientStore for PostgresStore {
     }
 
     async fn touch_client(&self, client_id: &str, now: UnixTime) -> Result<bool, StoreError> {
-        let r = sqlx::query("UPDATE clients SET last_seen = $1 WHERE client_id = $2")
-            .bind(now.0)
-            .bind(client_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(r.rows_affected() > 0)
+        let mut conn = self.pool.acquire().await?;
+        touch_client_on(&mut conn, client_id, now).await
     }
 
     async fn set_client_state(
@@ -519,25 +644,8 @@ impl SessionStore for PostgresStore {
 #[async_trait]
 impl GrantStore for PostgresStore {
     async fn upsert_grant(&self, g: &NewGrant) -> Result<Grant, StoreError> {
-        let row = sqlx::query(&format!(
-            "INSERT INTO grants (id, user_id, client_id, redirect_uri, scopes, resource, metadata_version_id, \
-             created_at, updated_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, NULL) \
-             ON CONFLICT (user_id, client_id, redirect_uri) DO UPDATE SET scopes = excluded.scopes, \
-             resource = excluded.resource, metadata_version_id = excluded.metadata_version_id, \
-             updated_at = excluded.updated_at, revoked_at = NULL \
-             RETURNING {GRANT_COLS}"
-        ))
-        .bind(&g.id)
-        .bind(&g.user_id)
-        .bind(&g.client_id)
-        .bind(&g.redirect_uri)
-        .bind(&g.scopes)
-        .bind(&g.resource)
-        .bind(g.metadata_version_id)
-        .bind(g.now.0)
-        .fetch_one(&self.pool)
-        .await?;
-        grant_row(&row)
+        let mut conn = self.pool.acquire().await?;
+        upsert_grant_on(&mut conn, g).await
     }
 
     async fn get_grant(&self, id: &str) -> Result<Option<Grant>, StoreError> {
@@ -588,27 +696,8 @@ impl GrantStore for PostgresStore {
 #[async_trait]
 impl CodeStore for PostgresStore {
     async fn insert_code(&self, c: &AuthorizationCode) -> Result<(), StoreError> {
-        sqlx::query(&format!(
-            "INSERT INTO authorization_codes ({CODE_COLS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
-        ))
-        .bind(&c.code_hash)
-        .bind(&c.client_id)
-        .bind(&c.user_id)
-        .bind(&c.grant_id)
-        .bind(&c.redirect_uri)
-        .bind(&c.code_challenge)
-        .bind(&c.scopes)
-        .bind(&c.resource)
-        .bind(c.metadata_version_id)
-        .bind(c.auth_time.0)
-        .bind(c.created_at.0)
-        .bind(c.expires_at.0)
-        .bind(c.consumed_at.map(|t| t.0))
-        .bind(&c.family_id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        let mut conn = self.pool.acquire().await?;
+        insert_code_on(&mut conn, c).await
     }
 
     async fn consume_code(&self, code_hash: &str, now: UnixTime) -> Result<CodeConsumption, StoreError> {
@@ -642,14 +731,42 @@ impl CodeStore for PostgresStore {
         code_hash: &str,
         family_id: Option<&str>,
     ) -> Result<bool, StoreError> {
-        let r = sqlx::query(
-            "UPDATE authorization_codes SET family_id = $1 WHERE code_hash = $2 AND replayed_at IS NULL",
-        )
-        .bind(family_id)
-        .bind(code_hash)
-        .execute(&self.pool)
-        .await?;
-        Ok(r.rows_affected() > 0)
+        let mut conn = self.pool.acquire().await?;
+        complete_redemption_on(&mut conn, code_hash, family_id).await
+    }
+
+    async fn record_authorization(
+        &self,
+        grant: &NewGrant,
+        code: &AuthorizationCode,
+    ) -> Result<Grant, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let stored = upsert_grant_on(&mut tx, grant).await?;
+        let code = AuthorizationCode {
+            grant_id: stored.id.clone(),
+            ..code.clone()
+        };
+        insert_code_on(&mut tx, &code).await?;
+        touch_client_on(&mut tx, &grant.client_id, grant.now).await?;
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    async fn record_redemption(
+        &self,
+        code_hash: &str,
+        refresh: Option<(&NewRefreshFamily, &NewRefreshToken)>,
+        access: &AccessTokenRecord,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        if let Some((family, first)) = refresh {
+            create_family_on(&mut tx, family, first).await?;
+        }
+        insert_access_token_on(&mut tx, access).await?;
+        let completed =
+            complete_redemption_on(&mut tx, code_hash, refresh.map(|(f, _)| f.id.as_str())).await?;
+        tx.commit().await?;
+        Ok(completed)
     }
 
     async fn mark_code_replayed(&self, code_hash: &str, now: UnixTime) -> Result<Option<String>, StoreError> {
@@ -676,28 +793,7 @@ impl RefreshStore for PostgresStore {
         first: &NewRefreshToken,
     ) -> Result<RefreshFamily, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let row = sqlx::query(&format!(
-            "INSERT INTO refresh_families (id, grant_id, client_id, user_id, scopes, resource, auth_time, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {FAMILY_COLS}"
-        ))
-        .bind(&f.id)
-        .bind(&f.grant_id)
-        .bind(&f.client_id)
-        .bind(&f.user_id)
-        .bind(&f.scopes)
-        .bind(&f.resource)
-        .bind(f.auth_time.map(|a| a.0))
-        .bind(f.created_at.0)
-        .fetch_one(&mut *tx)
-        .await?;
-        let family = family_row(&row)?;
-        sqlx::query("INSERT INTO refresh_tokens (token_hash, family_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
-            .bind(&first.token_hash)
-            .bind(&f.id)
-            .bind(f.created_at.0)
-            .bind(first.expires_at.0)
-            .execute(&mut *tx)
-            .await?;
+        let family = create_family_on(&mut tx, f, first).await?;
         tx.commit().await?;
         Ok(family)
     }
@@ -707,6 +803,7 @@ impl RefreshStore for PostgresStore {
         old_hash: &str,
         new: &NewRefreshToken,
         now: UnixTime,
+        access: Option<&AccessTokenRecord>,
     ) -> Result<Rotation, StoreError> {
         let mut tx = self.pool.begin().await?;
         // Concurrent rotations block on this row's lock; when the winner
@@ -738,6 +835,9 @@ impl RefreshStore for PostgresStore {
             .fetch_one(&mut *tx)
             .await?;
             let family = family_row(&row)?;
+            if let Some(access) = access {
+                insert_access_token_on(&mut tx, access).await?;
+            }
             tx.commit().await?;
             return Ok(Rotation::Rotated(family));
         }
@@ -825,23 +925,8 @@ impl RefreshStore for PostgresStore {
 #[async_trait]
 impl AccessTokenStore for PostgresStore {
     async fn insert_access_token(&self, a: &AccessTokenRecord) -> Result<(), StoreError> {
-        sqlx::query(&format!(
-            "INSERT INTO access_tokens ({AT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
-        ))
-        .bind(&a.jti)
-        .bind(&a.token_hash)
-        .bind(&a.client_id)
-        .bind(&a.user_id)
-        .bind(&a.grant_id)
-        .bind(&a.family_id)
-        .bind(&a.scopes)
-        .bind(&a.resource)
-        .bind(a.issued_at.0)
-        .bind(a.expires_at.0)
-        .bind(a.revoked_at.map(|t| t.0))
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        let mut conn = self.pool.acquire().await?;
+        insert_access_token_on(&mut conn, a).await
     }
 
     async fn get_access_token(&self, jti: &str) -> Result<Option<AccessTokenRecord>, StoreError> {

@@ -7,7 +7,7 @@
 //! conditional UPDATE inside one transaction: of N concurrent rotations of one
 //! token exactly one succeeds, and the family never forks.
 
-use crate::StoreError;
+use crate::{AccessTokenRecord, StoreError};
 use async_trait::async_trait;
 use steward_core::UnixTime;
 
@@ -87,12 +87,15 @@ pub trait RefreshStore: Send + Sync {
         family: &NewRefreshFamily,
         first: &NewRefreshToken,
     ) -> Result<RefreshFamily, StoreError>;
-    /// Atomically rotates `old_hash` to `new` (see module docs).
+    /// Atomically rotates `old_hash` to `new` (see module docs) and, when
+    /// it rotates, records `access` (the access token issued with the new
+    /// refresh token) in the same transaction.
     async fn rotate_refresh(
         &self,
         old_hash: &str,
         new: &NewRefreshToken,
         now: UnixTime,
+        access: Option<&AccessTokenRecord>,
     ) -> Result<Rotation, StoreError>;
     async fn get_refresh(&self, token_hash: &str) -> Result<Option<RefreshRecord>, StoreError>;
     /// Revokes one family (RFC 7009 revocation of a refresh token). `false`

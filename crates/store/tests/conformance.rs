@@ -188,6 +188,9 @@ conformance!(
         assertion_jti_replay_is_refused,
         assertion_jti_concurrent_first_use_has_one_winner,
         logos_are_stored_once_by_hash,
+        authorization_is_recorded_in_one_transaction,
+        redemption_is_recorded_in_one_transaction,
+        rotation_records_its_access_token_only_when_it_rotates,
     ],
     harnesses: [
         migrations_twice_is_a_no_op_and_reopen_keeps_data,
@@ -788,7 +791,11 @@ async fn refresh_rotation_and_reuse_revokes_family(s: Arc<dyn Store>) {
     .unwrap();
 
     let now = T0.plus_secs(10);
-    let Rotation::Rotated(f) = s.rotate_refresh("rt-1", &new_token("rt-2"), now).await.unwrap() else {
+    let Rotation::Rotated(f) = s
+        .rotate_refresh("rt-1", &new_token("rt-2"), now, None)
+        .await
+        .unwrap()
+    else {
         panic!("current token must rotate");
     };
     assert_eq!(f.id, "fam-1");
@@ -809,7 +816,9 @@ async fn refresh_rotation_and_reuse_revokes_family(s: Arc<dyn Store>) {
     // rt-1 presented again: stolen or replayed → the family dies.
     let later = T0.plus_secs(20);
     assert_eq!(
-        s.rotate_refresh("rt-1", &new_token("rt-3"), later).await.unwrap(),
+        s.rotate_refresh("rt-1", &new_token("rt-3"), later, None)
+            .await
+            .unwrap(),
         Rotation::Reused {
             family_id: "fam-1".into()
         }
@@ -829,7 +838,9 @@ async fn refresh_rotation_and_reuse_revokes_family(s: Arc<dyn Store>) {
         "nothing was issued on reuse"
     );
     assert_eq!(
-        s.rotate_refresh("rt-2", &new_token("rt-4"), later).await.unwrap(),
+        s.rotate_refresh("rt-2", &new_token("rt-4"), later, None)
+            .await
+            .unwrap(),
         Rotation::Revoked
     );
 }
@@ -841,7 +852,7 @@ async fn refresh_concurrent_rotation_never_forks(s: Arc<dyn Store>) {
         .map(|i| {
             let s = s.clone();
             tokio::spawn(async move {
-                s.rotate_refresh("rt-0", &new_token(&format!("rt-next-{i}")), T0.plus_secs(1))
+                s.rotate_refresh("rt-0", &new_token(&format!("rt-next-{i}")), T0.plus_secs(1), None)
                     .await
                     .unwrap()
             })
@@ -913,20 +924,22 @@ async fn refresh_expired_unknown_and_revocation(s: Arc<dyn Store>) {
     );
 
     assert_eq!(
-        s.rotate_refresh("rt-1", &new_token("n1"), T0.plus_secs(3600))
+        s.rotate_refresh("rt-1", &new_token("n1"), T0.plus_secs(3600), None)
             .await
             .unwrap(),
         Rotation::Expired
     );
     assert_eq!(
-        s.rotate_refresh("nope", &new_token("n2"), T0).await.unwrap(),
+        s.rotate_refresh("nope", &new_token("n2"), T0, None)
+            .await
+            .unwrap(),
         Rotation::NotFound
     );
 
     assert!(s.revoke_family("fam-1", T0.plus_secs(1)).await.unwrap());
     assert!(!s.revoke_family("fam-1", T0.plus_secs(2)).await.unwrap());
     assert_eq!(
-        s.rotate_refresh("rt-1", &new_token("n3"), T0.plus_secs(3))
+        s.rotate_refresh("rt-1", &new_token("n3"), T0.plus_secs(3), None)
             .await
             .unwrap(),
         Rotation::Revoked
@@ -1296,4 +1309,150 @@ async fn logos_are_stored_once_by_hash(s: Arc<dyn Store>) {
     .await
     .unwrap();
     assert_eq!(s.get_logo(&logo.hash).await.unwrap(), Some(logo));
+}
+
+/// Grant, code and last-seen in one transaction: a code that cannot be
+/// stored leaves no new grant behind, and a re-approval keeps its grant.
+async fn authorization_is_recorded_in_one_transaction(s: Arc<dyn Store>) {
+    let grant_id = seed(&s).await;
+    let approval = |id: &str, user: &str, now: UnixTime| NewGrant {
+        id: id.to_owned(),
+        user_id: user.to_owned(),
+        client_id: CLIENT.into(),
+        redirect_uri: REDIRECT.into(),
+        scopes: "mcp:read mcp:write".into(),
+        resource: Some("https://mcp.example/".into()),
+        metadata_version_id: None,
+        now,
+    };
+    // A re-approval: the existing grant is kept, the code is bound to it.
+    let stored = s
+        .record_authorization(
+            &approval("ignored-id", USER, T0.plus_secs(60)),
+            &code("c-1", "placeholder", T0.plus_secs(120)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(stored.id, grant_id);
+    assert_eq!(stored.scopes, "mcp:read mcp:write");
+    let CodeConsumption::Consumed(c) = s.consume_code("c-1", T0.plus_secs(61)).await.unwrap() else {
+        panic!("the code must be stored");
+    };
+    assert_eq!(c.grant_id, grant_id);
+    assert_eq!(
+        s.get_client(CLIENT).await.unwrap().unwrap().last_seen,
+        T0.plus_secs(60)
+    );
+
+    // A second user's first approval whose code collides: nothing is kept.
+    s.create_user(&user("user-2", "bob")).await.unwrap();
+    let mut colliding = code("c-1", "placeholder", T0.plus_secs(120));
+    colliding.user_id = "user-2".into();
+    assert!(matches!(
+        s.record_authorization(&approval("grant-2", "user-2", T0.plus_secs(90)), &colliding)
+            .await,
+        Err(StoreError::Conflict)
+    ));
+    assert!(s.find_grant("user-2", CLIENT, REDIRECT).await.unwrap().is_none());
+    assert_eq!(
+        s.get_client(CLIENT).await.unwrap().unwrap().last_seen,
+        T0.plus_secs(60)
+    );
+}
+
+fn new_family(id: &str, grant_id: &str) -> NewRefreshFamily {
+    NewRefreshFamily {
+        id: id.to_owned(),
+        grant_id: grant_id.to_owned(),
+        client_id: CLIENT.into(),
+        user_id: Some(USER.into()),
+        scopes: "mcp:read".into(),
+        resource: Some("https://mcp.example/".into()),
+        auth_time: Some(T0),
+        created_at: T0,
+    }
+}
+
+/// Family, first refresh token, access token and completion together; a
+/// replay marked first makes it answer `false` with the records kept (so
+/// they can be revoked); a failing insert leaves no family behind.
+async fn redemption_is_recorded_in_one_transaction(s: Arc<dyn Store>) {
+    let grant_id = seed(&s).await;
+    for hash in ["c-a", "c-b", "c-c"] {
+        s.insert_code(&code(hash, &grant_id, T0.plus_secs(60)))
+            .await
+            .unwrap();
+        s.consume_code(hash, T0).await.unwrap();
+    }
+    let f = new_family("fam-a", &grant_id);
+    let at = access_token("jti-a", Some(&grant_id), Some("fam-a"), T0.plus_secs(300));
+    assert!(
+        s.record_redemption("c-a", Some((&f, &new_token("rt-a"))), &at)
+            .await
+            .unwrap()
+    );
+    assert!(s.get_refresh("rt-a").await.unwrap().is_some());
+    assert_eq!(
+        s.get_access_token("jti-a")
+            .await
+            .unwrap()
+            .unwrap()
+            .family_id
+            .as_deref(),
+        Some("fam-a")
+    );
+    // The completion linked the family: a replay now finds it.
+    assert_eq!(
+        s.mark_code_replayed("c-a", T0).await.unwrap().as_deref(),
+        Some("fam-a")
+    );
+
+    // A replay marked before completion: `false`, records kept.
+    s.mark_code_replayed("c-b", T0).await.unwrap();
+    let at_b = access_token("jti-b", Some(&grant_id), None, T0.plus_secs(300));
+    assert!(!s.record_redemption("c-b", None, &at_b).await.unwrap());
+    assert!(s.get_access_token("jti-b").await.unwrap().is_some());
+
+    // The access token collides (same jti): the family is not kept either.
+    let f_c = new_family("fam-c", &grant_id);
+    assert!(matches!(
+        s.record_redemption("c-c", Some((&f_c, &new_token("rt-c"))), &at)
+            .await,
+        Err(StoreError::Conflict)
+    ));
+    assert!(s.get_refresh("rt-c").await.unwrap().is_none());
+    assert!(
+        s.mark_code_replayed("c-c", T0).await.unwrap().is_none(),
+        "not completed"
+    );
+}
+
+async fn rotation_records_its_access_token_only_when_it_rotates(s: Arc<dyn Store>) {
+    let grant_id = seed(&s).await;
+    family(&s, "fam-1", &grant_id, "rt-1").await;
+    let at1 = access_token("jti-1", Some(&grant_id), Some("fam-1"), T0.plus_secs(300));
+    assert!(matches!(
+        s.rotate_refresh("rt-1", &new_token("rt-2"), T0.plus_secs(1), Some(&at1))
+            .await
+            .unwrap(),
+        Rotation::Rotated(_)
+    ));
+    assert!(s.get_access_token("jti-1").await.unwrap().is_some());
+    // Reuse of rt-1: no new access token, and the family's are revoked.
+    let at2 = access_token("jti-2", Some(&grant_id), Some("fam-1"), T0.plus_secs(300));
+    assert!(matches!(
+        s.rotate_refresh("rt-1", &new_token("rt-3"), T0.plus_secs(2), Some(&at2))
+            .await
+            .unwrap(),
+        Rotation::Reused { .. }
+    ));
+    assert!(s.get_access_token("jti-2").await.unwrap().is_none());
+    assert!(
+        s.get_access_token("jti-1")
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_some()
+    );
 }

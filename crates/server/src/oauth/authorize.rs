@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use std::net::SocketAddr;
 use steward_core::pkce::{CodeChallenge, PkceError};
 use steward_core::scope::ScopeSet;
-use steward_core::secret::{random_token, token_hash};
+use steward_core::secret::{ordered_id, random_token, token_hash};
 use steward_core::{ErrorCode, OAuthError, UnixTime};
 use steward_store::{AuthorizationCode, NewAuditEvent, NewGrant, Session};
 use subtle::ConstantTimeEq;
@@ -462,7 +462,7 @@ async fn render_consent(
 async fn issue_code(state: &AppState, v: &Validated, user_id: &str, auth_time: UnixTime) -> Response {
     let now = state.clock.now();
     let grant = NewGrant {
-        id: format!("grt_{}", &random_token().expose()[..22]),
+        id: format!("grt_{}", ordered_id(now)),
         user_id: user_id.to_owned(),
         client_id: v.client.id.clone(),
         redirect_uri: v.registered.clone(),
@@ -471,17 +471,14 @@ async fn issue_code(state: &AppState, v: &Validated, user_id: &str, auth_time: U
         metadata_version_id: v.client.metadata_version,
         now,
     };
-    let grant = match state.store.upsert_grant(&grant).await {
-        Ok(g) => g,
-        Err(e) => return server_error(state, v, &e),
-    };
     let code = random_token();
     let lifetime = i64::try_from(state.settings.tokens.code_lifetime_secs).unwrap_or(60);
     let record = AuthorizationCode {
         code_hash: token_hash(code.expose()),
         client_id: v.client.id.clone(),
         user_id: user_id.to_owned(),
-        grant_id: grant.id,
+        // Replaced by the stored grant's id (a re-approval keeps its grant).
+        grant_id: grant.id.clone(),
         redirect_uri: v.redirect_uri.clone(),
         code_challenge: v.challenge.as_str().to_owned(),
         scopes: v.scopes.to_string(),
@@ -493,10 +490,10 @@ async fn issue_code(state: &AppState, v: &Validated, user_id: &str, auth_time: U
         consumed_at: None,
         family_id: None,
     };
-    if let Err(e) = state.store.insert_code(&record).await {
+    // Grant, code and the client's last-seen time: one transaction.
+    if let Err(e) = state.store.record_authorization(&grant, &record).await {
         return server_error(state, v, &e);
     }
-    let _ = state.store.touch_client(&v.client.id, now).await;
     let mut pairs = vec![("code", code.expose())];
     if let Some(s) = &v.state {
         pairs.push(("state", s));

@@ -12,14 +12,16 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use steward_core::pkce::CodeChallenge;
 use steward_core::scope::ScopeSet;
-use steward_core::secret::{random_token, token_hash};
+use steward_core::secret::{ordered_id, token_hash};
 use steward_core::{ErrorCode, OAuthError};
 use steward_store::{CodeConsumption, NewAuditEvent, NewRefreshFamily, Rotation};
 
 use crate::error::WebError;
 use crate::oauth::client_auth::{self, Authenticated};
 use crate::oauth::params::Params;
-use crate::oauth::tokens::{AccessGrant, invalid_grant, issue_access_token, new_refresh_token};
+use crate::oauth::tokens::{
+    AccessGrant, invalid_grant, issue_access_token, mint_access_token, new_refresh_token,
+};
 use crate::state::AppState;
 
 #[derive(Serialize)]
@@ -201,10 +203,10 @@ async fn authorization_code(
         )));
     }
     let scopes = ScopeSet::parse(&record.scopes).unwrap_or_default();
-    let refresh = if client.allows_grant("refresh_token") {
+    let refresh = client.allows_grant("refresh_token").then(|| {
         let (token, first) = new_refresh_token(state);
         let family = NewRefreshFamily {
-            id: format!("fam_{}", &random_token().expose()[..22]),
+            id: format!("fam_{}", ordered_id(now)),
             grant_id: record.grant_id.clone(),
             client_id: client.id.clone(),
             user_id: Some(record.user_id.clone()),
@@ -213,32 +215,30 @@ async fn authorization_code(
             auth_time: Some(record.auth_time),
             created_at: now,
         };
-        let family = state
-            .store
-            .create_family(&family, &first)
-            .await
-            .map_err(WebError::internal)?;
-        Some((token, family.id))
-    } else {
-        None
-    };
-    let (access_token, expires_in) = issue_access_token(
+        (token, family, first)
+    });
+    let family_id = refresh.as_ref().map(|(_, f, _)| f.id.as_str());
+    let access = mint_access_token(
         state,
         &AccessGrant {
             client_id: &client.id,
             user_id: Some(&record.user_id),
             grant_id: Some(&record.grant_id),
-            family_id: refresh.as_ref().map(|(_, f)| f.as_str()),
+            family_id,
             scopes: &scopes,
             resource: &resource,
             auth_time: Some(record.auth_time),
         },
-    )
-    .await?;
-    let family_id = refresh.as_ref().map(|(_, f)| f.as_str());
+    )?;
+    // Family, first refresh token, access token and the code's completion:
+    // one transaction.
     let completed = state
         .store
-        .complete_redemption(&record.code_hash, family_id)
+        .record_redemption(
+            &record.code_hash,
+            refresh.as_ref().map(|(_, f, first)| (f, first)),
+            &access.record,
+        )
         .await
         .map_err(WebError::internal)?;
     if !completed {
@@ -249,11 +249,11 @@ async fn authorization_code(
         revoke_issued_from_code(state, family_id, &record.grant_id).await;
     }
     Ok(no_store(TokenResponse {
-        access_token,
+        access_token: access.token,
         token_type: "Bearer",
-        expires_in,
+        expires_in: access.lifetime,
         scope: scopes.to_string(),
-        refresh_token: refresh.map(|(t, _)| t),
+        refresh_token: refresh.map(|(t, _, _)| t),
     }))
 }
 
@@ -325,14 +325,29 @@ async fn refresh_token(
             "the resource was not authorized",
         )));
     }
+    // Minted from the family as read: its fields never change but
+    // `revoked_at`, which the rotation itself checks.
+    let family = &current.family;
+    let access = mint_access_token(
+        state,
+        &AccessGrant {
+            client_id: &client.id,
+            user_id: family.user_id.as_deref(),
+            grant_id: Some(&family.grant_id),
+            family_id: Some(&family.id),
+            scopes: &scopes,
+            resource: &resource,
+            auth_time: family.auth_time,
+        },
+    )?;
     let (token, next) = new_refresh_token(state);
-    let family = match state
+    match state
         .store
-        .rotate_refresh(&hash, &next, now)
+        .rotate_refresh(&hash, &next, now, Some(&access.record))
         .await
         .map_err(WebError::internal)?
     {
-        Rotation::Rotated(f) => f,
+        Rotation::Rotated(_) => {}
         Rotation::Reused { family_id } => {
             audit(
                 state,
@@ -349,24 +364,11 @@ async fn refresh_token(
         Rotation::Revoked => return Err(invalid_grant("the refresh token is revoked")),
         Rotation::Expired => return Err(invalid_grant("the refresh token has expired")),
         Rotation::NotFound => return Err(invalid_grant("the refresh token is invalid")),
-    };
-    let (access_token, expires_in) = issue_access_token(
-        state,
-        &AccessGrant {
-            client_id: &client.id,
-            user_id: family.user_id.as_deref(),
-            grant_id: Some(&family.grant_id),
-            family_id: Some(&family.id),
-            scopes: &scopes,
-            resource: &resource,
-            auth_time: family.auth_time,
-        },
-    )
-    .await?;
+    }
     Ok(no_store(TokenResponse {
-        access_token,
+        access_token: access.token,
         token_type: "Bearer",
-        expires_in,
+        expires_in: access.lifetime,
         scope: scopes.to_string(),
         refresh_token: Some(token),
     }))

@@ -7,7 +7,7 @@
 //! reuse revokes it (OAuth 2.1 §4.3.1).
 
 use steward_core::scope::ScopeSet;
-use steward_core::secret::{random_token, token_hash};
+use steward_core::secret::{ordered_id, random_token, token_hash};
 use steward_core::{OAuthError, UnixTime};
 use steward_jose::{AccessTokenClaims, sign_access_token};
 use steward_store::AccessTokenRecord;
@@ -38,12 +38,21 @@ fn looks_like_url(s: &str) -> bool {
     s.contains("://") || s.contains(':')
 }
 
-/// Issues and records an access token; returns it with its lifetime.
-pub async fn issue_access_token(state: &AppState, g: &AccessGrant<'_>) -> Result<(String, u64), WebError> {
+/// A signed (or opaque) access token, with the record that makes it
+/// revocable and introspectable. Nothing is stored yet: the caller records
+/// it, alone ([`issue_access_token`]) or in the transaction of its flow.
+pub struct Minted {
+    pub token: String,
+    pub lifetime: u64,
+    pub record: AccessTokenRecord,
+}
+
+/// Mints an access token for `g`.
+pub fn mint_access_token(state: &AppState, g: &AccessGrant<'_>) -> Result<Minted, WebError> {
     let now = state.clock.now();
     let lifetime = state.settings.tokens.access_token_lifetime_secs;
     let expires_at = now.plus_secs(i64::try_from(lifetime).unwrap_or(i64::MAX));
-    let jti = random_token().expose()[..22].to_owned();
+    let jti = ordered_id(now);
     let sub = match g.user_id {
         Some(user) if looks_like_url(user) => return Err(WebError::internal("a user id looks like a URL")),
         Some(user) => user.to_owned(),
@@ -84,12 +93,22 @@ pub async fn issue_access_token(state: &AppState, g: &AccessGrant<'_>) -> Result
         expires_at,
         revoked_at: None,
     };
+    Ok(Minted {
+        token,
+        lifetime,
+        record,
+    })
+}
+
+/// Mints and records an access token; returns it with its lifetime.
+pub async fn issue_access_token(state: &AppState, g: &AccessGrant<'_>) -> Result<(String, u64), WebError> {
+    let minted = mint_access_token(state, g)?;
     state
         .store
-        .insert_access_token(&record)
+        .insert_access_token(&minted.record)
         .await
         .map_err(WebError::internal)?;
-    Ok((token, lifetime))
+    Ok((minted.token, minted.lifetime))
 }
 
 /// A fresh refresh token and the hash that is stored.

@@ -474,6 +474,139 @@ fn opt_text_row(r: &Row) -> Result<Option<String>, StoreError> {
     Ok(r.get(0)?)
 }
 
+// Statements shared by a store call of their own and the combined calls
+// of a flow (one job, one transaction).
+
+fn upsert_grant_in(db: &Connection, g: &NewGrant) -> Result<Grant, StoreError> {
+    one(
+        db,
+        concat!(
+            "INSERT INTO grants (id, user_id, client_id, redirect_uri, scopes, resource, \
+                     metadata_version_id, created_at, updated_at, revoked_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, NULL) \
+                     ON CONFLICT (user_id, client_id, redirect_uri) DO UPDATE SET scopes = excluded.scopes, \
+                     resource = excluded.resource, metadata_version_id = excluded.metadata_version_id, \
+                     updated_at = excluded.updated_at, revoked_at = NULL \
+                     RETURNING ",
+            grant_cols!()
+        ),
+        params![
+            g.id,
+            g.user_id,
+            g.client_id,
+            g.redirect_uri,
+            g.scopes,
+            g.resource,
+            g.metadata_version_id,
+            g.now.0
+        ],
+        grant_row,
+    )?
+    .ok_or(StoreError::NotFound)
+}
+
+fn insert_code_in(db: &Connection, c: &AuthorizationCode) -> Result<(), StoreError> {
+    exec(
+        db,
+        concat!(
+            "INSERT INTO authorization_codes (",
+            code_cols!(),
+            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+        ),
+        params![
+            c.code_hash,
+            c.client_id,
+            c.user_id,
+            c.grant_id,
+            c.redirect_uri,
+            c.code_challenge,
+            c.scopes,
+            c.resource,
+            c.metadata_version_id,
+            c.auth_time.0,
+            c.created_at.0,
+            c.expires_at.0,
+            ut(c.consumed_at),
+            c.family_id
+        ],
+    )?;
+    Ok(())
+}
+
+fn create_family_in(
+    db: &Connection,
+    f: &NewRefreshFamily,
+    first: &NewRefreshToken,
+) -> Result<RefreshFamily, StoreError> {
+    let family = one(
+        db,
+        concat!(
+            "INSERT INTO refresh_families (id, grant_id, client_id, user_id, scopes, resource, \
+                     auth_time, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING ",
+            family_cols!()
+        ),
+        params![
+            f.id,
+            f.grant_id,
+            f.client_id,
+            f.user_id,
+            f.scopes,
+            f.resource,
+            ut(f.auth_time),
+            f.created_at.0
+        ],
+        family_row,
+    )?
+    .ok_or(StoreError::NotFound)?;
+    exec(
+        db,
+        "INSERT INTO refresh_tokens (token_hash, family_id, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
+        params![first.token_hash, f.id, f.created_at.0, first.expires_at.0],
+    )?;
+    Ok(family)
+}
+
+fn insert_access_token_in(db: &Connection, a: &AccessTokenRecord) -> Result<(), StoreError> {
+    exec(
+        db,
+        concat!(
+            "INSERT INTO access_tokens (",
+            at_cols!(),
+            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+        ),
+        params![
+            a.jti,
+            a.token_hash,
+            a.client_id,
+            a.user_id,
+            a.grant_id,
+            a.family_id,
+            a.scopes,
+            a.resource,
+            a.issued_at.0,
+            a.expires_at.0,
+            ut(a.revoked_at)
+        ],
+    )?;
+    Ok(())
+}
+
+fn complete_redemption_in(db: &Connection, hash: &str, family: Option<&str>) -> Result<bool, StoreError> {
+    Ok(exec(
+        db,
+        "UPDATE authorization_codes SET family_id = ?1 WHERE code_hash = ?2 AND replayed_at IS NULL",
+        params![family, hash],
+    )? > 0)
+}
+
+fn touch_client_in(db: &Connection, id: &str, now: UnixTime) -> Result<bool, StoreError> {
+    Ok(exec(
+        db,
+        "UPDATE clients SET last_seen = ?1 WHERE client_id = ?2",
+        params![now.0, id],
+    )? > 0)
+}
+
 #[async_trait]
 impl ClientStore for SqliteStore {
     async fn upsert_client(&self, c: &ClientRecord) -> Result<(), StoreError> {
@@ -558,14 +691,7 @@ impl ClientStore for SqliteStore {
 
     async fn touch_client(&self, client_id: &str, now: UnixTime) -> Result<bool, StoreError> {
         let id = client_id.to_owned();
-        self.write(move |db| {
-            Ok(exec(
-                db,
-                "UPDATE clients SET last_seen = ?1 WHERE client_id = ?2",
-                params![now.0, id],
-            )? > 0)
-        })
-        .await
+        self.write(move |db| touch_client_in(db, &id, now)).await
     }
 
     async fn set_client_state(
@@ -804,34 +930,7 @@ impl SessionStore for SqliteStore {
 impl GrantStore for SqliteStore {
     async fn upsert_grant(&self, g: &NewGrant) -> Result<Grant, StoreError> {
         let g = g.clone();
-        self.write(move |db| {
-            one(
-                db,
-                concat!(
-                    "INSERT INTO grants (id, user_id, client_id, redirect_uri, scopes, resource, \
-                     metadata_version_id, created_at, updated_at, revoked_at) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, NULL) \
-                     ON CONFLICT (user_id, client_id, redirect_uri) DO UPDATE SET scopes = excluded.scopes, \
-                     resource = excluded.resource, metadata_version_id = excluded.metadata_version_id, \
-                     updated_at = excluded.updated_at, revoked_at = NULL \
-                     RETURNING ",
-                    grant_cols!()
-                ),
-                params![
-                    g.id,
-                    g.user_id,
-                    g.client_id,
-                    g.redirect_uri,
-                    g.scopes,
-                    g.resource,
-                    g.metadata_version_id,
-                    g.now.0
-                ],
-                grant_row,
-            )?
-            .ok_or(StoreError::NotFound)
-        })
-        .await
+        self.write(move |db| upsert_grant_in(db, &g)).await
     }
 
     async fn get_grant(&self, id: &str) -> Result<Option<Grant>, StoreError> {
@@ -903,34 +1002,7 @@ impl GrantStore for SqliteStore {
 impl CodeStore for SqliteStore {
     async fn insert_code(&self, c: &AuthorizationCode) -> Result<(), StoreError> {
         let c = c.clone();
-        self.write(move |db| {
-            exec(
-                db,
-                concat!(
-                    "INSERT INTO authorization_codes (",
-                    code_cols!(),
-                    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
-                ),
-                params![
-                    c.code_hash,
-                    c.client_id,
-                    c.user_id,
-                    c.grant_id,
-                    c.redirect_uri,
-                    c.code_challenge,
-                    c.scopes,
-                    c.resource,
-                    c.metadata_version_id,
-                    c.auth_time.0,
-                    c.created_at.0,
-                    c.expires_at.0,
-                    ut(c.consumed_at),
-                    c.family_id
-                ],
-            )?;
-            Ok(())
-        })
-        .await
+        self.write(move |db| insert_code_in(db, &c)).await
     }
 
     async fn consume_code(&self, code_hash: &str, now: UnixTime) -> Result<CodeConsumption, StoreError> {
@@ -976,12 +1048,41 @@ impl CodeStore for SqliteStore {
     ) -> Result<bool, StoreError> {
         let hash = code_hash.to_owned();
         let family = family_id.map(str::to_owned);
+        self.write(move |db| complete_redemption_in(db, &hash, family.as_deref()))
+            .await
+    }
+
+    async fn record_authorization(
+        &self,
+        grant: &NewGrant,
+        code: &AuthorizationCode,
+    ) -> Result<Grant, StoreError> {
+        let (grant, mut code) = (grant.clone(), code.clone());
         self.write(move |db| {
-            Ok(exec(
-                db,
-                "UPDATE authorization_codes SET family_id = ?1 WHERE code_hash = ?2 AND replayed_at IS NULL",
-                params![family, hash],
-            )? > 0)
+            let stored = upsert_grant_in(db, &grant)?;
+            code.grant_id.clone_from(&stored.id);
+            insert_code_in(db, &code)?;
+            touch_client_in(db, &grant.client_id, grant.now)?;
+            Ok(stored)
+        })
+        .await
+    }
+
+    async fn record_redemption(
+        &self,
+        code_hash: &str,
+        refresh: Option<(&NewRefreshFamily, &NewRefreshToken)>,
+        access: &AccessTokenRecord,
+    ) -> Result<bool, StoreError> {
+        let hash = code_hash.to_owned();
+        let refresh = refresh.map(|(f, t)| (f.clone(), t.clone()));
+        let access = access.clone();
+        self.write(move |db| {
+            if let Some((family, first)) = &refresh {
+                create_family_in(db, family, first)?;
+            }
+            insert_access_token_in(db, &access)?;
+            complete_redemption_in(db, &hash, refresh.as_ref().map(|(f, _)| f.id.as_str()))
         })
         .await
     }
@@ -1011,35 +1112,7 @@ impl RefreshStore for SqliteStore {
     ) -> Result<RefreshFamily, StoreError> {
         let f = f.clone();
         let first = first.clone();
-        self.write(move |db| {
-            let family = one(
-                db,
-                concat!(
-                    "INSERT INTO refresh_families (id, grant_id, client_id, user_id, scopes, resource, \
-                     auth_time, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING ",
-                    family_cols!()
-                ),
-                params![
-                    f.id,
-                    f.grant_id,
-                    f.client_id,
-                    f.user_id,
-                    f.scopes,
-                    f.resource,
-                    ut(f.auth_time),
-                    f.created_at.0
-                ],
-                family_row,
-            )?
-            .ok_or(StoreError::NotFound)?;
-            exec(
-                db,
-                "INSERT INTO refresh_tokens (token_hash, family_id, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
-                params![first.token_hash, f.id, f.created_at.0, first.expires_at.0],
-            )?;
-            Ok(family)
-        })
-        .await
+        self.write(move |db| create_family_in(db, &f, &first)).await
     }
 
     async fn rotate_refresh(
@@ -1047,9 +1120,11 @@ impl RefreshStore for SqliteStore {
         old_hash: &str,
         new: &NewRefreshToken,
         now: UnixTime,
+        access: Option<&AccessTokenRecord>,
     ) -> Result<Rotation, StoreError> {
         let old = old_hash.to_owned();
         let new = new.clone();
+        let access = access.cloned();
         self.write(move |db| {
             // EXISTS, not `family_id IN (SELECT …)`: SQLite materializes an IN
             // subquery by scanning every family, making each rotation O(families).
@@ -1077,6 +1152,9 @@ impl RefreshStore for SqliteStore {
                     family_row,
                 )?
                 .ok_or(StoreError::NotFound)?;
+                if let Some(access) = &access {
+                    insert_access_token_in(db, access)?;
+                }
                 return Ok(Rotation::Rotated(family));
             }
             let state = one(
@@ -1173,31 +1251,7 @@ impl RefreshStore for SqliteStore {
 impl AccessTokenStore for SqliteStore {
     async fn insert_access_token(&self, a: &AccessTokenRecord) -> Result<(), StoreError> {
         let a = a.clone();
-        self.write(move |db| {
-            exec(
-                db,
-                concat!(
-                    "INSERT INTO access_tokens (",
-                    at_cols!(),
-                    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
-                ),
-                params![
-                    a.jti,
-                    a.token_hash,
-                    a.client_id,
-                    a.user_id,
-                    a.grant_id,
-                    a.family_id,
-                    a.scopes,
-                    a.resource,
-                    a.issued_at.0,
-                    a.expires_at.0,
-                    ut(a.revoked_at)
-                ],
-            )?;
-            Ok(())
-        })
-        .await
+        self.write(move |db| insert_access_token_in(db, &a)).await
     }
 
     async fn get_access_token(&self, jti: &str) -> Result<Option<AccessTokenRecord>, StoreError> {

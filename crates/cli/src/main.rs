@@ -122,6 +122,13 @@ enum CimdCommand {
     },
 }
 
+/// mimalloc instead of glibc malloc: a token request allocates and frees
+/// hundreds of small buffers across the runtime and database threads, and
+/// glibc's arena locking and consolidation were 8% of a token request's
+/// profile (docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let settings = match config::load(cli.config.as_deref()) {

@@ -123,6 +123,12 @@ struct Inner {
     cache: moka::sync::Cache<String, Arc<Entry>>,
     negative: NegativeCache,
     inflight: Mutex<HashMap<String, watch::Receiver<Option<Shared>>>>,
+    /// Stored versions already re-validated, by version id. A version
+    /// record never changes (it is addressed by its content hash) and the
+    /// policy is fixed for the process, so re-validating the same version at
+    /// every token request would only repeat a database read, a SHA-256 and
+    /// a JSON parse. At most `cache_max_entries` versions.
+    stored: moka::sync::Cache<i64, Arc<ResolvedClient>>,
 }
 
 struct Entry {
@@ -200,6 +206,8 @@ impl Resolver {
             config.negative_cache_max_seconds,
         );
         let policy = config.policy();
+        // Each entry is at most one document (size-capped when fetched).
+        let stored = moka::sync::Cache::new(max_entries);
         Self {
             inner: Arc::new(Inner {
                 fetcher,
@@ -210,6 +218,7 @@ impl Resolver {
                 cache,
                 negative,
                 inflight: Mutex::new(HashMap::new()),
+                stored,
             }),
         }
     }
@@ -246,8 +255,16 @@ impl Resolver {
         id: &ClientIdUrl,
         version_id: i64,
     ) -> Result<Option<ResolvedClient>, ResolveError> {
+        if let Some(client) = self.inner.stored.get(&version_id) {
+            // The same check as below: a version id names one client's version.
+            return Ok((client.metadata.client_id == id.as_str()).then(|| (*client).clone()));
+        }
         match self.inner.versions.get(version_id).await? {
-            Some(record) if record.client_id == id.as_str() => self.client_from_record(id, record).map(Some),
+            Some(record) if record.client_id == id.as_str() => {
+                let client = self.client_from_record(id, record)?;
+                self.inner.stored.insert(version_id, Arc::new(client.clone()));
+                Ok(Some(client))
+            }
             _ => Ok(None),
         }
     }

@@ -17,6 +17,7 @@ use crate::migrations::SQLITE;
 use crate::*;
 use rusqlite::{Connection, OpenFlags, Params, Row, params};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 use steward_core::{LifecycleState, UnixTime};
 use worker::{Access, Worker};
@@ -36,8 +37,99 @@ const STATEMENT_CACHE: usize = 128;
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     worker: Worker,
+    clients: Arc<ClientCache>,
     /// Dropping the last clone stops the checkpoint thread.
     _checkpoints: Option<std::sync::mpsc::Sender<()>>,
+}
+
+/// Client records cached in memory: every token and authorization request
+/// reads its client, and that read was a round trip to the database thread.
+///
+/// Kept exact: a write of this process through the store drops the entry
+/// (after it commits, with a generation count so that a read racing the
+/// write cannot put the old record back); a commit by another process (the
+/// `steward` CLI on the same file) is seen through `PRAGMA data_version`
+/// before every batch and drops all entries; entries also expire after
+/// [`CLIENT_CACHE_TTL`]. Only found clients are cached, so a client created
+/// elsewhere is seen at once.
+#[derive(Debug)]
+struct ClientCache {
+    entries: moka::sync::Cache<String, ClientRecord>,
+    generation: std::sync::atomic::AtomicU64,
+}
+
+const CLIENT_CACHE_ENTRIES: u64 = 10_000;
+/// The longest a change made by another process (the CLI) can go unseen
+/// when no batch ran in between. Under load a batch runs every few
+/// milliseconds, and changes made through this process are seen at once.
+const CLIENT_CACHE_TTL: Duration = Duration::from_secs(1);
+
+impl ClientCache {
+    fn new() -> Self {
+        Self {
+            entries: moka::sync::Cache::builder()
+                .max_capacity(CLIENT_CACHE_ENTRIES)
+                .time_to_live(CLIENT_CACHE_TTL)
+                .build(),
+            generation: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Caches a record read under `generation`, unless a write came since.
+    fn fill(&self, generation: u64, record: &ClientRecord) {
+        if self.generation() == generation {
+            self.entries.insert(record.client_id.clone(), record.clone());
+        }
+    }
+
+    fn forget(&self, client_id: &str) {
+        self.generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        self.entries.invalidate(client_id);
+    }
+
+    fn forget_all(&self) {
+        self.generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        self.entries.invalidate_all();
+    }
+
+    /// Moves a cached record's `last_seen` forward, atomically per entry,
+    /// without making a record that was dropped reappear.
+    fn seen(&self, client_id: &str, now: UnixTime) {
+        self.entries
+            .entry_by_ref(client_id)
+            .and_compute_with(|entry| match entry {
+                Some(entry) => {
+                    let mut record = entry.into_value();
+                    record.last_seen = record.last_seen.max(now);
+                    moka::ops::compute::Op::Put(record)
+                }
+                None => moka::ops::compute::Op::Nop,
+            });
+    }
+}
+
+/// Drops every cached client when another connection has committed since
+/// the last batch (`data_version` changes only for other connections' commits).
+fn watch_other_writers(clients: Arc<ClientCache>) -> impl FnMut(&Connection) + Send + 'static {
+    let mut last: Option<i64> = None;
+    move |conn| {
+        let version = conn
+            .prepare_cached("PRAGMA data_version")
+            .and_then(|mut s| s.query_row([], |r| r.get::<_, i64>(0)));
+        match version {
+            Ok(v) => {
+                if last.is_some_and(|l| l != v) {
+                    clients.forget_all();
+                }
+                last = Some(v);
+            }
+            Err(_) => clients.forget_all(),
+        }
+    }
 }
 
 /// Where a `sqlite:` URL points.
@@ -145,11 +237,13 @@ impl SqliteStore {
             Location::File(path) => Some(path.clone()),
             Location::Memory => None,
         };
-        let worker = Worker::start(move || open(&location)).await?;
+        let clients = Arc::new(ClientCache::new());
+        let worker = Worker::start(move || open(&location), watch_other_writers(clients.clone())).await?;
         // After `open`: the file exists and is in WAL mode by now.
         let checkpoints = file.map(start_checkpoints).transpose()?;
         Ok(Self {
             worker,
+            clients,
             _checkpoints: checkpoints,
         })
     }
@@ -610,8 +704,9 @@ fn touch_client_in(db: &Connection, id: &str, now: UnixTime) -> Result<bool, Sto
 #[async_trait]
 impl ClientStore for SqliteStore {
     async fn upsert_client(&self, c: &ClientRecord) -> Result<(), StoreError> {
+        let client_id = c.client_id.as_str();
         let c = c.clone();
-        self.write(move |db| {
+        let result = self.write(move |db| {
             exec(
                 db,
                 "INSERT INTO clients (client_id, kind, display_name, first_seen, last_seen, state, \
@@ -644,20 +739,31 @@ impl ClientStore for SqliteStore {
             )?;
             Ok(())
         })
-        .await
+        .await;
+        self.clients.forget(client_id);
+        result
     }
 
     async fn get_client(&self, client_id: &str) -> Result<Option<ClientRecord>, StoreError> {
+        if let Some(record) = self.clients.entries.get(client_id) {
+            return Ok(Some(record));
+        }
+        let generation = self.clients.generation();
         let id = client_id.to_owned();
-        self.read(move |db| {
-            one(
-                db,
-                concat!("SELECT ", client_cols!(), " FROM clients WHERE client_id = ?1"),
-                [id],
-                client_row,
-            )
-        })
-        .await
+        let record = self
+            .read(move |db| {
+                one(
+                    db,
+                    concat!("SELECT ", client_cols!(), " FROM clients WHERE client_id = ?1"),
+                    [id],
+                    client_row,
+                )
+            })
+            .await?;
+        if let Some(record) = &record {
+            self.clients.fill(generation, record);
+        }
+        Ok(record)
     }
 
     async fn list_clients(&self, f: &ClientFilter) -> Result<Vec<ClientRecord>, StoreError> {
@@ -685,13 +791,18 @@ impl ClientStore for SqliteStore {
 
     async fn delete_client(&self, client_id: &str) -> Result<bool, StoreError> {
         let id = client_id.to_owned();
-        self.write(move |db| Ok(exec(db, "DELETE FROM clients WHERE client_id = ?1", [id])? > 0))
-            .await
+        let result = self
+            .write(move |db| Ok(exec(db, "DELETE FROM clients WHERE client_id = ?1", [id])? > 0))
+            .await;
+        self.clients.forget(client_id);
+        result
     }
 
     async fn touch_client(&self, client_id: &str, now: UnixTime) -> Result<bool, StoreError> {
         let id = client_id.to_owned();
-        self.write(move |db| touch_client_in(db, &id, now)).await
+        let touched = self.write(move |db| touch_client_in(db, &id, now)).await?;
+        self.clients.seen(client_id, now);
+        Ok(touched)
     }
 
     async fn set_client_state(
@@ -701,14 +812,17 @@ impl ClientStore for SqliteStore {
         now: UnixTime,
     ) -> Result<bool, StoreError> {
         let id = client_id.to_owned();
-        self.write(move |db| {
-            Ok(exec(
-                db,
-                "UPDATE clients SET state = ?1, updated_at = ?2 WHERE client_id = ?3",
-                params![state.as_str(), now.0, id],
-            )? > 0)
-        })
-        .await
+        let result = self
+            .write(move |db| {
+                Ok(exec(
+                    db,
+                    "UPDATE clients SET state = ?1, updated_at = ?2 WHERE client_id = ?3",
+                    params![state.as_str(), now.0, id],
+                )? > 0)
+            })
+            .await;
+        self.clients.forget(client_id);
+        result
     }
 }
 
@@ -1057,15 +1171,19 @@ impl CodeStore for SqliteStore {
         grant: &NewGrant,
         code: &AuthorizationCode,
     ) -> Result<Grant, StoreError> {
+        let (seen_id, seen_at) = (grant.client_id.clone(), grant.now);
         let (grant, mut code) = (grant.clone(), code.clone());
-        self.write(move |db| {
-            let stored = upsert_grant_in(db, &grant)?;
-            code.grant_id.clone_from(&stored.id);
-            insert_code_in(db, &code)?;
-            touch_client_in(db, &grant.client_id, grant.now)?;
-            Ok(stored)
-        })
-        .await
+        let stored = self
+            .write(move |db| {
+                let stored = upsert_grant_in(db, &grant)?;
+                code.grant_id.clone_from(&stored.id);
+                insert_code_in(db, &code)?;
+                touch_client_in(db, &grant.client_id, grant.now)?;
+                Ok(stored)
+            })
+            .await?;
+        self.clients.seen(&seen_id, seen_at);
+        Ok(stored)
     }
 
     async fn record_redemption(
@@ -1566,6 +1684,72 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use steward_core::{ClientKind, TrustTier};
+
+    fn record(id: &str) -> ClientRecord {
+        ClientRecord {
+            client_id: id.to_owned(),
+            kind: ClientKind::PreRegistered,
+            display_name: None,
+            first_seen: UnixTime(1),
+            last_seen: UnixTime(1),
+            state: LifecycleState::Active,
+            owner_organization: None,
+            owner_business: None,
+            owner_technical: None,
+            owner_contact: None,
+            trust_tier: TrustTier::Verified,
+            secret_hash: None,
+            registration: "{}".into(),
+            created_at: UnixTime(1),
+            updated_at: UnixTime(1),
+        }
+    }
+
+    /// The CLI writes the same file from another process: its commit must
+    /// reach a cached client by the next batch, and otherwise within the TTL.
+    #[tokio::test]
+    async fn another_process_suspending_a_client_is_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let store = SqliteStore::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        store.upsert_client(&record("a")).await.unwrap();
+        store.upsert_client(&record("b")).await.unwrap();
+        for id in ["a", "b"] {
+            assert_eq!(
+                store.get_client(id).await.unwrap().unwrap().state,
+                LifecycleState::Active
+            );
+        }
+        let other = Connection::open(&path).unwrap();
+        other
+            .execute(
+                "UPDATE clients SET state = 'suspended' WHERE client_id IN ('a', 'b')",
+                [],
+            )
+            .unwrap();
+        // Any batch (here one that touches neither client) notices the commit.
+        store.touch_client("nobody", UnixTime(2)).await.unwrap();
+        assert_eq!(
+            store.get_client("a").await.unwrap().unwrap().state,
+            LifecycleState::Suspended
+        );
+        // With no batch in between, the entry's time to live bounds it.
+        assert_eq!(
+            store.get_client("b").await.unwrap().unwrap().state,
+            LifecycleState::Suspended
+        );
+        other
+            .execute("UPDATE clients SET state = 'active' WHERE client_id = 'b'", [])
+            .unwrap();
+        tokio::time::sleep(CLIENT_CACHE_TTL + Duration::from_millis(200)).await;
+        assert_eq!(
+            store.get_client("b").await.unwrap().unwrap().state,
+            LifecycleState::Active
+        );
+    }
 
     #[test]
     fn urls_name_a_file_or_memory() {

@@ -57,8 +57,10 @@ pub(super) struct Worker {
 
 impl Worker {
     /// Starts the thread; `open` runs on it and makes the connection.
+    /// `before_batch` runs on the thread before each batch's transaction.
     pub(super) async fn start(
         open: impl FnOnce() -> Result<Connection, StoreError> + Send + 'static,
+        before_batch: impl FnMut(&Connection) + Send + 'static,
     ) -> Result<Self, StoreError> {
         let (jobs, queue) = mpsc::channel::<Job>();
         let (opened, opened_rx) = oneshot::channel();
@@ -67,7 +69,7 @@ impl Worker {
             .spawn(move || match open() {
                 Ok(conn) => {
                     let _ = opened.send(Ok(()));
-                    run(&conn, &queue);
+                    run(&conn, &queue, before_batch);
                 }
                 Err(e) => {
                     let _ = opened.send(Err(e));
@@ -134,7 +136,7 @@ fn exec(conn: &Connection, sql: &str) -> Result<(), StoreError> {
 
 /// The thread's loop: wait for a job, take every job already queued behind
 /// it (up to [`MAX_BATCH`]), run them in one transaction, commit, answer.
-fn run(conn: &Connection, queue: &mpsc::Receiver<Job>) {
+fn run(conn: &Connection, queue: &mpsc::Receiver<Job>, mut before_batch: impl FnMut(&Connection)) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut delivered = Vec::with_capacity(MAX_BATCH);
     while let Ok(first) = queue.recv() {
@@ -146,6 +148,7 @@ fn run(conn: &Connection, queue: &mpsc::Receiver<Job>) {
             }
         }
         metrics::histogram!("steward_store_batch_jobs").record(batch.len() as f64);
+        before_batch(conn);
         // BEGIN IMMEDIATE takes the write lock up front, so no statement of
         // the batch ever has to upgrade a read snapshot (which SQLite refuses
         // with SQLITE_BUSY instead of waiting on the busy timeout).
@@ -202,11 +205,14 @@ mod tests {
     use std::sync::Arc;
 
     async fn worker() -> Worker {
-        Worker::start(|| {
-            let c = Connection::open_in_memory()?;
-            c.execute_batch("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT NOT NULL)")?;
-            Ok(c)
-        })
+        Worker::start(
+            || {
+                let c = Connection::open_in_memory()?;
+                c.execute_batch("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT NOT NULL)")?;
+                Ok(c)
+            },
+            |_| {},
+        )
         .await
         .unwrap()
     }
@@ -284,16 +290,19 @@ mod tests {
     /// caller hears the failure and nothing of the batch is kept.
     #[tokio::test]
     async fn a_failed_commit_fails_every_job_of_the_batch() {
-        let w = Worker::start(|| {
-            let c = Connection::open_in_memory()?;
-            c.execute_batch(
-                "PRAGMA foreign_keys = ON;
+        let w = Worker::start(
+            || {
+                let c = Connection::open_in_memory()?;
+                c.execute_batch(
+                    "PRAGMA foreign_keys = ON;
                  CREATE TABLE p (id INTEGER PRIMARY KEY);
                  CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT NOT NULL,
                    p INTEGER REFERENCES p (id) DEFERRABLE INITIALLY DEFERRED);",
-            )?;
-            Ok(c)
-        })
+                )?;
+                Ok(c)
+            },
+            |_| {},
+        )
         .await
         .unwrap();
         // A deferred foreign key is checked at COMMIT, after the job returned Ok.

@@ -30,6 +30,14 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 const WRITER_AUTOCHECKPOINT_PAGES: u32 = 8192;
 /// How often the checkpoint thread copies the WAL back into the database.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+/// Page size of new databases. Every page a transaction changes is written
+/// to the WAL whole, and again to the database at the checkpoint; a token
+/// insert changes one or two pages at random positions in its indexes (the
+/// hashed keys), so bytes written grow with the page size, not the row
+/// size. 1 KiB pages hold every index key of the schema inline.
+const PAGE_SIZE: i64 = 1024;
+/// The writer's page cache, in KiB (SQLite's default is 2,000 KiB).
+const CACHE_KIB: i64 = 4096;
 /// Prepared statements kept per connection: every statement of the store
 /// fits, so none is compiled twice.
 const STATEMENT_CACHE: usize = 128;
@@ -178,6 +186,9 @@ fn open(location: &Location) -> Result<Connection, StoreError> {
     };
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    // Only a new, empty database takes a page size; an existing file keeps its own.
+    conn.pragma_update(None, "page_size", PAGE_SIZE)?;
+    conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
     if matches!(location, Location::File(_)) {
         let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {

@@ -63,8 +63,9 @@ pub trait CodeStore: Send + Sync {
     async fn mark_code_replayed(&self, code_hash: &str, now: UnixTime) -> Result<Option<String>, StoreError>;
     /// Records an approval and its code in one transaction: upserts the
     /// grant as [`crate::GrantStore::upsert_grant`] does, stores `code` bound
-    /// to that grant (its `grant_id` is replaced by the grant's id), and marks
-    /// the client seen at `grant.now`. Returns the grant.
+    /// to that grant (its `grant_id` is replaced by the grant's id); then
+    /// marks the client seen at `grant.now` (a backend may do this last step
+    /// after the commit). Returns the grant.
     async fn record_authorization(
         &self,
         grant: &NewGrant,

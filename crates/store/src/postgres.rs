@@ -741,14 +741,43 @@ impl CodeStore for PostgresStore {
         code: &AuthorizationCode,
     ) -> Result<Grant, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let stored = upsert_grant_on(&mut tx, grant).await?;
+        // A re-approval of what is already granted changes no grant row: a
+        // shared lock is enough to keep it from being revoked under this
+        // code, and unlike the upsert's row lock it does not make every
+        // concurrent authorization of the same user and client wait for the
+        // previous one's commit.
+        let unchanged = sqlx::query(&format!(
+            "SELECT {GRANT_COLS} FROM grants WHERE user_id = $1 AND client_id = $2 AND redirect_uri = $3 \
+             AND scopes = $4 AND resource IS NOT DISTINCT FROM $5 \
+             AND metadata_version_id IS NOT DISTINCT FROM $6 AND revoked_at IS NULL FOR SHARE"
+        ))
+        .bind(&grant.user_id)
+        .bind(&grant.client_id)
+        .bind(&grant.redirect_uri)
+        .bind(&grant.scopes)
+        .bind(&grant.resource)
+        .bind(grant.metadata_version_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let stored = match unchanged {
+            Some(row) => grant_row(&row)?,
+            None => upsert_grant_on(&mut tx, grant).await?,
+        };
         let code = AuthorizationCode {
             grant_id: stored.id.clone(),
             ..code.clone()
         };
         insert_code_on(&mut tx, &code).await?;
-        touch_client_on(&mut tx, &grant.client_id, grant.now).await?;
         tx.commit().await?;
+        // Last-seen is bookkeeping, written after the commit and only when
+        // the second changes: one UPDATE of the client's row per
+        // authorization serialized every authorization of that client on
+        // the row lock.
+        sqlx::query("UPDATE clients SET last_seen = $1 WHERE client_id = $2 AND last_seen < $1")
+            .bind(grant.now.0)
+            .bind(&grant.client_id)
+            .execute(&self.pool)
+            .await?;
         Ok(stored)
     }
 

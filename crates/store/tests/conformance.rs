@@ -1290,7 +1290,11 @@ async fn sqlite_file_creates_parent_dirs_and_uses_wal() {
     assert_eq!(store.pragma("foreign_keys").await.unwrap(), "1");
     let sync = store.pragma("synchronous").await.unwrap();
     assert_eq!(sync, "1", "NORMAL");
-    assert_eq!(store.pragma("page_size").await.unwrap(), "1024", "a new file gets 1 KiB pages");
+    assert_eq!(
+        store.pragma("page_size").await.unwrap(),
+        "1024",
+        "a new file gets 1 KiB pages"
+    );
 }
 
 async fn logos_are_stored_once_by_hash(s: Arc<dyn Store>) {

@@ -239,10 +239,10 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `url` and migrates it.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let location = parse_url(url)?;
-        if let Location::File(path) = &location {
-            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                tokio::fs::create_dir_all(parent).await.map_err(StoreError::Io)?;
-            }
+        if let Location::File(path) = &location
+            && let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
+        {
+            tokio::fs::create_dir_all(parent).await.map_err(StoreError::Io)?;
         }
         let file = match &location {
             Location::File(path) => Some(path.clone()),
@@ -490,7 +490,7 @@ fn family_row(r: &Row) -> Result<RefreshFamily, StoreError> {
 /// A family whose columns start at index `at` (alone, or after a token's).
 fn family_at(r: &Row, at: usize) -> Result<RefreshFamily, StoreError> {
     Ok(RefreshFamily {
-        id: r.get(at + 0)?,
+        id: r.get(at)?,
         grant_id: r.get(at + 1)?,
         client_id: r.get(at + 2)?,
         user_id: r.get(at + 3)?,

@@ -43,9 +43,11 @@ type Deliver = Box<dyn FnOnce(Result<(), &str>) + Send>;
 
 /// `run(Some(conn))` executes the job; `run(None)` only readies its answer
 /// (the batch could not begin, so the job must not touch the database).
+type Run = Box<dyn FnOnce(Option<&Connection>) -> Deliver + Send>;
+
 struct Job {
     access: Access,
-    run: Box<dyn FnOnce(Option<&Connection>) -> Deliver + Send>,
+    run: Run,
 }
 
 /// The sending half; cloning it is cheap. When the last one is dropped the

@@ -279,18 +279,22 @@ fn code(hash: &str, grant_id: &str, expires_at: UnixTime) -> AuthorizationCode {
     }
 }
 
+fn new_family(id: &str, grant_id: &str) -> NewRefreshFamily {
+    NewRefreshFamily {
+        id: id.to_owned(),
+        grant_id: grant_id.to_owned(),
+        client_id: CLIENT.into(),
+        user_id: Some(USER.into()),
+        scopes: "mcp:read".into(),
+        resource: Some("https://mcp.example/".into()),
+        auth_time: Some(T0.plus_secs(-5)),
+        created_at: T0,
+    }
+}
+
 async fn family(s: &Arc<dyn Store>, id: &str, grant_id: &str, first: &str) -> RefreshFamily {
     s.create_family(
-        &NewRefreshFamily {
-            id: id.to_owned(),
-            grant_id: grant_id.to_owned(),
-            client_id: CLIENT.into(),
-            user_id: Some(USER.into()),
-            scopes: "mcp:read".into(),
-            resource: Some("https://mcp.example/".into()),
-            auth_time: Some(T0.plus_secs(-5)),
-            created_at: T0,
-        },
+        &new_family(id, grant_id),
         &NewRefreshToken {
             token_hash: first.to_owned(),
             expires_at: T0.plus_secs(3600),
@@ -1363,19 +1367,6 @@ async fn authorization_is_recorded_in_one_transaction(s: Arc<dyn Store>) {
         s.get_client(CLIENT).await.unwrap().unwrap().last_seen,
         T0.plus_secs(60)
     );
-}
-
-fn new_family(id: &str, grant_id: &str) -> NewRefreshFamily {
-    NewRefreshFamily {
-        id: id.to_owned(),
-        grant_id: grant_id.to_owned(),
-        client_id: CLIENT.into(),
-        user_id: Some(USER.into()),
-        scopes: "mcp:read".into(),
-        resource: Some("https://mcp.example/".into()),
-        auth_time: Some(T0),
-        created_at: T0,
-    }
 }
 
 /// Family, first refresh token, access token and completion together; a

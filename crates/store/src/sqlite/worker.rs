@@ -41,9 +41,17 @@ pub(super) enum Access {
 /// the batch committed, otherwise the batch's failure.
 type Deliver = Box<dyn FnOnce(Result<(), &str>) + Send>;
 
-/// `run(Some(conn))` executes the job; `run(None)` only readies its answer
+/// `run(Some(batch))` executes the job; `run(None)` only readies its answer
 /// (the batch could not begin, so the job must not touch the database).
-type Run = Box<dyn FnOnce(Option<&Connection>) -> Deliver + Send>;
+type Run = Box<dyn FnOnce(Option<&Batch<'_>>) -> Deliver + Send>;
+
+/// What a job runs in: the connection, and the batch's poison flag, set
+/// when a failed job could not be undone (its savepoint would not roll
+/// back). A poisoned batch is rolled back whole instead of committed.
+struct Batch<'c> {
+    conn: &'c Connection,
+    poisoned: std::cell::Cell<bool>,
+}
 
 struct Job {
     access: Access,
@@ -90,8 +98,8 @@ impl Worker {
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel::<Result<T, StoreError>>();
-        let run = Box::new(move |conn: Option<&Connection>| -> Deliver {
-            let result = conn.map(|conn| run_job(conn, access, f));
+        let run = Box::new(move |batch: Option<&Batch<'_>>| -> Deliver {
+            let result = batch.map(|batch| run_job(batch, access, f));
             Box::new(move |batch: Result<(), &str>| {
                 let answer = match (batch, result) {
                     (Ok(()), Some(result)) => result,
@@ -109,10 +117,11 @@ impl Worker {
 /// One job: a savepoint around a write, so its failure undoes only itself.
 /// A panic in a job is caught and answered as an error; the thread lives on.
 fn run_job<T>(
-    conn: &Connection,
+    batch: &Batch<'_>,
     access: Access,
     f: impl FnOnce(&Connection) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
+    let conn = batch.conn;
     if access == Access::Write {
         exec(conn, "SAVEPOINT job")?;
     }
@@ -123,10 +132,16 @@ fn run_job<T>(
         })
     });
     if access == Access::Write {
-        if result.is_err() {
-            exec(conn, "ROLLBACK TO job")?;
+        let undone = match &result {
+            Err(_) => exec(conn, "ROLLBACK TO job"),
+            Ok(_) => Ok(()),
         }
-        exec(conn, "RELEASE job")?;
+        .and_then(|()| exec(conn, "RELEASE job"));
+        if let Err(e) = undone {
+            // Whatever this job wrote may still be in the transaction.
+            batch.poisoned.set(true);
+            return Err(e);
+        }
     }
     result
 }
@@ -167,10 +182,22 @@ fn run(conn: &Connection, queue: &mpsc::Receiver<Job>, mut before_batch: impl Fn
             let _ = exec(conn, "ROLLBACK");
             continue;
         }
+        let running = Batch {
+            conn,
+            poisoned: std::cell::Cell::new(false),
+        };
         for job in batch.drain(..) {
-            delivered.push((job.run)(Some(conn)));
+            delivered.push((job.run)(Some(&running)));
         }
-        match exec(conn, "COMMIT") {
+        let end = if running.poisoned.get() {
+            Err(StoreError::Database {
+                reason: "a failed store call could not be undone",
+                source: "savepoint rollback failed".into(),
+            })
+        } else {
+            exec(conn, "COMMIT")
+        };
+        match end {
             Ok(()) => {
                 for deliver in delivered.drain(..) {
                     deliver(Ok(()));
@@ -267,6 +294,22 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(survivors_of_failures, 0);
+    }
+
+    /// A job whose savepoint cannot be rolled back (here it released it
+    /// itself) must not have its write committed: the batch is rolled back.
+    #[tokio::test]
+    async fn a_failed_job_that_cannot_be_undone_rolls_the_batch_back() {
+        let w = worker().await;
+        let r: Result<(), StoreError> = w
+            .call(Access::Write, |c| {
+                c.execute_batch("RELEASE job")?;
+                c.execute("INSERT INTO t (k, v) VALUES (1, 'x')", [])?;
+                Err(StoreError::Conflict)
+            })
+            .await;
+        assert!(r.is_err());
+        assert_eq!(count(&w).await, 0, "the write must not be committed");
     }
 
     #[tokio::test]

@@ -260,11 +260,7 @@ impl Resolver {
             return Ok((client.metadata.client_id == id.as_str()).then(|| (*client).clone()));
         }
         match self.inner.versions.get(version_id).await? {
-            Some(record) if record.client_id == id.as_str() => {
-                let client = self.client_from_record(id, record)?;
-                self.inner.stored.insert(version_id, Arc::new(client.clone()));
-                Ok(Some(client))
-            }
+            Some(record) if record.client_id == id.as_str() => self.validated(id, record).map(Some),
             _ => Ok(None),
         }
     }
@@ -272,9 +268,28 @@ impl Resolver {
     /// The most recent recorded version of `id`, re-validated, without fetching.
     pub async fn latest_stored(&self, id: &ClientIdUrl) -> Result<Option<ResolvedClient>, ResolveError> {
         match self.inner.versions.latest(id.as_str()).await? {
-            Some(record) => self.client_from_record(id, record).map(Some),
+            Some(record) => self.validated(id, record).map(Some),
             None => Ok(None),
         }
+    }
+
+    /// A recorded version, validated once per process: later reads of the
+    /// same version (same id and content hash) come from the cache.
+    fn validated(
+        &self,
+        id: &ClientIdUrl,
+        record: crate::VersionRecord,
+    ) -> Result<ResolvedClient, ResolveError> {
+        if let Some(client) = self.inner.stored.get(&record.id)
+            && client.content_hash == record.content_hash
+            && client.metadata.client_id == id.as_str()
+        {
+            return Ok((*client).clone());
+        }
+        let version_id = record.id;
+        let client = self.client_from_record(id, record)?;
+        self.inner.stored.insert(version_id, Arc::new(client.clone()));
+        Ok(client)
     }
 
     fn client_from_record(

@@ -773,11 +773,16 @@ impl CodeStore for PostgresStore {
         // the second changes: one UPDATE of the client's row per
         // authorization serialized every authorization of that client on
         // the row lock.
-        sqlx::query("UPDATE clients SET last_seen = $1 WHERE client_id = $2 AND last_seen < $1")
-            .bind(grant.now.0)
-            .bind(&grant.client_id)
-            .execute(&self.pool)
-            .await?;
+        // The code is committed: a failure here must not fail the approval.
+        if let Err(e) =
+            sqlx::query("UPDATE clients SET last_seen = $1 WHERE client_id = $2 AND last_seen < $1")
+                .bind(grant.now.0)
+                .bind(&grant.client_id)
+                .execute(&self.pool)
+                .await
+        {
+            tracing::warn!(error = %StoreError::from(e), "could not record when the client was last seen");
+        }
         Ok(stored)
     }
 

@@ -1353,6 +1353,48 @@ async fn authorization_is_recorded_in_one_transaction(s: Arc<dyn Store>) {
         T0.plus_secs(60)
     );
 
+    // The same approval again (nothing changes in the grant), then after a
+    // revocation (the re-approval reactivates the grant): the same grant
+    // each time, and each code bound to it.
+    let again = s
+        .record_authorization(
+            &approval("other-id", USER, T0.plus_secs(70)),
+            &code("c-2", "placeholder", T0.plus_secs(120)),
+        )
+        .await
+        .unwrap();
+    assert_eq!((again.id.as_str(), again.revoked_at), (grant_id.as_str(), None));
+    assert!(s.revoke_grant(&grant_id, T0.plus_secs(75)).await.unwrap());
+    let reactivated = s
+        .record_authorization(
+            &approval("other-id", USER, T0.plus_secs(80)),
+            &code("c-3", "placeholder", T0.plus_secs(120)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (reactivated.id.as_str(), reactivated.revoked_at),
+        (grant_id.as_str(), None)
+    );
+    assert!(
+        s.get_grant(&grant_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_none()
+    );
+    for hash in ["c-2", "c-3"] {
+        let CodeConsumption::Consumed(c) = s.consume_code(hash, T0.plus_secs(81)).await.unwrap() else {
+            panic!("code {hash} must be stored");
+        };
+        assert_eq!(c.grant_id, grant_id);
+    }
+    assert_eq!(
+        s.get_client(CLIENT).await.unwrap().unwrap().last_seen,
+        T0.plus_secs(80)
+    );
+
     // A second user's first approval whose code collides: nothing is kept.
     s.create_user(&user("user-2", "bob")).await.unwrap();
     let mut colliding = code("c-1", "placeholder", T0.plus_secs(120));
@@ -1365,7 +1407,7 @@ async fn authorization_is_recorded_in_one_transaction(s: Arc<dyn Store>) {
     assert!(s.find_grant("user-2", CLIENT, REDIRECT).await.unwrap().is_none());
     assert_eq!(
         s.get_client(CLIENT).await.unwrap().unwrap().last_seen,
-        T0.plus_secs(60)
+        T0.plus_secs(80)
     );
 }
 

@@ -225,9 +225,20 @@ fn start_checkpoints(path: PathBuf) -> Result<std::sync::mpsc::Sender<()>, Store
         .name("steward-sqlite-checkpoint".into())
         .spawn(move || {
             // Runs until every sender (every clone of the store) is gone.
+            // A failure is logged when it starts and when it ends, not ten
+            // times a second while it lasts.
+            let mut failing = false;
             while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_EVERY) {
-                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                    tracing::warn!(error = %e, "SQLite checkpoint failed; the writer's own checkpoints take over");
+                match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    Err(e) if !failing => {
+                        failing = true;
+                        tracing::warn!(error = %e, "SQLite checkpoints fail; the writer's own checkpoints take over");
+                    }
+                    Ok(()) if failing => {
+                        failing = false;
+                        tracing::info!("SQLite checkpoints work again");
+                    }
+                    _ => {}
                 }
             }
         })

@@ -16,7 +16,8 @@ pub struct CheckReport {
     pub url: String,
     pub ok: bool,
     pub problems: Vec<Problem>,
-    /// Legal but inadvisable things (root path, no cache headers, loopback-only redirects).
+    /// Legal but inadvisable things (root path, no cache headers, loopback-only
+    /// redirects), and each redirect URI Steward drops as unusable.
     pub warnings: Vec<String>,
     pub metadata: Option<ClientMetadata>,
 }
@@ -85,6 +86,11 @@ pub async fn check(fetcher: &dyn DocumentFetcher, raw_url: &str, policy: &Valida
     }
     match validate_document(&id, &response.body, policy) {
         Ok(metadata) => {
+            // Each entry Steward will not use, so the developer learns why a
+            // redirect URI they listed never works (the rest still do).
+            for d in &metadata.dropped_redirect_uris {
+                report.warnings.push(d.to_string());
+            }
             if metadata.loopback_only() {
                 report.warnings.push(
                     "every redirect URI is a loopback URI: any local program can receive codes, \
@@ -237,6 +243,38 @@ mod tests {
         let not_found = check(&f, URL, &ValidationPolicy::default()).await;
         assert_eq!(not_found.problems[0].rule, "bad_status");
         assert!(!not_found.ok);
+    }
+
+    /// Issue 11 item 4: the MCP inspector's document (two private-use
+    /// schemes and one loopback URI) is usable, and the report names each
+    /// entry Steward will not use and why.
+    #[tokio::test]
+    async fn dropped_redirect_uris_are_reported_each_with_its_reason() {
+        const INSPECTOR: &str = r#"{"client_id":"https://client.example/oauth/client.json","client_name":"Inspector","redirect_uris":["cursor://anysphere.cursor-retrieval/cb","com.example.inspector:/cb","http://localhost:6274/oauth/callback"]}"#;
+        let f = Fixed {
+            body: INSPECTOR,
+            cache_control: Some("max-age=3600"),
+            fail: false,
+        };
+        let report = check(&f, URL, &ValidationPolicy::default()).await;
+        assert!(report.ok, "{report}");
+        let metadata = report.metadata.as_ref().unwrap();
+        assert_eq!(metadata.redirect_uris.len(), 1);
+        assert_eq!(metadata.redirect_uris[0].as_str(), "http://localhost:6274/oauth/callback");
+        let text = report.to_string();
+        let dropped: Vec<&str> = text.lines().filter(|l| l.contains("is not used")).collect();
+        assert_eq!(dropped.len(), 2, "{text}");
+        assert!(
+            dropped[0].starts_with(
+                "warning: redirect_uris entry 0 (\"cursor://anysphere.cursor-retrieval/cb\") is not used: "
+            ),
+            "{text}"
+        );
+        assert!(dropped[0].contains("private-use URI schemes are not allowed"), "{text}");
+        assert!(
+            dropped[1].starts_with("warning: redirect_uris entry 1 (\"com.example.inspector:/cb\") is not used: "),
+            "{text}"
+        );
     }
 
     #[tokio::test]

@@ -111,7 +111,40 @@ impl Problem {
     }
 }
 
+/// The members of a metadata document Steward knows by name (RFC 7591 §2,
+/// CIMD). A problem's member is shown on a user-facing page only when it is
+/// one of these: any other member name is text chosen by whoever published
+/// the document.
+const KNOWN_MEMBERS: [&str; 18] = [
+    "client_id",
+    "client_name",
+    "redirect_uris",
+    "client_secret",
+    "client_secret_expires_at",
+    "token_endpoint_auth_method",
+    "token_endpoint_auth_methods_supported",
+    "jwks",
+    "jwks_uri",
+    "client_uri",
+    "logo_uri",
+    "tos_uri",
+    "policy_uri",
+    "grant_types",
+    "response_types",
+    "scope",
+    "software_statement",
+    "contacts",
+];
+
 impl Problem {
+    /// The member at fault when it is a member Steward knows by name, else
+    /// `None`: safe to print on Steward's own pages.
+    pub fn known_member(&self) -> Option<&str> {
+        self.member
+            .as_deref()
+            .filter(|m| KNOWN_MEMBERS.contains(m))
+    }
+
     /// A problem whose rule id is more precise than its kind (URL and fetch
     /// failures reported by the checker).
     pub(crate) fn with_rule(kind: ValidationFailure, rule: &'static str, message: impl Into<String>) -> Self {

@@ -578,6 +578,7 @@ impl Resolver {
                         etag: resp.cache.etag.clone(),
                         last_modified: resp.cache.last_modified.clone(),
                         peer_addr: resp.peer.to_string(),
+                        dropped_redirect_uris: metadata.dropped_redirect_uris.clone(),
                     })
                     .await?;
                 record.id

@@ -60,7 +60,11 @@ pub enum ResponseType {
 pub struct ClientMetadata {
     pub client_id: String,
     pub client_name: String,
+    /// The usable redirect URIs: the only ones Steward ever redirects to.
     pub redirect_uris: Vec<RedirectUri>,
+    /// Entries of `redirect_uris` Steward will not use, kept so the checker
+    /// and the audit trail can say which and why.
+    pub dropped_redirect_uris: Vec<DroppedRedirectUri>,
     /// Supported values only; unknown ones were filtered out.
     pub grant_types: Vec<GrantType>,
     pub response_types: Vec<ResponseType>,
@@ -84,6 +88,33 @@ impl ClientMetadata {
     /// the user's machine can receive (MCP Security "Localhost Redirect URI Risks").
     pub fn loopback_only(&self) -> bool {
         self.redirect_uris.iter().all(RedirectUri::is_loopback)
+    }
+}
+
+/// A `redirect_uris` entry that Steward will not use (a private-use scheme
+/// the deployment does not allow, an http URI off loopback, a fragment...).
+///
+/// Unusable entries are dropped, as unknown grant types are (SPEC_CHECKLIST
+/// §20.11), rather than refusing the whole document: a real MCP inspector
+/// lists private-use-scheme URIs beside its loopback one, and refusing it
+/// would lock the client out entirely. Steward never redirects to a dropped
+/// entry; the document is refused only when no usable entry remains.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DroppedRedirectUri {
+    /// Position in the document's `redirect_uris` array.
+    pub index: usize,
+    /// The entry, cut to [`DROPPED_URI_MAX`] bytes: it is client-chosen text.
+    pub uri: String,
+    /// Why Steward will not use it.
+    pub reason: String,
+}
+
+/// Longest dropped entry kept for reports and audit events.
+pub const DROPPED_URI_MAX: usize = 256;
+
+impl std::fmt::Display for DroppedRedirectUri {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "redirect_uris entry {} ({:?}) is not used: {}", self.index, self.uri, self.reason)
     }
 }
 
@@ -124,7 +155,7 @@ pub fn validate_document(
 
     let id = v.client_id(client_id);
     let client_name = v.client_name();
-    let redirect_uris = v.redirect_uris(policy);
+    let (redirect_uris, dropped_redirect_uris) = v.redirect_uris(policy);
     v.forbidden_members();
     let uris = v.uri_members();
     let auth_method = v.auth_method();
@@ -149,6 +180,7 @@ pub fn validate_document(
                 client_id,
                 client_name,
                 redirect_uris,
+                dropped_redirect_uris,
                 grant_types,
                 response_types,
                 auth_method,
@@ -237,7 +269,13 @@ impl Validator<'_> {
         }
     }
 
-    fn redirect_uris(&mut self, policy: &ValidationPolicy) -> Option<Vec<RedirectUri>> {
+    /// The usable redirect URIs and the dropped ones. A non-string entry is
+    /// a malformed document (a problem); a string Steward will not use is
+    /// dropped. With no usable entry left, each dropped one is a problem.
+    fn redirect_uris(
+        &mut self,
+        policy: &ValidationPolicy,
+    ) -> (Option<Vec<RedirectUri>>, Vec<DroppedRedirectUri>) {
         let items = match self.doc.get("redirect_uris") {
             Some(Value::Array(items)) if !items.is_empty() => items,
             _ => {
@@ -246,25 +284,44 @@ impl Validator<'_> {
                     "redirect_uris",
                     "a non-empty array of redirect URI strings is required",
                 );
-                return None;
+                return (None, Vec::new());
             }
         };
         let rules = RedirectUriRules {
             allow_private_use_schemes: policy.allow_private_use_schemes,
         };
         let mut out = Vec::with_capacity(items.len());
+        let mut dropped = Vec::new();
+        let mut malformed = false;
         for (i, item) in items.iter().enumerate() {
-            match item.as_str().map(|s| RedirectUri::parse(s, rules)) {
-                Some(Ok(uri)) => out.push(uri),
-                Some(Err(e)) => self.push(F::InvalidRedirectUri, "redirect_uris", format!("entry {i}: {e}")),
-                None => self.push(
-                    F::InvalidRedirectUri,
-                    "redirect_uris",
-                    format!("entry {i} is not a string"),
-                ),
+            match item.as_str().map(|s| (s, RedirectUri::parse(s, rules))) {
+                Some((_, Ok(uri))) => out.push(uri),
+                Some((s, Err(e))) => dropped.push(DroppedRedirectUri {
+                    index: i,
+                    uri: cut(s, DROPPED_URI_MAX).to_owned(),
+                    reason: e.to_string(),
+                }),
+                None => {
+                    malformed = true;
+                    self.push(
+                        F::InvalidRedirectUri,
+                        "redirect_uris",
+                        format!("entry {i} is not a string"),
+                    );
+                }
             }
         }
-        (out.len() == items.len()).then_some(out)
+        if out.is_empty() {
+            for d in &dropped {
+                self.push(
+                    F::InvalidRedirectUri,
+                    "redirect_uris",
+                    format!("entry {}: {}", d.index, d.reason),
+                );
+            }
+            return (None, dropped);
+        }
+        ((!malformed).then_some(out), dropped)
     }
 
     fn forbidden_members(&mut self) {
@@ -501,6 +558,15 @@ enum Filtered<T> {
     Absent,
     Values(Vec<T>),
     WrongType,
+}
+
+/// At most `max` bytes of `s`, cut at a character boundary.
+fn cut(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 fn string_array(value: &Value) -> Option<Vec<&str>> {

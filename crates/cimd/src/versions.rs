@@ -24,6 +24,9 @@ pub struct NewVersion {
     pub last_modified: Option<String>,
     /// The address the document was fetched from, for audit.
     pub peer_addr: String,
+    /// Redirect URIs of this document that Steward will not use, for the
+    /// audit trail (a new version is the moment an operator should hear of them).
+    pub dropped_redirect_uris: Vec<crate::validate::DroppedRedirectUri>,
 }
 
 /// A recorded document.
@@ -167,6 +170,7 @@ mod tests {
             etag: None,
             last_modified: None,
             peer_addr: "127.0.0.2:443".into(),
+            dropped_redirect_uris: Vec::new(),
         }
     }
 

@@ -145,19 +145,60 @@ fn redirect_uris_required() {
     );
 }
 
+/// Issue 11 item 4: an entry Steward will not use is dropped, not fatal;
+/// the usable ones stay and each dropped one is reported with its reason.
 #[test]
-fn invalid_redirect_uri() {
+fn unusable_redirect_uris_are_dropped_and_the_usable_ones_kept() {
     for bad in [
-        json!("https://c.example/cb#x"),
-        json!("http://c.example/cb"),
-        json!("/cb"),
-        json!("javascript:alert(1)"),
-        json!("com.example.app:/cb"),
-        json!(42),
+        "https://c.example/cb#x",
+        "http://c.example/cb",
+        "/cb",
+        "javascript:alert(1)",
+        "com.example.app:/cb",
     ] {
-        let body = with(json!({"redirect_uris": ["https://c.example/ok", bad.clone()]}));
-        assert_eq!(rules(&body), ["invalid_redirect_uri"], "{bad}");
+        let body = with(json!({"redirect_uris": ["https://c.example/ok", bad]}));
+        let m = check(&body).unwrap_or_else(|p| panic!("{bad}: {p:?}"));
+        let kept: Vec<&str> = m.redirect_uris.iter().map(|r| r.as_str()).collect();
+        assert_eq!(kept, ["https://c.example/ok"], "{bad}");
+        assert_eq!(m.dropped_redirect_uris.len(), 1, "{bad}");
+        assert_eq!(m.dropped_redirect_uris[0].index, 1);
+        assert_eq!(m.dropped_redirect_uris[0].uri, bad);
+        assert!(!m.dropped_redirect_uris[0].reason.is_empty());
     }
+}
+
+#[test]
+fn the_mcp_inspector_document_keeps_its_loopback_uri() {
+    let body = with(json!({"redirect_uris": [
+        "cursor://anysphere.cursor-retrieval/cb",
+        "com.example.inspector:/cb",
+        "http://localhost:6274/oauth/callback",
+    ]}));
+    let m = check(&body).unwrap();
+    assert_eq!(m.redirect_uris.len(), 1);
+    assert!(m.loopback_only());
+    let dropped: Vec<usize> = m.dropped_redirect_uris.iter().map(|d| d.index).collect();
+    assert_eq!(dropped, [0, 1]);
+}
+
+#[test]
+fn dropped_entries_are_cut_to_a_bounded_length() {
+    let long = format!("com.example.app:/{}", "é".repeat(400));
+    let body = with(json!({"redirect_uris": ["https://c.example/ok", long]}));
+    let m = check(&body).unwrap();
+    let kept = &m.dropped_redirect_uris[0].uri;
+    assert!(kept.len() <= crate::validate::DROPPED_URI_MAX);
+    assert!(long.starts_with(kept.as_str()));
+}
+
+/// Only when no usable entry remains is the document refused, one problem
+/// per entry; a non-string entry is a malformed document either way.
+#[test]
+fn invalid_redirect_uri_when_no_usable_entry_remains() {
+    let body = with(json!({"redirect_uris": ["http://c.example/cb", "com.example.app:/cb"]}));
+    assert_eq!(rules(&body), ["invalid_redirect_uri", "invalid_redirect_uri"]);
+    let body = with(json!({"redirect_uris": ["https://c.example/ok", 42]}));
+    assert_eq!(rules(&body), ["invalid_redirect_uri"]);
 }
 
 #[test]

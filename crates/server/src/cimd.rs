@@ -9,6 +9,8 @@ use steward_cimd::{NewVersion, VersionRecord, VersionStore, VersionStoreError};
 use steward_core::{ClientKind, Clock, LifecycleState, TrustTier};
 use steward_store::{ClientRecord, NewAuditEvent, NewMetadataVersion, Store, StoreError};
 
+use crate::request_id::RequestId;
+
 /// [`VersionStore`] over the database.
 pub struct DbVersionStore {
     store: Arc<dyn Store>,
@@ -116,7 +118,18 @@ impl VersionStore for DbVersionStore {
             )),
             _ => None,
         };
-        if let Some((action, detail)) = action {
+        let is_new = previous
+            .as_ref()
+            .is_none_or(|p| p.content_hash != stored.content_hash && p.id != stored.id);
+        // Issue 11 item 4: entries Steward will not use are dropped, not
+        // fatal; the operator hears of each once, with the version that has them.
+        let dropped = (is_new && !v.dropped_redirect_uris.is_empty()).then(|| {
+            (
+                "client.redirect_uris_dropped",
+                json!({ "version_id": stored.id, "dropped": v.dropped_redirect_uris }),
+            )
+        });
+        for (action, detail) in action.into_iter().chain(dropped) {
             let event = NewAuditEvent {
                 at: self.clock.now(),
                 actor: "steward".to_owned(),
@@ -159,13 +172,21 @@ pub async fn parse_client_id(
     state: &crate::state::AppState,
     raw: &str,
 ) -> Result<steward_cimd::ClientIdUrl, steward_cimd::ResolveError> {
+    parse_client_id_for(state, raw, None).await
+}
+
+async fn parse_client_id_for(
+    state: &crate::state::AppState,
+    raw: &str,
+    request_id: Option<&RequestId>,
+) -> Result<steward_cimd::ClientIdUrl, steward_cimd::ResolveError> {
     match steward_cimd::ClientIdUrl::parse(raw, &state.cimd_policy().url_rules()) {
         Ok(id) => Ok(id),
         Err(e) => {
             let error = steward_cimd::ResolveError::from(e);
             // The resolver counts its own outcomes; a URL it never saw is counted here.
             metrics::counter!("steward_cimd_resolutions_total", "outcome" => error.reason()).increment(1);
-            record_refusal(state, raw, &error).await;
+            record_refusal(state, raw, &error, request_id).await;
             Err(error)
         }
     }
@@ -179,10 +200,21 @@ pub async fn resolve_and_audit(
     state: &crate::state::AppState,
     raw: &str,
 ) -> Result<Arc<steward_cimd::ResolvedClient>, steward_cimd::ResolveError> {
-    let id = parse_client_id(state, raw).await?;
+    resolve_for_request(state, raw, None).await
+}
+
+/// [`resolve_and_audit`] for one browser request: a refusal's log line and
+/// audit event carry `request_id`, the id the error page shows the user, so
+/// the details the page withholds can be found (issue 11 item 3).
+pub async fn resolve_for_request(
+    state: &crate::state::AppState,
+    raw: &str,
+    request_id: Option<&RequestId>,
+) -> Result<Arc<steward_cimd::ResolvedClient>, steward_cimd::ResolveError> {
+    let id = parse_client_id_for(state, raw, request_id).await?;
     let result = state.cimd.resolve(&id).await;
     if let Err(e) = &result {
-        record_refusal(state, id.as_str(), e).await;
+        record_refusal(state, id.as_str(), e, request_id).await;
     }
     result
 }
@@ -194,10 +226,19 @@ const AUDITED_ID_MAX: usize = 512;
 /// negative cache costs nothing to repeat and was audited when it happened,
 /// so it is logged only; and the same refusal of the same id is audited once
 /// per five minutes, so repeats cannot flood the log.
-async fn record_refusal(state: &crate::state::AppState, raw: &str, e: &steward_cimd::ResolveError) {
+async fn record_refusal(
+    state: &crate::state::AppState,
+    raw: &str,
+    e: &steward_cimd::ResolveError,
+    request_id: Option<&RequestId>,
+) {
     use steward_cimd::ResolveError;
     let client_id = truncate(raw, AUDITED_ID_MAX);
-    tracing::info!(client_id, reason = e.reason(), "metadata document refused");
+    let rid = request_id.map(RequestId::as_str);
+    // The details (resolved addresses, connection and TLS failures, the
+    // document's own text) belong here and in the audit trail, never on the
+    // page an anonymous visitor sees.
+    tracing::info!(request_id = rid, client_id, reason = e.reason(), error = %e, "metadata document refused");
     if matches!(e, ResolveError::RecentFailure { .. }) {
         return;
     }
@@ -215,6 +256,7 @@ async fn record_refusal(state: &crate::state::AppState, raw: &str, e: &steward_c
             _ => Vec::new(),
         },
         "truncated": client_id.len() < raw.len(),
+        "request_id": rid,
     });
     let event = NewAuditEvent {
         at: state.clock.now(),

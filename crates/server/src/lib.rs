@@ -6,6 +6,7 @@ pub mod cimd;
 pub mod error;
 pub mod keyring;
 pub mod metrics;
+pub mod request_id;
 pub mod oauth;
 pub mod routes;
 pub mod serve;
@@ -58,6 +59,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/authorize/login", post(oauth::authorize::login_post))
         .route("/authorize/consent", post(oauth::authorize::consent_post))
+        .route(
+            "/logout",
+            get(oauth::logout::logout_get).post(oauth::logout::logout_post),
+        )
         .route("/logo/{hash}", get(oauth::logo::serve));
     let admin = Router::new().route("/admin/cimd/check", post(routes::admin::cimd_check));
     let issuer_routes = public.merge(admin).merge(interactive);

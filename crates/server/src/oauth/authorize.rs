@@ -4,8 +4,13 @@
 //! checked first, the redirect URI second. Until both are valid nothing is
 //! redirected — an unknown client, a metadata document that cannot be used,
 //! or a redirect URI that is not registered gets an error page, because
-//! redirecting would make Steward an open redirector. After that, every
-//! error goes back to the client with `state` and `iss` (RFC 9207).
+//! redirecting would make Steward an open redirector. After that, an error
+//! goes back to the client with `state` and `iss` (RFC 9207) — when Steward
+//! trusts the redirect URI. A metadata-document client "registers" its
+//! redirect URI by publishing a file, so for a client Steward has not
+//! verified, before the user has approved it, an error is an interstitial
+//! page naming the destination host instead (RFC 9700 §4.11.2; see
+//! [`refuse`]).
 
 use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -14,24 +19,44 @@ use std::net::SocketAddr;
 use steward_core::pkce::{CodeChallenge, PkceError};
 use steward_core::scope::ScopeSet;
 use steward_core::secret::{ordered_id, random_token, token_hash};
-use steward_core::{ErrorCode, OAuthError, UnixTime};
+use steward_core::{ErrorCode, OAuthError, TrustTier, UnixTime};
 use steward_store::{AuthorizationCode, NewAuditEvent, NewGrant, Session};
-use subtle::ConstantTimeEq;
 
 use crate::oauth::clients::{Client, ClientError, resolve_for_authorize};
 use crate::oauth::pages::{self, ConsentView};
 use crate::oauth::params::Params;
 use crate::oauth::resources::Resource;
+use crate::oauth::session::{self, LOGIN_COOKIE, SESSION_COOKIE};
+use crate::request_id::RequestId;
 use crate::state::AppState;
 
-/// A request that passed validation: the client, and where to send the answer.
-struct Validated {
-    client: Client,
+/// Where the answer to a request goes, once client and redirect URI are valid.
+#[derive(Clone, Debug)]
+struct Destination {
+    client_id: String,
+    trust_tier: TrustTier,
     /// The redirect URI exactly as the request sent it (or the sole registered one).
     redirect_uri: String,
     /// The registered redirect URI it matched: grants are kept per registered URI.
     registered: String,
+    /// The redirect URI of *this request* is http loopback: any program on
+    /// the device may be listening on it (OAuth 2.1 §7.3.1).
+    loopback: bool,
     state: Option<String>,
+}
+
+/// Why a request is not carried out.
+enum Refusal {
+    /// Before the redirect URI is trusted: an error page.
+    Page(Response),
+    /// After: an error for the client, delivered by [`refuse`].
+    Client(Box<Destination>, OAuthError),
+}
+
+/// A request that passed validation: the client, and where to send the answer.
+struct Validated {
+    client: Client,
+    to: Destination,
     challenge: CodeChallenge,
     resource: Resource,
     scopes: ScopeSet,
@@ -54,87 +79,178 @@ fn host_of(uri: &str) -> String {
         .unwrap_or_else(|| uri.to_owned())
 }
 
-/// The redirect back to the client: `code` or `error`, plus `state` and `iss`.
-fn redirect_to(redirect_uri: &str, pairs: &[(&str, &str)]) -> Response {
+/// The redirect URI with the answer to the client: `code` or `error`, plus
+/// `state` and `iss`.
+fn location(redirect_uri: &str, pairs: &[(&str, &str)]) -> String {
     let mut ser = url::form_urlencoded::Serializer::new(String::new());
     for (k, v) in pairs {
         ser.append_pair(k, v);
     }
     let sep = if redirect_uri.contains('?') { '&' } else { '?' };
-    let location = format!("{redirect_uri}{sep}{}", ser.finish());
+    format!("{redirect_uri}{sep}{}", ser.finish())
+}
+
+fn found(location: &str) -> Response {
     let mut res = StatusCode::FOUND.into_response();
-    if let Ok(v) = HeaderValue::from_str(&location) {
+    if let Ok(v) = HeaderValue::from_str(location) {
         res.headers_mut().insert(header::LOCATION, v);
     }
     pages::secure_headers(res.headers_mut());
     res
 }
 
-fn error_redirect(state: &AppState, v_redirect: &str, v_state: Option<&str>, e: &OAuthError) -> Response {
+fn error_location(state: &AppState, to: &Destination, e: &OAuthError) -> String {
     let description = e.wire_description();
     let mut pairs = vec![
         ("error", e.code.as_str()),
         ("error_description", description.as_str()),
     ];
-    if let Some(s) = v_state {
+    if let Some(s) = &to.state {
         pairs.push(("state", s));
     }
     pairs.push(("iss", &state.issuer));
-    redirect_to(v_redirect, &pairs)
+    location(&to.redirect_uri, &pairs)
 }
 
-fn client_error_page(e: &ClientError) -> Response {
-    match e {
-        ClientError::Metadata(m) if m.is_transient() => pages::error_page(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "The application's metadata is temporarily unavailable",
-            &format!(
-                "Steward could not fetch the application's metadata document ({}). Try again shortly.",
-                m.reason()
-            ),
-            Some(m.retry_after_secs().unwrap_or(30)),
-        ),
-        ClientError::Metadata(m) => pages::error_page(
+fn error_redirect(state: &AppState, to: &Destination, e: &OAuthError) -> Response {
+    found(&error_location(state, to, e))
+}
+
+/// Delivers an error to the client — or, when Steward does not trust the
+/// redirect URI enough to send the browser there unasked, shows it.
+///
+/// RFC 9700 §4.11.2: an authorization server should redirect automatically
+/// only to URIs it trusts. With metadata documents, "registering" a client
+/// is publishing a file, so a document whose only redirect URI is the
+/// attacker's landing page turns every error redirect into an open
+/// redirector. The redirect is trusted when the client is not of the
+/// `unverified` tier (pre-registered, or approved by an operator), or when
+/// the signed-in `user` has already approved this client at this redirect
+/// URI. Otherwise — first contact, before the user has authenticated and
+/// approved — the answer is an interstitial page naming the destination host.
+async fn refuse(
+    state: &AppState,
+    to: &Destination,
+    user: Option<&str>,
+    e: &OAuthError,
+    request_id: &RequestId,
+) -> Response {
+    if redirect_trusted(state, to, user).await {
+        return error_redirect(state, to, e);
+    }
+    tracing::info!(
+        request_id = request_id.as_str(),
+        client_id = to.client_id,
+        error = e.code.as_str(),
+        "authorization error shown, not redirected: the client is unverified and not approved by this user"
+    );
+    pages::redirect_interstitial(
+        &e.wire_description(),
+        &host_of(&to.redirect_uri),
+        &error_location(state, to, e),
+        request_id,
+    )
+}
+
+async fn redirect_trusted(state: &AppState, to: &Destination, user: Option<&str>) -> bool {
+    if to.trust_tier != TrustTier::Unverified {
+        return true;
+    }
+    let Some(user) = user else {
+        return false;
+    };
+    matches!(
+        state.store.find_grant(user, &to.client_id, &to.registered).await,
+        Ok(Some(g)) if g.revoked_at.is_none()
+    )
+}
+
+/// The page for a client that cannot be used. The visitor may be anyone,
+/// and the client_id anything they typed, so the page gives a short reason
+/// and the request id, never the details (issue 11 item 3): which address an
+/// internal name resolves to, whether a port inside `allow_networks` is
+/// closed, open or speaking TLS, or the document's own text. Every failure
+/// to fetch the document therefore gets the same page, status and headers;
+/// the details are logged with the request id and written to the audit trail
+/// (see `crate::cimd::record_refusal`).
+fn client_error_page(e: &ClientError, request_id: &RequestId) -> Response {
+    use steward_cimd::ResolveError;
+    let unusable = |reason: String| {
+        pages::error_page_with_id(
             StatusCode::BAD_REQUEST,
             "This application cannot be used",
-            &format!("Its client metadata document was refused: {m} [{}]", m.reason()),
+            &reason,
+            request_id,
             None,
+        )
+    };
+    match e {
+        ClientError::Metadata(ResolveError::InvalidClientId(err)) => unusable(format!(
+            "Its client_id is not a usable metadata document URL ({}).",
+            err.reason()
+        )),
+        ClientError::Metadata(ResolveError::Invalid(problems)) => {
+            // Rule ids are Steward's own words; a member name is shown only
+            // when it is one Steward knows, never text from the document.
+            let mut rules: Vec<String> = problems
+                .iter()
+                .map(|p| match p.known_member() {
+                    Some(m) => format!("{} ({m})", p.rule),
+                    None => p.rule.to_owned(),
+                })
+                .collect();
+            rules.dedup();
+            unusable(format!(
+                "Its client metadata document was refused: {}. The application's developer can run \
+                 `steward cimd check` on it to see why.",
+                rules.join(", ")
+            ))
+        }
+        ClientError::Metadata(m) => pages::error_page_with_id(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The application's metadata is unavailable",
+            "Steward could not retrieve the application's metadata document. Try again later.",
+            request_id,
+            Some(m.retry_after_secs().unwrap_or(30)),
         ),
-        ClientError::Unknown => pages::error_page(
+        ClientError::Unknown => pages::error_page_with_id(
             StatusCode::BAD_REQUEST,
             "Unknown application",
             "The client_id is not known to this server.",
+            request_id,
             None,
         ),
-        ClientError::NotActive(s) => pages::error_page(
+        ClientError::NotActive(s) => pages::error_page_with_id(
             StatusCode::FORBIDDEN,
             "This application is blocked",
             &format!("The application is {s} on this server."),
+            request_id,
             None,
         ),
         ClientError::Store(_) | ClientError::CorruptRegistration => {
-            tracing::error!(error = %e, "client resolution failed");
-            pages::error_page(
+            tracing::error!(request_id = request_id.as_str(), error = %e, "client resolution failed");
+            pages::error_page_with_id(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Something went wrong",
                 "Please try again later.",
+                request_id,
                 None,
             )
         }
     }
 }
 
-/// Validates an authorization request. `Err` is the response to send: an
-/// error page before the redirect URI is trusted, a redirect after.
-async fn validate(state: &AppState, raw: &str) -> Result<Validated, Response> {
+/// Validates an authorization request. `Err` says what to answer: an error
+/// page before the redirect URI is trusted, an error for the client after.
+async fn validate(state: &AppState, raw: &str, request_id: &RequestId) -> Result<Validated, Refusal> {
     let p = Params::parse(raw);
     let bad_page = |msg: &str| {
-        pages::error_page(
+        Refusal::Page(pages::error_page(
             StatusCode::BAD_REQUEST,
             "Invalid authorization request",
             msg,
             None,
-        )
+        ))
     };
     // 1. The client.
     if p.is_repeated("client_id") {
@@ -143,20 +259,20 @@ async fn validate(state: &AppState, raw: &str) -> Result<Validated, Response> {
     let Some(client_id) = p.get("client_id") else {
         return Err(bad_page("client_id is missing."));
     };
-    let client = resolve_for_authorize(state, client_id)
+    let client = resolve_for_authorize(state, client_id, request_id)
         .await
-        .map_err(|e| client_error_page(&e))?;
+        .map_err(|e| Refusal::Page(client_error_page(&e, request_id)))?;
     // 2. The redirect URI.
     if p.is_repeated("redirect_uri") {
         return Err(bad_page("redirect_uri is repeated."));
     }
     let (redirect_uri, registered) = match p.get("redirect_uri") {
         Some(sent) => match client.redirect_uris.iter().find(|r| r.matches(sent)) {
-            Some(r) => (sent.to_owned(), r.as_str().to_owned()),
+            Some(r) => (sent.to_owned(), r.clone()),
             None => return Err(bad_page("redirect_uri is not registered for this application.")),
         },
         None => match client.redirect_uris.as_slice() {
-            [only] => (only.as_str().to_owned(), only.as_str().to_owned()),
+            [only] => (only.as_str().to_owned(), only.clone()),
             [] => return Err(bad_page("this application has no registered redirect URI.")),
             _ => {
                 return Err(bad_page(
@@ -165,13 +281,20 @@ async fn validate(state: &AppState, raw: &str) -> Result<Validated, Response> {
             }
         },
     };
-    // From here on, errors go back to the client.
-    let v_state = if p.is_repeated("state") {
-        None
-    } else {
-        p.get("state").map(str::to_owned)
+    // From here on, errors are for the client (see `refuse`).
+    let to = Destination {
+        client_id: client.id.clone(),
+        trust_tier: client.trust_tier,
+        redirect_uri,
+        registered: registered.as_str().to_owned(),
+        loopback: registered.is_loopback(),
+        state: if p.is_repeated("state") {
+            None
+        } else {
+            p.get("state").map(str::to_owned)
+        },
     };
-    let fail = |e: OAuthError| error_redirect(state, &redirect_uri, v_state.as_deref(), &e);
+    let fail = |e: OAuthError| Refusal::Client(Box::new(to.clone()), e);
     if p.first_repeated().is_some() {
         return Err(fail(OAuthError::invalid_request("a parameter is repeated")));
     }
@@ -231,97 +354,13 @@ async fn validate(state: &AppState, raw: &str) -> Result<Validated, Response> {
     }
     Ok(Validated {
         client,
-        redirect_uri,
-        registered,
-        state: v_state,
+        to,
         challenge,
         resource,
         scopes,
         prompt,
         raw: raw.to_owned(),
     })
-}
-
-// ---- cookies ---------------------------------------------------------------
-
-/// Cookie names: `__Host-` (Secure, Path=/, no Domain) when the issuer is
-/// https. Browsers refuse `__Host-` cookies without Secure, so on a plain-http
-/// loopback issuer (development) the names carry no prefix.
-fn cookie_name(state: &AppState, base: &str) -> String {
-    name_for(state.issuer.starts_with("https://"), base)
-}
-
-fn name_for(secure: bool, base: &str) -> String {
-    if secure {
-        format!("__Host-{base}")
-    } else {
-        base.to_owned()
-    }
-}
-
-fn cookie_attrs(state: &AppState, max_age: Option<u64>) -> String {
-    attrs_for(state.issuer.starts_with("https://"), max_age)
-}
-
-fn attrs_for(secure: bool, max_age: Option<u64>) -> String {
-    let secure = if secure { "; Secure" } else { "" };
-    let age = max_age.map(|a| format!("; Max-Age={a}")).unwrap_or_default();
-    format!("; Path=/; HttpOnly; SameSite=Lax{secure}{age}")
-}
-
-fn read_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_owned())
-}
-
-/// The per-browser CSRF value (double-submit: a cookie the form must echo;
-/// SameSite=Lax keeps other sites from sending it with a POST).
-fn csrf_token(state: &AppState, headers: &HeaderMap) -> (String, Option<String>) {
-    match read_cookie(headers, &cookie_name(state, "steward_csrf")) {
-        Some(v) if v.len() >= 32 => (v, None),
-        _ => {
-            let v = random_token().expose().to_owned();
-            let set = format!(
-                "{}={v}{}",
-                cookie_name(state, "steward_csrf"),
-                cookie_attrs(state, None)
-            );
-            (v, Some(set))
-        }
-    }
-}
-
-fn csrf_ok(state: &AppState, headers: &HeaderMap, presented: Option<&str>) -> bool {
-    match (
-        read_cookie(headers, &cookie_name(state, "steward_csrf")),
-        presented,
-    ) {
-        (Some(c), Some(p)) => c.len() >= 32 && bool::from(c.as_bytes().ct_eq(p.as_bytes())),
-        _ => false,
-    }
-}
-
-fn with_cookie(mut res: Response, set: Option<String>) -> Response {
-    if let Some(v) = set.and_then(|s| HeaderValue::from_str(&s).ok()) {
-        res.headers_mut().append(header::SET_COOKIE, v);
-    }
-    res
-}
-
-async fn session_user(state: &AppState, headers: &HeaderMap) -> Option<Session> {
-    let id = read_cookie(headers, &cookie_name(state, "steward_session"))?;
-    state
-        .store
-        .get_session(&token_hash(&id), state.clock.now())
-        .await
-        .ok()
-        .flatten()
 }
 
 // ---- handlers --------------------------------------------------------------
@@ -338,10 +377,34 @@ pub async fn authorize_post(State(state): State<AppState>, headers: HeaderMap, b
     authorize(&state, &headers, body).await
 }
 
+/// The user this browser is signed in as (or the development auto-approval
+/// user), for deciding whether an error may be redirected.
+async fn browser_user(state: &AppState, headers: &HeaderMap) -> Option<String> {
+    match &state.oauth.dev_user_id {
+        Some(u) => Some(u.clone()),
+        None => session::current(state, headers).await.map(|s| s.user_id),
+    }
+}
+
+/// The login form for `v`, with this browser's login nonce (set when new).
+fn login_page(state: &AppState, headers: &HeaderMap, v: &Validated) -> Response {
+    let (csrf, set) = session::login_csrf(state, headers);
+    let action = format!("{}/authorize/login", state.issuer.trim_end_matches('/'));
+    session::with_cookies(
+        pages::login(&action, &csrf, &v.raw, &host_of(&v.client.id), None),
+        set,
+    )
+}
+
 async fn authorize(state: &AppState, headers: &HeaderMap, raw: String) -> Response {
-    let v = match validate(state, &raw).await {
+    let request_id = RequestId::new();
+    let v = match validate(state, &raw, &request_id).await {
         Ok(v) => v,
-        Err(res) => return res,
+        Err(Refusal::Page(res)) => return res,
+        Err(Refusal::Client(to, e)) => {
+            let user = browser_user(state, headers).await;
+            return refuse(state, &to, user.as_deref(), &e, &request_id).await;
+        }
     };
     // Development auto-approval: signs in as the configured user and approves.
     if let Some(user_id) = &state.oauth.dev_user_id {
@@ -350,33 +413,29 @@ async fn authorize(state: &AppState, headers: &HeaderMap, raw: String) -> Respon
     let session = if v.prompt.login {
         None
     } else {
-        session_user(state, headers).await
+        session::current(state, headers).await
     };
     let Some(session) = session else {
         if v.prompt.none {
             let e = OAuthError::new(ErrorCode::LoginRequired, "the user is not signed in");
-            return error_redirect(state, &v.redirect_uri, v.state.as_deref(), &e);
+            return refuse(state, &v.to, None, &e, &request_id).await;
         }
-        let (csrf, set) = csrf_token(state, headers);
-        let action = format!("{}/authorize/login", state.issuer.trim_end_matches('/'));
-        return with_cookie(
-            pages::login(&action, &csrf, &v.raw, &host_of(&v.client.id), None),
-            set,
-        );
+        return login_page(state, headers, &v);
     };
-    signed_in(state, headers, &v, &session).await
+    signed_in(state, &v, &session, &request_id).await
 }
 
-/// The user is signed in: ask for consent when it is needed, else issue the code.
-async fn signed_in(state: &AppState, headers: &HeaderMap, v: &Validated, session: &Session) -> Response {
+/// The user is signed in: ask for consent when it is needed, else issue the
+/// code. The consent form's CSRF value is bound to `session`.
+async fn signed_in(state: &AppState, v: &Validated, session: &Session, request_id: &RequestId) -> Response {
     let warnings = consent_warnings(state, v, &session.user_id).await;
     if v.prompt.consent || warnings.needs_consent {
         if v.prompt.none {
             let e = OAuthError::new(ErrorCode::ConsentRequired, "the user must approve this request");
-            return error_redirect(state, &v.redirect_uri, v.state.as_deref(), &e);
+            return refuse(state, &v.to, Some(&session.user_id), &e, request_id).await;
         }
-        let (csrf, set) = csrf_token(state, headers);
-        return with_cookie(render_consent(state, v, &csrf, warnings.messages).await, set);
+        let csrf = session::session_csrf(state, session);
+        return render_consent(state, v, &csrf, warnings.messages).await;
     }
     issue_code(state, v, &session.user_id, session.auth_time).await
 }
@@ -390,9 +449,17 @@ struct ConsentCheck {
 async fn consent_warnings(state: &AppState, v: &Validated, user_id: &str) -> ConsentCheck {
     let mut messages = Vec::new();
     let mut needs_consent = false;
-    if v.client.loopback_only() {
-        messages.push("Every redirect address of this application is on this device: any program on this device can use this client.");
-        // OAuth 2.1 §7.3.1: its identity cannot be assured, so ask every time.
+    // Judged by the redirect URI of *this* request, not by the client's list:
+    // a client registering an https and a loopback URI, once approved, must
+    // not hand codes silently to whatever local process asks on a loopback
+    // port (OAuth 2.1 §7.3.1, MCP security best practices "Localhost
+    // Redirect URI Risks"). A public client cannot prove who is listening,
+    // so it is asked every time; a confidential one authenticates at the
+    // token endpoint, so a stolen code is useless to another process.
+    if v.to.loopback {
+        messages.push(
+            "This request returns to an address on this device: any program on this device can use this client.",
+        );
         if v.client.is_public() {
             needs_consent = true;
         }
@@ -403,7 +470,7 @@ async fn consent_warnings(state: &AppState, v: &Validated, user_id: &str) -> Con
     {
         messages.push("This application is new to this server.");
     }
-    match state.store.find_grant(user_id, &v.client.id, &v.registered).await {
+    match state.store.find_grant(user_id, &v.client.id, &v.to.registered).await {
         Ok(Some(g)) if g.revoked_at.is_none() => {
             let granted = ScopeSet::parse(&g.scopes).unwrap_or_default();
             if !v.scopes.is_subset(&granted) || g.resource.as_deref() != Some(v.resource.uri.as_str()) {
@@ -445,7 +512,7 @@ async fn render_consent(
     let view = ConsentView {
         logo_url: logo.as_deref(),
         client_host: &host_of(&v.client.id),
-        redirect_host: &host_of(&v.redirect_uri),
+        redirect_host: &host_of(&v.to.redirect_uri),
         client_name: v.client.name.as_deref(),
         client_id: &v.client.id,
         resource_name: &v.resource.name,
@@ -465,7 +532,7 @@ async fn issue_code(state: &AppState, v: &Validated, user_id: &str, auth_time: U
         id: format!("grt_{}", ordered_id(now)),
         user_id: user_id.to_owned(),
         client_id: v.client.id.clone(),
-        redirect_uri: v.registered.clone(),
+        redirect_uri: v.to.registered.clone(),
         scopes: v.scopes.to_string(),
         resource: Some(v.resource.uri.clone()),
         metadata_version_id: v.client.metadata_version,
@@ -479,7 +546,7 @@ async fn issue_code(state: &AppState, v: &Validated, user_id: &str, auth_time: U
         user_id: user_id.to_owned(),
         // Replaced by the stored grant's id (a re-approval keeps its grant).
         grant_id: grant.id.clone(),
-        redirect_uri: v.redirect_uri.clone(),
+        redirect_uri: v.to.redirect_uri.clone(),
         code_challenge: v.challenge.as_str().to_owned(),
         scopes: v.scopes.to_string(),
         resource: Some(v.resource.uri.clone()),
@@ -495,24 +562,21 @@ async fn issue_code(state: &AppState, v: &Validated, user_id: &str, auth_time: U
         return server_error(state, v, &e);
     }
     let mut pairs = vec![("code", code.expose())];
-    if let Some(s) = &v.state {
+    if let Some(s) = &v.to.state {
         pairs.push(("state", s));
     }
     pairs.push(("iss", &state.issuer));
-    redirect_to(&v.redirect_uri, &pairs)
+    found(&location(&v.to.redirect_uri, &pairs))
 }
 
+/// A failure after the user approved: the client is told (the user saw
+/// the consent page naming the destination host and chose to go there).
 fn server_error(state: &AppState, v: &Validated, e: &dyn std::fmt::Display) -> Response {
     tracing::error!(error = %e, "authorization failed");
-    error_redirect(
-        state,
-        &v.redirect_uri,
-        v.state.as_deref(),
-        &OAuthError::server_error(),
-    )
+    error_redirect(state, &v.to, &OAuthError::server_error())
 }
 
-async fn audit(
+pub(crate) async fn audit(
     state: &AppState,
     action: &str,
     client_id: Option<&str>,
@@ -541,22 +605,21 @@ pub async fn login_post(
     body: String,
 ) -> Response {
     let p = Params::parse(&body);
-    if !csrf_ok(&state, &headers, p.get("csrf")) {
-        return pages::error_page(
-            StatusCode::FORBIDDEN,
-            "Request refused",
-            "The form expired or was not sent by this site. Go back and try again.",
-            None,
-        );
+    // Bound to this browser's login nonce, and posted from our own origin.
+    if !session::same_origin(&state, &headers) || !session::login_csrf_ok(&state, &headers, p.get("csrf")) {
+        return form_refused();
     }
+    let request_id = RequestId::new();
     let raw = p.get("request").unwrap_or_default().to_owned();
-    let v = match validate(&state, &raw).await {
+    let v = match validate(&state, &raw, &request_id).await {
         Ok(v) => v,
-        Err(res) => return res,
+        Err(Refusal::Page(res)) => return res,
+        // Not signed in yet: an unverified client's error is not redirected.
+        Err(Refusal::Client(to, e)) => return refuse(&state, &to, None, &e, &request_id).await,
     };
     let username = p.get("username").unwrap_or_default();
     let password = p.get("password").unwrap_or_default();
-    let (csrf, _) = csrf_token(&state, &headers);
+    let (csrf, _) = session::login_csrf(&state, &headers);
     let action = format!("{}/authorize/login", state.issuer.trim_end_matches('/'));
     let client_host = host_of(&v.client.id);
     let limits = &state.settings.login;
@@ -578,6 +641,20 @@ pub async fn login_post(
     }
     match crate::oauth::users::verify_login(&state, username, password).await {
         Ok(Some(user)) => {
+            // A sign-in ends the session this browser held, whoever it was
+            // for: two live sessions for one browser is one too many, and a
+            // session planted before sign-in must not survive it.
+            if let Some(old) = session::presented_session_hash(&state, &headers)
+                && let Err(e) = state.store.delete_session(&old).await
+            {
+                tracing::error!(error = %e, "could not end the previous session");
+                return pages::error_page(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Something went wrong",
+                    "Please try again later.",
+                    None,
+                );
+            }
             let now = state.clock.now();
             let id = random_token();
             let lifetime = state.settings.login.session_lifetime_secs;
@@ -605,17 +682,14 @@ pub async fn login_post(
                 serde_json::json!({}),
             )
             .await;
-            let cookie = format!(
-                "{}={}{}",
-                cookie_name(&state, "steward_session"),
-                id.expose(),
-                cookie_attrs(&state, Some(lifetime))
-            );
+            let cookie = session::set_cookie(&state, SESSION_COOKIE, id.expose(), Some(lifetime));
             // Continue the flow with the fresh session rather than replaying the
             // request through /authorize: a replayed `prompt=login` would ask
             // for the password again, forever (OIDC Core §3.1.2.1 semantics).
-            let res = signed_in(&state, &headers, &v, &session).await;
-            with_cookie(res, Some(cookie))
+            // The consent form's CSRF value is now the new session's: the
+            // pre-login value (and its nonce cookie) are spent.
+            let res = signed_in(&state, &v, &session, &request_id).await;
+            session::with_cookies(res, [cookie, session::clear_cookie(&state, LOGIN_COOKIE)])
         }
         Ok(None) => {
             for k in [account_key, address_key] {
@@ -654,26 +728,30 @@ pub async fn login_post(
 
 pub async fn consent_post(State(state): State<AppState>, headers: HeaderMap, body: String) -> Response {
     let p = Params::parse(&body);
-    if !csrf_ok(&state, &headers, p.get("csrf")) {
-        return pages::error_page(
-            StatusCode::FORBIDDEN,
-            "Request refused",
-            "The form expired or was not sent by this site. Go back and try again.",
-            None,
-        );
+    if !session::same_origin(&state, &headers) {
+        return form_refused();
     }
+    let request_id = RequestId::new();
     let raw = p.get("request").unwrap_or_default().to_owned();
-    let v = match validate(&state, &raw).await {
-        Ok(v) => v,
-        Err(res) => return res,
+    let Some(session) = session::current(&state, &headers).await else {
+        // The session ended meanwhile: sign in again (nothing is decided).
+        return match validate(&state, &raw, &request_id).await {
+            Ok(v) => login_page(&state, &headers, &v),
+            Err(Refusal::Page(res)) => res,
+            Err(Refusal::Client(to, e)) => refuse(&state, &to, None, &e, &request_id).await,
+        };
     };
-    let Some(session) = session_user(&state, &headers).await else {
-        let (csrf, set) = csrf_token(&state, &headers);
-        let action = format!("{}/authorize/login", state.issuer.trim_end_matches('/'));
-        return with_cookie(
-            pages::login(&action, &csrf, &raw, &host_of(&v.client.id), None),
-            set,
-        );
+    // Bound to this session: a value from another browser, or from before
+    // this sign-in, is refused.
+    if !session::session_csrf_ok(&state, &session, p.get("csrf")) {
+        return form_refused();
+    }
+    let v = match validate(&state, &raw, &request_id).await {
+        Ok(v) => v,
+        Err(Refusal::Page(res)) => return res,
+        Err(Refusal::Client(to, e)) => {
+            return refuse(&state, &to, Some(&session.user_id), &e, &request_id).await;
+        }
     };
     match p.get("decision") {
         Some("approve") => {
@@ -683,7 +761,7 @@ pub async fn consent_post(State(state): State<AppState>, headers: HeaderMap, bod
                 Some(&v.client.id),
                 Some(&session.user_id),
                 serde_json::json!({
-                    "scopes": v.scopes.to_string(), "resource": v.resource.uri, "redirect_uri": v.registered,
+                    "scopes": v.scopes.to_string(), "resource": v.resource.uri, "redirect_uri": v.to.registered,
                     "metadata_version_id": v.client.metadata_version,
                 }),
             )
@@ -699,8 +777,10 @@ pub async fn consent_post(State(state): State<AppState>, headers: HeaderMap, bod
                 serde_json::json!({}),
             )
             .await;
+            // The user saw the consent page naming the destination host and
+            // chose: the answer goes back to the client.
             let e = OAuthError::new(ErrorCode::AccessDenied, "the user denied the request");
-            error_redirect(&state, &v.redirect_uri, v.state.as_deref(), &e)
+            error_redirect(&state, &v.to, &e)
         }
         _ => pages::error_page(
             StatusCode::BAD_REQUEST,
@@ -711,20 +791,11 @@ pub async fn consent_post(State(state): State<AppState>, headers: HeaderMap, bod
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::{attrs_for, name_for};
-
-    #[test]
-    fn https_cookies_are_host_prefixed_secure_httponly_lax() {
-        assert_eq!(name_for(true, "steward_session"), "__Host-steward_session");
-        assert_eq!(
-            attrs_for(true, Some(60)),
-            "; Path=/; HttpOnly; SameSite=Lax; Secure; Max-Age=60"
-        );
-        // Browsers refuse `__Host-` without Secure, so plain-http loopback
-        // development drops the prefix and the flag, never HttpOnly or SameSite.
-        assert_eq!(name_for(false, "steward_session"), "steward_session");
-        assert_eq!(attrs_for(false, None), "; Path=/; HttpOnly; SameSite=Lax");
-    }
+fn form_refused() -> Response {
+    pages::error_page(
+        StatusCode::FORBIDDEN,
+        "Request refused",
+        "The form expired or was not sent by this site. Go back and try again.",
+        None,
+    )
 }

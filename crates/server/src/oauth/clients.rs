@@ -61,12 +61,6 @@ impl Client {
     pub fn allows_grant(&self, grant: &str) -> bool {
         self.grant_types.iter().any(|g| g == grant)
     }
-
-    /// Every redirect URI is http loopback: any program on the device can
-    /// receive the code (MCP Security "Localhost Redirect URI Risks").
-    pub fn loopback_only(&self) -> bool {
-        !self.redirect_uris.is_empty() && self.redirect_uris.iter().all(RedirectUri::is_loopback)
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -110,11 +104,16 @@ fn listed_or_unknown(state: &AppState, client_id: &str) -> Result<(), ClientErro
     Ok(())
 }
 
-/// Resolves a client at the authorization endpoint. May fetch a metadata document.
-pub async fn resolve_for_authorize(state: &AppState, client_id: &str) -> Result<Client, ClientError> {
+/// Resolves a client at the authorization endpoint. May fetch a metadata
+/// document; a refusal is logged and audited under `request_id`.
+pub async fn resolve_for_authorize(
+    state: &AppState,
+    client_id: &str,
+    request_id: &crate::request_id::RequestId,
+) -> Result<Client, ClientError> {
     if is_metadata_document(state, client_id) {
         listed_or_unknown(state, client_id)?;
-        let resolved = crate::cimd::resolve_and_audit(state, client_id)
+        let resolved = crate::cimd::resolve_for_request(state, client_id, Some(request_id))
             .await
             .map_err(ClientError::Metadata)?;
         let record = state.store.get_client(client_id).await?;

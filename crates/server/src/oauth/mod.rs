@@ -7,10 +7,12 @@ pub mod client_auth;
 pub mod clients;
 pub mod limits;
 pub mod logo;
+pub mod logout;
 pub mod pages;
 pub mod params;
 pub mod resources;
 pub mod revocation;
+pub mod session;
 pub mod token;
 pub mod tokens;
 pub mod users;
@@ -24,6 +26,9 @@ pub struct OAuth {
     pub resources: resources::Resources,
     /// Key for client-secret hashes, derived from the key-encryption key.
     pub secret_key: [u8; 32],
+    /// Key for the CSRF values of the login, consent and logout forms
+    /// (see [`session`]), derived from `secret_key`.
+    pub csrf_key: [u8; 32],
     /// Failed logins per account (`u:NAME`) and per address (`a:IP`) in the window.
     pub login_failures: limits::FailureCounter,
     /// `logo_uri` → content hash of the stored copy (`None`: unusable).
@@ -40,6 +45,7 @@ impl OAuth {
         OAuth {
             resources: resources::Resources::from_settings(settings),
             secret_key,
+            csrf_key: session::derive_csrf_key(&secret_key),
             login_failures: limits::FailureCounter::new(Duration::from_secs(settings.login.window_secs)),
             logos: moka::future::Cache::builder()
                 .max_capacity(10_000)

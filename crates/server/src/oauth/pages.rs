@@ -1,4 +1,5 @@
-//! The HTML pages of the authorization flow: login, consent, errors.
+//! The HTML pages of the authorization flow: login, consent, errors, the
+//! interstitial for errors of unverified clients, and logout.
 //!
 //! Server-rendered, no JavaScript, no third-party resources. Every page is
 //! sent with a CSP that forbids framing (`frame-ancestors 'none'`, OAuth 2.1
@@ -10,6 +11,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 
 use crate::error::escape_html;
+use crate::request_id::RequestId;
 
 const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; \
                    frame-ancestors 'none'; base-uri 'none'";
@@ -49,6 +51,83 @@ pub fn error_page(status: StatusCode, title: &str, reason: &str, retry_after: Op
             .insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
     res
+}
+
+/// An error page that names the request id, for failures whose details
+/// are kept for the log and the audit trail (issue 11 item 3).
+pub fn error_page_with_id(
+    status: StatusCode,
+    title: &str,
+    reason: &str,
+    request_id: &RequestId,
+    retry_after: Option<u64>,
+) -> Response {
+    let body = format!(
+        "<h1>{}</h1><p>{}</p>{}",
+        escape_html(title),
+        escape_html(reason),
+        request_id_line(request_id)
+    );
+    let mut res = page(status, title, &body);
+    if let Some(secs) = retry_after {
+        res.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    res
+}
+
+fn request_id_line(request_id: &RequestId) -> String {
+    format!(
+        "<p class=\"claim\">Request id: <code class=\"request-id\">{}</code> (give it to the administrator \
+         to find the details)</p>",
+        escape_html(request_id.as_str())
+    )
+}
+
+/// An error for an application Steward has not verified, before the user
+/// has authenticated with it: shown, not redirected (RFC 9700 §4.11.2 — with
+/// metadata documents anyone can "register" a redirect URI by publishing a
+/// file, so an automatic error redirect would be an open redirector). The
+/// page names the destination host and leaves the choice to the person.
+pub fn redirect_interstitial(
+    description: &str,
+    destination_host: &str,
+    location: &str,
+    request_id: &RequestId,
+) -> Response {
+    let body = format!(
+        "<h1>This request cannot be completed</h1><p>{d}</p>\
+         <p class=\"warn\">The application asked to send you to <span class=\"host\">{h}</span>. \
+         Steward has not verified this application, so it does not send you there by itself.</p>\
+         <p><a href=\"{l}\" rel=\"noreferrer\">Continue to <span class=\"host\">{h}</span></a> \
+         only if you trust it; otherwise close this page.</p>{rid}",
+        d = escape_html(description),
+        h = escape_html(destination_host),
+        l = escape_html(location),
+        rid = request_id_line(request_id),
+    );
+    page(StatusCode::BAD_REQUEST, "Request cannot be completed", &body)
+}
+
+/// The logout confirmation form (GET /logout, signed in).
+pub fn logout_form(action: &str, csrf: &str) -> Response {
+    let body = format!(
+        "<h1>Sign out?</h1><p>This ends your Steward session in this browser. Applications keep the \
+         access you already approved.</p><form method=\"post\" action=\"{action}\">{csrf}\
+         <button type=\"submit\">Sign out</button></form>",
+        action = escape_html(action),
+        csrf = hidden("csrf", csrf),
+    );
+    page(StatusCode::OK, "Sign out", &body)
+}
+
+/// After logout, or for a browser that holds no session.
+pub fn signed_out() -> Response {
+    page(
+        StatusCode::OK,
+        "Signed out",
+        "<h1>You are signed out</h1><p>This browser holds no Steward session. You can close this page.</p>",
+    )
 }
 
 pub fn hidden(name: &str, value: &str) -> String {

@@ -260,7 +260,10 @@ mod tests {
         assert!(report.ok, "{report}");
         let metadata = report.metadata.as_ref().unwrap();
         assert_eq!(metadata.redirect_uris.len(), 1);
-        assert_eq!(metadata.redirect_uris[0].as_str(), "http://localhost:6274/oauth/callback");
+        assert_eq!(
+            metadata.redirect_uris[0].as_str(),
+            "http://localhost:6274/oauth/callback"
+        );
         let text = report.to_string();
         let dropped: Vec<&str> = text.lines().filter(|l| l.contains("is not used")).collect();
         assert_eq!(dropped.len(), 2, "{text}");
@@ -270,9 +273,13 @@ mod tests {
             ),
             "{text}"
         );
-        assert!(dropped[0].contains("private-use URI schemes are not allowed"), "{text}");
         assert!(
-            dropped[1].starts_with("warning: redirect_uris entry 1 (\"com.example.inspector:/cb\") is not used: "),
+            dropped[0].contains("private-use URI schemes are not allowed"),
+            "{text}"
+        );
+        assert!(
+            dropped[1]
+                .starts_with("warning: redirect_uris entry 1 (\"com.example.inspector:/cb\") is not used: "),
             "{text}"
         );
     }

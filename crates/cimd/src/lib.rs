@@ -26,7 +26,8 @@ pub use problem::{Problem, ValidationFailure, first_failure};
 pub use resolve_error::ResolveError;
 pub use resolver::{CimdConfig, ResolvedClient, Resolver};
 pub use validate::{
-    AuthMethod, ClientMetadata, DroppedRedirectUri, GrantType, ResponseType, ValidationPolicy, validate_document,
+    AuthMethod, ClientMetadata, DroppedRedirectUri, GrantType, ResponseType, ValidationPolicy,
+    validate_document,
 };
 pub use versions::{
     MemoryVersionStore, NewVersion, VersionRecord, VersionStore, VersionStoreError, content_hash,

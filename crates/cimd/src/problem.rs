@@ -140,9 +140,7 @@ impl Problem {
     /// The member at fault when it is a member Steward knows by name, else
     /// `None`: safe to print on Steward's own pages.
     pub fn known_member(&self) -> Option<&str> {
-        self.member
-            .as_deref()
-            .filter(|m| KNOWN_MEMBERS.contains(m))
+        self.member.as_deref().filter(|m| KNOWN_MEMBERS.contains(m))
     }
 
     /// A problem whose rule id is more precise than its kind (URL and fetch

@@ -114,7 +114,11 @@ pub const DROPPED_URI_MAX: usize = 256;
 
 impl std::fmt::Display for DroppedRedirectUri {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "redirect_uris entry {} ({:?}) is not used: {}", self.index, self.uri, self.reason)
+        write!(
+            f,
+            "redirect_uris entry {} ({:?}) is not used: {}",
+            self.index, self.uri, self.reason
+        )
     }
 }
 

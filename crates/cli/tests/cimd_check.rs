@@ -141,3 +141,39 @@ async fn without_the_allow_list_the_loopback_host_is_refused_unfetched() {
     assert!(text.contains("blocked_address"), "{text}");
     assert_eq!(env.host.connections(), 0);
 }
+
+/// Issue 11 item 4: a document whose redirect URIs Steward partly will not
+/// use is OK, and the checker names each dropped entry and why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_redirect_uris_are_reported_one_line_each() {
+    let env = env().await;
+    let url = env.host.url("cimd.test", "/inspector.json");
+    let doc = serde_json::json!({
+        "client_id": url,
+        "client_name": "MCP Inspector",
+        "redirect_uris": [
+            "cursor://anysphere.cursor-retrieval/cb",
+            "com.example.inspector:/cb",
+            "http://localhost:6274/oauth/callback",
+        ],
+    });
+    env.host.set(
+        "/inspector.json",
+        TestResponse::json(doc.to_string()).with_header("cache-control", "max-age=600"),
+    );
+    let out = run_check(&env, &url, true).await;
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.starts_with(&format!("OK: {url} ")), "{text}");
+    let dropped: Vec<&str> = text.lines().filter(|l| l.contains("is not used")).collect();
+    assert_eq!(dropped.len(), 2, "{text}");
+    assert!(
+        dropped[0].contains("entry 0 (\"cursor://anysphere.cursor-retrieval/cb\")"),
+        "{text}"
+    );
+    assert!(
+        dropped[1].contains("entry 1 (\"com.example.inspector:/cb\")"),
+        "{text}"
+    );
+    assert!(dropped.iter().all(|l| l.contains("private-use")), "{text}");
+}

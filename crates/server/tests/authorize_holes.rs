@@ -211,7 +211,10 @@ async fn errors_of_an_unverified_client_before_sign_in_are_shown_not_redirected(
             .await
             .unwrap();
         assert_eq!(res.status(), 400, "{extra}");
-        assert!(res.headers().get("location").is_none(), "{extra}: never a redirect");
+        assert!(
+            res.headers().get("location").is_none(),
+            "{extra}: never a redirect"
+        );
         assert_page_headers(&res);
         let page = res.text().await.unwrap();
         assert!(
@@ -248,7 +251,11 @@ async fn an_operator_verified_metadata_client_gets_its_errors_redirected() {
     let id = w.host.url("evil.example", "/client.json");
     w.host.set("/client.json", TestResponse::json(evil_doc(&id)));
     let res = client()
-        .get(bare_authorize_url(&w.server, &id, "&response_type=code&prompt=none"))
+        .get(bare_authorize_url(
+            &w.server,
+            &id,
+            "&response_type=code&prompt=none",
+        ))
         .send()
         .await
         .unwrap();
@@ -277,13 +284,21 @@ async fn an_unverified_client_the_user_approved_gets_its_errors_redirected() {
     assert_eq!(res.status(), 302);
     // Approved by this user: errors now go back to the client.
     let res = b
-        .get(&bare_authorize_url(&w.server, &id, "&response_type=code&scope=bogus"))
+        .get(&bare_authorize_url(
+            &w.server,
+            &id,
+            "&response_type=code&scope=bogus",
+        ))
         .await;
     assert_eq!(res.status(), 302);
     assert_eq!(location_params(&res).1["error"], "invalid_scope");
     // Another browser, not signed in: still shown, not redirected.
     let res = client()
-        .get(bare_authorize_url(&w.server, &id, "&response_type=code&scope=bogus"))
+        .get(bare_authorize_url(
+            &w.server,
+            &id,
+            "&response_type=code&scope=bogus",
+        ))
         .send()
         .await
         .unwrap();
@@ -301,7 +316,10 @@ async fn a_loopback_redirect_of_a_mixed_public_client_asks_every_time() {
     // public-app registers http://127.0.0.1/cb and https://app.example/cb.
     let first = authorize_url(&server, "public-app", "http://127.0.0.1:5000/cb", "");
     let html = b.to_consent(&first, "bob").await;
-    assert!(html.contains("any program on this device can use this client"), "{html}");
+    assert!(
+        html.contains("any program on this device can use this client"),
+        "{html}"
+    );
     assert_eq!(b.decide(&html, "approve").await.status(), 302);
 
     // Approved once; another local port asks again, with the warning.
@@ -410,9 +428,20 @@ async fn metadata_error_pages_give_a_reason_and_a_request_id_never_network_detai
         }
         r
     };
-    assert_eq!(reasons, [json!("connect"), json!("tls"), json!("bad_status"), json!("blocked_address")]);
+    assert_eq!(
+        reasons,
+        [
+            json!("connect"),
+            json!("tls"),
+            json!("bad_status"),
+            json!("blocked_address")
+        ]
+    );
     for other in &seen[1..] {
-        assert_eq!(other, &seen[0], "every fetch failure looks the same to the visitor");
+        assert_eq!(
+            other, &seen[0],
+            "every fetch failure looks the same to the visitor"
+        );
     }
 
     // A document's own text never appears on Steward's page.
@@ -420,7 +449,8 @@ async fn metadata_error_pages_give_a_reason_and_a_request_id_never_network_detai
     w.host.set(
         "/liar.json",
         TestResponse::json(
-            json!({"client_id": liar, "client_name": "x", "redirect_uris": ["http://localhost/cb"]}).to_string(),
+            json!({"client_id": liar, "client_name": "x", "redirect_uris": ["http://localhost/cb"]})
+                .to_string(),
         ),
     );
     let id = w.host.url("cimd.test", "/liar.json");
@@ -437,7 +467,12 @@ async fn metadata_error_pages_give_a_reason_and_a_request_id_never_network_detai
     let rid = request_id_of(&page);
     let audited = audit_of(&w.server, &id, "client.metadata_rejected").await;
     assert_eq!(audited[0]["request_id"], rid.as_str());
-    assert!(audited[0]["problems"][0].as_str().unwrap().contains("call +1 555"));
+    assert!(
+        audited[0]["problems"][0]
+            .as_str()
+            .unwrap()
+            .contains("call +1 555")
+    );
 }
 
 // ---- item 4: unusable redirect URIs are dropped, not fatal --------------------
@@ -466,7 +501,12 @@ async fn a_document_with_unusable_redirect_uris_signs_in_with_the_usable_one() {
         .with_header("cache-control", "max-age=3600"),
     );
     let res = client()
-        .get(authorize_url(&w.server, &id, "http://localhost:61000/callback", ""))
+        .get(authorize_url(
+            &w.server,
+            &id,
+            "http://localhost:61000/callback",
+            "",
+        ))
         .send()
         .await
         .unwrap();
@@ -475,7 +515,10 @@ async fn a_document_with_unusable_redirect_uris_signs_in_with_the_usable_one() {
     assert!(loc.starts_with("http://localhost:61000/callback?"));
     assert!(p.contains_key("code"));
     // A dropped entry is never redirected to.
-    for dropped in ["com.example.inspector:/cb", "cursor://anysphere.cursor-retrieval/cb"] {
+    for dropped in [
+        "com.example.inspector:/cb",
+        "cursor://anysphere.cursor-retrieval/cb",
+    ] {
         let res = client()
             .get(authorize_url(&w.server, &id, dropped, ""))
             .send()
@@ -698,9 +741,12 @@ async fn logout_ends_the_session_and_clears_the_cookie() {
         // Without the session-bound value, or from elsewhere: refused, still signed in.
         assert_eq!(b.post("/logout", &[]).await.status(), 403);
         assert_eq!(
-            b.post("/logout", &[("csrf", "forged-forged-forged-forged-forged-forged")])
-                .await
-                .status(),
+            b.post(
+                "/logout",
+                &[("csrf", "forged-forged-forged-forged-forged-forged")]
+            )
+            .await
+            .status(),
             403
         );
         let res = b
@@ -722,8 +768,14 @@ async fn logout_ends_the_session_and_clears_the_cookie() {
         assert!(cleared.starts_with("steward_session=;"), "{cleared}");
         assert!(cleared.contains("Max-Age=0"), "{cleared}");
         assert!(res.text().await.unwrap().contains("signed out"));
-        assert!(!session_is_live(&server, &session).await, "the session row is gone");
-        assert_eq!(prompt_none_with(&server, &session).await["error"], "login_required");
+        assert!(
+            !session_is_live(&server, &session).await,
+            "the session row is gone"
+        );
+        assert_eq!(
+            prompt_none_with(&server, &session).await["error"],
+            "login_required"
+        );
         let events = server
             .state
             .store

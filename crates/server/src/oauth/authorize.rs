@@ -470,7 +470,11 @@ async fn consent_warnings(state: &AppState, v: &Validated, user_id: &str) -> Con
     {
         messages.push("This application is new to this server.");
     }
-    match state.store.find_grant(user_id, &v.client.id, &v.to.registered).await {
+    match state
+        .store
+        .find_grant(user_id, &v.client.id, &v.to.registered)
+        .await
+    {
         Ok(Some(g)) if g.revoked_at.is_none() => {
             let granted = ScopeSet::parse(&g.scopes).unwrap_or_default();
             if !v.scopes.is_subset(&granted) || g.resource.as_deref() != Some(v.resource.uri.as_str()) {

@@ -101,7 +101,11 @@ pub fn read_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
 
 /// `Set-Cookie` for `base` with `value`.
 pub fn set_cookie(state: &AppState, base: &str, value: &str, max_age: Option<u64>) -> String {
-    format!("{}={value}{}", cookie_name(state, base), cookie_attrs(state, max_age))
+    format!(
+        "{}={value}{}",
+        cookie_name(state, base),
+        cookie_attrs(state, max_age)
+    )
 }
 
 /// `Set-Cookie` that removes `base` from the browser.

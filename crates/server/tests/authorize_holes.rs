@@ -96,7 +96,7 @@ impl<'a> Browser<'a> {
     }
 
     /// Opens `url` (signed out: the login page), signs in; returns the consent page.
-    async fn to_consent(&mut self, url: &str, user: &str) -> String {
+    async fn sign_in_to_consent(&mut self, url: &str, user: &str) -> String {
         let html = self.get(url).await.text().await.unwrap();
         assert!(html.contains("name=\"password\""), "{html}");
         let res = self.login(&html, user).await;
@@ -276,7 +276,7 @@ async fn an_unverified_client_the_user_approved_gets_its_errors_redirected() {
     );
     let mut b = Browser::new(&w.server);
     let html = b
-        .to_consent(&bare_authorize_url(&w.server, &id, "&response_type=code"), "bob")
+        .sign_in_to_consent(&bare_authorize_url(&w.server, &id, "&response_type=code"), "bob")
         .await;
     // The consent page named the destination before the user chose it.
     assert!(html.contains("<span class=\"host\">evil.example</span>"));
@@ -315,7 +315,7 @@ async fn a_loopback_redirect_of_a_mixed_public_client_asks_every_time() {
     let mut b = Browser::new(&server);
     // public-app registers http://127.0.0.1/cb and https://app.example/cb.
     let first = authorize_url(&server, "public-app", "http://127.0.0.1:5000/cb", "");
-    let html = b.to_consent(&first, "bob").await;
+    let html = b.sign_in_to_consent(&first, "bob").await;
     assert!(
         html.contains("any program on this device can use this client"),
         "{html}"
@@ -549,11 +549,11 @@ async fn consent_csrf_is_bound_to_the_session() {
     let url = authorize_url(&server, "public-app", "https://app.example/cb", "");
     // The attacker's own browser: a valid consent form and its cookies.
     let mut attacker = Browser::new(&server);
-    let attacker_html = attacker.to_consent(&url, "mallory").await;
+    let attacker_html = attacker.sign_in_to_consent(&url, "mallory").await;
     // The victim's browser is signed in; the attacker plants every cookie
     // except the session and submits the attacker's form values.
     let mut victim = Browser::new(&server);
-    victim.to_consent(&url, "bob").await;
+    victim.sign_in_to_consent(&url, "bob").await;
     let mut planted = attacker.jar.clone();
     planted.insert("steward_session".to_owned(), victim.session());
     victim.jar = planted;
@@ -704,7 +704,7 @@ async fn a_new_sign_in_ends_the_previous_session() {
         add_user(&server, "bob").await;
         let mut b = Browser::new(&server);
         let url = authorize_url(&server, "public-app", "https://app.example/cb", "");
-        let html = b.to_consent(&url, "bob").await;
+        let html = b.sign_in_to_consent(&url, "bob").await;
         assert_eq!(b.decide(&html, "approve").await.status(), 302);
         let first = b.session();
         assert!(prompt_none_with(&server, &first).await.contains_key("code"));
@@ -729,7 +729,7 @@ async fn logout_ends_the_session_and_clears_the_cookie() {
         add_user(&server, "bob").await;
         let mut b = Browser::new(&server);
         let url = authorize_url(&server, "public-app", "https://app.example/cb", "");
-        let html = b.to_consent(&url, "bob").await;
+        let html = b.sign_in_to_consent(&url, "bob").await;
         assert_eq!(b.decide(&html, "approve").await.status(), 302);
         let session = b.session();
 

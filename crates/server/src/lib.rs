@@ -7,6 +7,7 @@ pub mod error;
 pub mod keyring;
 pub mod metrics;
 pub mod oauth;
+pub mod purge;
 pub mod routes;
 pub mod serve;
 pub mod settings;

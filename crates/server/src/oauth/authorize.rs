@@ -559,13 +559,25 @@ pub async fn login_post(
     let (csrf, _) = csrf_token(&state, &headers);
     let action = format!("{}/authorize/login", state.issuer.trim_end_matches('/'));
     let client_host = host_of(&v.client.id);
-    let limits = &state.settings.login;
-    let account_key = format!("u:{username}");
-    let address_key = format!("a:{}", peer.ip());
-    let failures = |k: &str| state.oauth.login_failures.count(k);
-    if failures(&account_key) >= limits.max_failures_per_account
-        || failures(&address_key) >= limits.max_failures_per_address
-    {
+    // Reserved before the password is checked (issue 11 items 10-11).
+    let checks = crate::oauth::limits::login_checks(&state.settings.login, username, peer.ip());
+    let reservation = state
+        .oauth
+        .login_failures
+        .reserve(&*state.store, state.clock.now(), checks)
+        .await;
+    let reservation = match reservation {
+        Ok(r) => r,
+        Err(crate::oauth::limits::Refused::Store(e)) => {
+            tracing::error!(error = %e, "could not reserve a login attempt");
+            return pages::error_page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something went wrong",
+                "Please try again later.",
+                None,
+            );
+        }
+        Err(crate::oauth::limits::Refused::Locked(_)) => {
         let mut res = pages::login(
             &action,
             &csrf,
@@ -575,8 +587,14 @@ pub async fn login_post(
         );
         *res.status_mut() = StatusCode::TOO_MANY_REQUESTS;
         return res;
+        }
+    };
+    let verified = crate::oauth::users::verify_login(&state, username, password).await;
+    match &verified {
+        Ok(None) => reservation.failed(&*state.store, |_| true).await,
+        Ok(Some(_)) | Err(_) => reservation.succeeded(&*state.store).await,
     }
-    match crate::oauth::users::verify_login(&state, username, password).await {
+    match verified {
         Ok(Some(user)) => {
             let now = state.clock.now();
             let id = random_token();
@@ -618,9 +636,6 @@ pub async fn login_post(
             with_cookie(res, Some(cookie))
         }
         Ok(None) => {
-            for k in [account_key, address_key] {
-                state.oauth.login_failures.record(&k);
-            }
             audit(
                 &state,
                 "user.login_failed",

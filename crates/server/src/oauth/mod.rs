@@ -24,12 +24,14 @@ pub struct OAuth {
     pub resources: resources::Resources,
     /// Key for client-secret hashes, derived from the key-encryption key.
     pub secret_key: [u8; 32],
-    /// Failed logins per account (`u:NAME`) and per address (`a:IP`) in the window.
-    pub login_failures: limits::FailureCounter,
+    /// Login attempts per account and address, per address, per account
+    /// (shared through the database: [`limits::Sharing::Strict`]).
+    pub login_failures: limits::AttemptLimiter,
     /// `logo_uri` → content hash of the stored copy (`None`: unusable).
     pub logos: moka::future::Cache<String, Option<String>>,
-    /// Failed client authentications per client id in the window.
-    pub client_auth_failures: limits::FailureCounter,
+    /// Client authentications per client and address, per address, per
+    /// client (failures shared: [`limits::Sharing::Failures`]).
+    pub client_auth_failures: limits::AttemptLimiter,
     pub dummy_password_hash: String,
     /// `[dev] auto_approve_user`, resolved to a user id.
     pub dev_user_id: Option<String>,
@@ -40,14 +42,18 @@ impl OAuth {
         OAuth {
             resources: resources::Resources::from_settings(settings),
             secret_key,
-            login_failures: limits::FailureCounter::new(Duration::from_secs(settings.login.window_secs)),
+            login_failures: limits::AttemptLimiter::new(
+                Duration::from_secs(settings.login.window_secs),
+                limits::Sharing::Strict,
+            ),
             logos: moka::future::Cache::builder()
                 .max_capacity(10_000)
                 .time_to_live(Duration::from_secs(3600))
                 .build(),
-            client_auth_failures: limits::FailureCounter::new(Duration::from_secs(
-                settings.tokens.client_auth_window_secs,
-            )),
+            client_auth_failures: limits::AttemptLimiter::new(
+                Duration::from_secs(settings.tokens.client_auth_window_secs),
+                limits::Sharing::Failures,
+            ),
             dummy_password_hash: users::dummy_hash(),
             dev_user_id: None,
         }

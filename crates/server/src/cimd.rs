@@ -212,7 +212,17 @@ pub async fn resolve_and_audit(
     raw: &str,
 ) -> Result<Arc<steward_cimd::ResolvedClient>, steward_cimd::ResolveError> {
     let id = parse_client_id(state, raw).await?;
-    let result = state.cimd.resolve(&id).await;
+    let mut result = state.cimd.resolve(&id).await;
+    // The purge reaps clients nobody used (with their versions), possibly
+    // on another node, while this node's cache still holds the document: a
+    // consent would then point at a version that is gone. Fetch it again,
+    // which stores the client and version anew.
+    if let Ok(resolved) = &result
+        && matches!(state.store.get_metadata_version(resolved.version_id).await, Ok(None))
+    {
+        state.cimd.invalidate(&id);
+        result = state.cimd.resolve(&id).await;
+    }
     if let Err(e) = &result {
         record_refusal(state, id.as_str(), e).await;
     }

@@ -377,7 +377,7 @@ impl Default for HttpSettings {
             request_timeout_ms: 30_000,
             shutdown_grace_ms: 10_000,
             max_connections: 1024,
-            max_connections_per_address: 64,
+            max_connections_per_address: 256,
         }
     }
 }

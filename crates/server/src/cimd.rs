@@ -218,7 +218,10 @@ pub async fn resolve_and_audit(
     // consent would then point at a version that is gone. Fetch it again,
     // which stores the client and version anew.
     if let Ok(resolved) = &result
-        && matches!(state.store.get_metadata_version(resolved.version_id).await, Ok(None))
+        && matches!(
+            state.store.get_metadata_version(resolved.version_id).await,
+            Ok(None)
+        )
     {
         state.cimd.invalidate(&id);
         result = state.cimd.resolve(&id).await;
@@ -240,7 +243,10 @@ const AUDITED_HOST_MAX: usize = 255;
 fn refusal_host(raw: &str) -> String {
     url::Url::parse(raw)
         .ok()
-        .and_then(|u| u.host_str().map(|h| truncate(h, AUDITED_HOST_MAX).to_ascii_lowercase()))
+        .and_then(|u| {
+            u.host_str()
+                .map(|h| truncate(h, AUDITED_HOST_MAX).to_ascii_lowercase())
+        })
         .unwrap_or_else(|| OTHER_HOSTS.to_owned())
 }
 
@@ -343,7 +349,10 @@ impl RefusalAudit {
     }
 }
 
-fn drain_ended(by_host: &mut std::collections::HashMap<(String, &'static str), Pending>, current: i64) -> Vec<Ended> {
+fn drain_ended(
+    by_host: &mut std::collections::HashMap<(String, &'static str), Pending>,
+    current: i64,
+) -> Vec<Ended> {
     let mut ended = Vec::new();
     by_host.retain(|(host, reason), p| {
         if p.window_start >= current {

@@ -490,13 +490,22 @@ impl Settings {
             }
         }
         for (key, value) in [
-            ("login.max_failures_per_account", u64::from(self.login.max_failures_per_account)),
-            ("login.max_failures_per_address", u64::from(self.login.max_failures_per_address)),
+            (
+                "login.max_failures_per_account",
+                u64::from(self.login.max_failures_per_account),
+            ),
+            (
+                "login.max_failures_per_address",
+                u64::from(self.login.max_failures_per_address),
+            ),
             (
                 "login.max_failures_per_account_total",
                 u64::from(self.login.max_failures_per_account_total),
             ),
-            ("tokens.client_auth_max_failures", u64::from(self.tokens.client_auth_max_failures)),
+            (
+                "tokens.client_auth_max_failures",
+                u64::from(self.tokens.client_auth_max_failures),
+            ),
             (
                 "tokens.client_auth_max_failures_per_address",
                 u64::from(self.tokens.client_auth_max_failures_per_address),
@@ -506,10 +515,19 @@ impl Settings {
                 u64::from(self.tokens.client_auth_max_failures_total),
             ),
             ("http.max_connections", self.http.max_connections as u64),
-            ("http.max_connections_per_address", self.http.max_connections_per_address as u64),
+            (
+                "http.max_connections_per_address",
+                self.http.max_connections_per_address as u64,
+            ),
             ("egress.total_concurrency", self.egress.total_concurrency as u64),
-            ("purge.max_rows_per_table", u64::from(self.purge.max_rows_per_table)),
-            ("cimd.max_unused_versions", u64::from(self.cimd.max_unused_versions)),
+            (
+                "purge.max_rows_per_table",
+                u64::from(self.purge.max_rows_per_table),
+            ),
+            (
+                "cimd.max_unused_versions",
+                u64::from(self.cimd.max_unused_versions),
+            ),
         ] {
             if value == 0 {
                 return Err(SettingError {

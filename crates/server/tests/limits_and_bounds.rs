@@ -115,7 +115,12 @@ async fn a_strangers_failed_logins_do_not_lock_out_the_user() {
     let stranger = login_form(&server, "127.0.0.5").await;
     let mut statuses = Vec::new();
     for _ in 0..5 {
-        statuses.push(stranger.submit(&server, "bob", "wrong-password-123").await.as_u16());
+        statuses.push(
+            stranger
+                .submit(&server, "bob", "wrong-password-123")
+                .await
+                .as_u16(),
+        );
     }
     assert_eq!(statuses, vec![401, 401, 401, 429, 429]);
     // Bob, from his own address, is not locked out by the stranger.
@@ -136,7 +141,10 @@ async fn a_strangers_wrong_secrets_do_not_lock_out_the_client() {
         assert_eq!(status, 401);
     }
     let (_, body) = client_credentials(&server, "127.0.0.5", BENCH_SECRET).await;
-    assert_eq!(body["error"], "invalid_client", "the stranger's address is locked");
+    assert_eq!(
+        body["error"], "invalid_client",
+        "the stranger's address is locked"
+    );
     let (status, body) = client_credentials(&server, "127.0.0.1", BENCH_SECRET).await;
     assert_eq!(status, 200, "the real client is not: {body}");
     // The lockout is visible in the metrics, by limit.
@@ -156,10 +164,16 @@ async fn per_account_ceiling_applies_across_addresses() {
     s.tokens.client_auth_max_failures_total = 4;
     let server = TestServer::start_with(s, dir).await;
     for ip in ["127.0.0.5", "127.0.0.5", "127.0.0.6", "127.0.0.6"] {
-        assert_eq!(client_credentials(&server, ip, "wrong-secret-000000000").await.0, 401);
+        assert_eq!(
+            client_credentials(&server, ip, "wrong-secret-000000000").await.0,
+            401
+        );
     }
     let (_, body) = client_credentials(&server, "127.0.0.1", BENCH_SECRET).await;
-    assert_eq!(body["error"], "invalid_client", "a distributed attack meets the ceiling");
+    assert_eq!(
+        body["error"], "invalid_client",
+        "a distributed attack meets the ceiling"
+    );
 }
 
 #[tokio::test]
@@ -172,7 +186,12 @@ async fn lockout_window_is_fixed_and_failures_do_not_extend_it() {
     // The test clock starts on a window boundary.
     assert_eq!(server.state.clock.now().seconds() % 300, 0);
     for _ in 0..3 {
-        assert_eq!(client_credentials(&server, "127.0.0.1", "wrong-secret-0000").await.0, 401);
+        assert_eq!(
+            client_credentials(&server, "127.0.0.1", "wrong-secret-0000")
+                .await
+                .0,
+            401
+        );
     }
     server.clock.advance(299);
     // Still locked, and this refused attempt does not push the end back.
@@ -402,9 +421,16 @@ async fn ten_thousand_anonymous_authorization_requests_leave_the_database_within
     let aggregated: u64 = audit
         .iter()
         .filter(|e| e.action == "client.metadata_rejected_aggregate")
-        .map(|e| serde_json::from_str::<Value>(&e.detail).unwrap()["count"].as_u64().unwrap())
+        .map(|e| {
+            serde_json::from_str::<Value>(&e.detail).unwrap()["count"]
+                .as_u64()
+                .unwrap()
+        })
         .sum();
-    let full = audit.iter().filter(|e| e.action == "client.metadata_rejected").count();
+    let full = audit
+        .iter()
+        .filter(|e| e.action == "client.metadata_rejected")
+        .count();
     assert_eq!(
         full + usize::try_from(aggregated).unwrap(),
         REQUESTS,
@@ -423,7 +449,8 @@ async fn ten_thousand_anonymous_authorization_requests_leave_the_database_within
 }
 
 fn good_doc(id: &str) -> String {
-    json!({ "client_id": id, "client_name": "Unused", "redirect_uris": ["https://app.example/cb"] }).to_string()
+    json!({ "client_id": id, "client_name": "Unused", "redirect_uris": ["https://app.example/cb"] })
+        .to_string()
 }
 
 /// Metadata-document clients nobody uses are capped in number and reaped by
@@ -435,7 +462,9 @@ async fn unused_metadata_clients_are_capped_and_reaped() {
         s.cimd.max_unused_clients = 3;
     })
     .await;
-    let ids: Vec<String> = (0..4).map(|i| w.host.url("cimd.test", &format!("/c{i}.json"))).collect();
+    let ids: Vec<String> = (0..4)
+        .map(|i| w.host.url("cimd.test", &format!("/c{i}.json")))
+        .collect();
     for (i, id) in ids.iter().enumerate() {
         w.host.set(
             &format!("/c{i}.json"),
@@ -450,7 +479,15 @@ async fn unused_metadata_clients_are_capped_and_reaped() {
         assert_eq!(authorize(id).await, 200, "login page for {id}");
     }
     assert_eq!(authorize(&ids[3]).await, 503, "the cap on unused clients");
-    assert_eq!(w.server.state.store.count_unused_metadata_clients().await.unwrap(), 3);
+    assert_eq!(
+        w.server
+            .state
+            .store
+            .count_unused_metadata_clients()
+            .await
+            .unwrap(),
+        3
+    );
 
     w.server.clock.advance(86_401);
     let report = steward_server::purge::purge_now(&w.server.state).await.unwrap();
@@ -459,7 +496,13 @@ async fn unused_metadata_clients_are_capped_and_reaped() {
     // Still cached by the resolver, gone from the database: fetched and stored again.
     assert_eq!(authorize(&ids[0]).await, 200);
     assert!(w.server.state.store.get_client(&ids[0]).await.unwrap().is_some());
-    let latest = w.server.state.store.latest_metadata_version(&ids[0]).await.unwrap();
+    let latest = w
+        .server
+        .state
+        .store
+        .latest_metadata_version(&ids[0])
+        .await
+        .unwrap();
     assert!(latest.is_some());
 }
 
@@ -491,7 +534,14 @@ async fn expired_rows_are_purged_on_a_schedule(database_url: Option<String>) {
     server.clock.advance(11);
     let mut gone = false;
     for _ in 0..100 {
-        if server.state.store.get_session("expired-session", now).await.unwrap().is_none() {
+        if server
+            .state
+            .store
+            .get_session("expired-session", now)
+            .await
+            .unwrap()
+            .is_none()
+        {
             gone = true;
             break;
         }
@@ -524,7 +574,10 @@ async fn half_sent(server: &TestServer, ip: &str) -> tokio::net::TcpStream {
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.bind(format!("{ip}:0").parse().unwrap()).unwrap();
     let mut stream = socket.connect(server.addr).await.unwrap();
-    stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
     stream
 }
 
@@ -585,7 +638,10 @@ async fn half_sent_requests_cannot_exhaust_the_connections() {
     }
     assert!(ok, "slots come back when connections close");
     let m = metrics_text(&server).await;
-    assert!(m.contains("steward_connections_refused_total{cap=\"per_address\"}"), "{m}");
+    assert!(
+        m.contains("steward_connections_refused_total{cap=\"per_address\"}"),
+        "{m}"
+    );
     assert!(m.contains("steward_connections_refused_total{cap=\"total\"}"));
 }
 

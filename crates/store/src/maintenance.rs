@@ -16,7 +16,8 @@ use steward_core::UnixTime;
 /// Audit actions written for refused metadata documents (and their per-host
 /// aggregates): the only audit events an anonymous request can cause, and
 /// so the only ones the purge ages out.
-pub const REFUSAL_AUDIT_ACTIONS: [&str; 2] = ["client.metadata_rejected", "client.metadata_rejected_aggregate"];
+pub const REFUSAL_AUDIT_ACTIONS: [&str; 2] =
+    ["client.metadata_rejected", "client.metadata_rejected_aggregate"];
 
 /// What one purge pass may delete.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -37,12 +37,42 @@ pub(crate) fn selections() -> [(&'static str, String, Cutoff, Kind); 10] {
         .collect::<Vec<_>>()
         .join(", ");
     [
-        ("access_tokens", "expires_at <= $CUTOFF".into(), Cutoff::Now, Kind::Expired),
-        ("authorization_codes", "expires_at <= $CUTOFF".into(), Cutoff::Now, Kind::Expired),
-        ("refresh_tokens", "expires_at <= $CUTOFF".into(), Cutoff::Now, Kind::Expired),
-        ("sessions", "expires_at <= $CUTOFF".into(), Cutoff::Now, Kind::Expired),
-        ("client_assertion_jtis", "expires_at <= $CUTOFF".into(), Cutoff::Now, Kind::Expired),
-        ("attempt_counters", "expires_at <= $CUTOFF".into(), Cutoff::Now, Kind::Expired),
+        (
+            "access_tokens",
+            "expires_at <= $CUTOFF".into(),
+            Cutoff::Now,
+            Kind::Expired,
+        ),
+        (
+            "authorization_codes",
+            "expires_at <= $CUTOFF".into(),
+            Cutoff::Now,
+            Kind::Expired,
+        ),
+        (
+            "refresh_tokens",
+            "expires_at <= $CUTOFF".into(),
+            Cutoff::Now,
+            Kind::Expired,
+        ),
+        (
+            "sessions",
+            "expires_at <= $CUTOFF".into(),
+            Cutoff::Now,
+            Kind::Expired,
+        ),
+        (
+            "client_assertion_jtis",
+            "expires_at <= $CUTOFF".into(),
+            Cutoff::Now,
+            Kind::Expired,
+        ),
+        (
+            "attempt_counters",
+            "expires_at <= $CUTOFF".into(),
+            Cutoff::Now,
+            Kind::Expired,
+        ),
         (
             "refresh_families",
             "created_at <= $CUTOFF \

@@ -1336,10 +1336,7 @@ async fn logos_are_stored_once_by_hash(s: Arc<dyn Store>) {
 async fn attempt_reservations_stop_at_the_limit_in_fixed_windows(s: Arc<dyn Store>) {
     let (w0, w1) = (T0, T0.plus_secs(300));
     for expected in 1..=3 {
-        assert_eq!(
-            s.reserve_attempt("k", w0, w1, 3).await.unwrap(),
-            Some(expected)
-        );
+        assert_eq!(s.reserve_attempt("k", w0, w1, 3).await.unwrap(), Some(expected));
     }
     assert_eq!(s.reserve_attempt("k", w0, w1, 3).await.unwrap(), None);
     // A right credential gives its reservation back.
@@ -1421,7 +1418,9 @@ async fn purge_pass_is_bounded_and_removes_what_anonymous_requests_leave(s: Arc<
     }
     s.reserve_attempt("k", T0, T0.plus_secs(10), 5).await.unwrap();
     let unused = "https://attacker.example/c.json";
-    s.upsert_client(&unused_document_client(unused, T0)).await.unwrap();
+    s.upsert_client(&unused_document_client(unused, T0))
+        .await
+        .unwrap();
     for n in 0..3 {
         s.record_metadata_version(&version_of(unused, n)).await.unwrap();
     }
@@ -1439,7 +1438,11 @@ async fn purge_pass_is_bounded_and_removes_what_anonymous_requests_leave(s: Arc<
     .await
     .unwrap();
     assert_eq!(s.count_unused_metadata_clients().await.unwrap(), 2);
-    for action in ["client.metadata_rejected", "client.metadata_rejected_aggregate", "user.login"] {
+    for action in [
+        "client.metadata_rejected",
+        "client.metadata_rejected_aggregate",
+        "user.login",
+    ] {
         s.append_audit(&NewAuditEvent {
             at: T0,
             actor: "steward".into(),
@@ -1476,7 +1479,11 @@ async fn purge_pass_is_bounded_and_removes_what_anonymous_requests_leave(s: Arc<
     let second = s.purge(&plan).await.unwrap();
     assert_eq!(second.expired, 2);
     assert_eq!(s.purge(&plan).await.unwrap().expired, 1);
-    assert_eq!(s.purge(&plan).await.unwrap(), PurgeReport::default(), "idempotent");
+    assert_eq!(
+        s.purge(&plan).await.unwrap(),
+        PurgeReport::default(),
+        "idempotent"
+    );
 
     assert_eq!(s.get_client(unused).await.unwrap(), None);
     assert!(s.list_metadata_versions(unused).await.unwrap().is_empty());
@@ -1506,7 +1513,9 @@ async fn purge_pass_is_bounded_and_removes_what_anonymous_requests_leave(s: Arc<
 /// its whole history.
 async fn unused_metadata_versions_are_trimmed_to_the_newest(s: Arc<dyn Store>) {
     let unused = "https://attacker.example/flip.json";
-    s.upsert_client(&unused_document_client(unused, T0)).await.unwrap();
+    s.upsert_client(&unused_document_client(unused, T0))
+        .await
+        .unwrap();
     for n in 0..5 {
         s.record_metadata_version(&version_of(unused, n)).await.unwrap();
     }

@@ -578,15 +578,15 @@ pub async fn login_post(
             );
         }
         Err(crate::oauth::limits::Refused::Locked(_)) => {
-        let mut res = pages::login(
-            &action,
-            &csrf,
-            &raw,
-            &client_host,
-            Some("Too many failed attempts. Try again later."),
-        );
-        *res.status_mut() = StatusCode::TOO_MANY_REQUESTS;
-        return res;
+            let mut res = pages::login(
+                &action,
+                &csrf,
+                &raw,
+                &client_host,
+                Some("Too many failed attempts. Try again later."),
+            );
+            *res.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+            return res;
         }
     };
     let verified = crate::oauth::users::verify_login(&state, username, password).await;

@@ -94,7 +94,11 @@ pub fn login_checks(s: &crate::settings::LoginSettings, username: &str, ip: IpAd
     let addr = address_key(ip);
     vec![
         Check::new(LOGIN_ADDRESS, &[&addr], s.max_failures_per_address),
-        Check::new(LOGIN_ACCOUNT_ADDRESS, &[username, &addr], s.max_failures_per_account),
+        Check::new(
+            LOGIN_ACCOUNT_ADDRESS,
+            &[username, &addr],
+            s.max_failures_per_account,
+        ),
         Check::new(LOGIN_ACCOUNT, &[username], s.max_failures_per_account_total),
     ]
 }
@@ -105,7 +109,11 @@ pub fn client_auth_checks(t: &crate::settings::TokenSettings, client_id: &str, i
     let addr = address_key(ip);
     vec![
         Check::new(CLIENT_ADDRESS, &[&addr], t.client_auth_max_failures_per_address),
-        Check::new(CLIENT_CLIENT_ADDRESS, &[client_id, &addr], t.client_auth_max_failures),
+        Check::new(
+            CLIENT_CLIENT_ADDRESS,
+            &[client_id, &addr],
+            t.client_auth_max_failures,
+        ),
         Check::new(CLIENT_CLIENT, &[client_id], t.client_auth_max_failures_total),
     ]
 }
@@ -165,20 +173,18 @@ impl AttemptLimiter {
     /// Takes one attempt on this node if the count is below `max`.
     fn take_local(&self, check: &Check, window_start: i64) -> bool {
         let mut taken = false;
-        self.local
-            .entry_by_ref(&check.key)
-            .and_compute_with(|entry| {
-                let count = entry
-                    .map(|e| e.into_value())
-                    .filter(|(start, _)| *start == window_start)
-                    .map_or(0, |(_, n)| n);
-                if count < check.max {
-                    taken = true;
-                    moka::ops::compute::Op::Put((window_start, count + 1))
-                } else {
-                    moka::ops::compute::Op::Nop
-                }
-            });
+        self.local.entry_by_ref(&check.key).and_compute_with(|entry| {
+            let count = entry
+                .map(|e| e.into_value())
+                .filter(|(start, _)| *start == window_start)
+                .map_or(0, |(_, n)| n);
+            if count < check.max {
+                taken = true;
+                moka::ops::compute::Op::Put((window_start, count + 1))
+            } else {
+                moka::ops::compute::Op::Nop
+            }
+        });
         taken
     }
 
@@ -195,15 +201,13 @@ impl AttemptLimiter {
 
     /// Raises this node's count to the shared one learned from the database.
     fn learn(&self, check: &Check, window_start: i64, shared: u32) {
-        self.local
-            .entry_by_ref(&check.key)
-            .and_compute_with(|entry| {
-                let count = entry
-                    .map(|e| e.into_value())
-                    .filter(|(start, _)| *start == window_start)
-                    .map_or(0, |(_, n)| n);
-                moka::ops::compute::Op::Put((window_start, count.max(shared)))
-            });
+        self.local.entry_by_ref(&check.key).and_compute_with(|entry| {
+            let count = entry
+                .map(|e| e.into_value())
+                .filter(|(start, _)| *start == window_start)
+                .map_or(0, |(_, n)| n);
+            moka::ops::compute::Op::Put((window_start, count.max(shared)))
+        });
     }
 
     /// Reserves one attempt under every check, in order, before the
@@ -345,7 +349,8 @@ mod tests {
         for sharing in [Sharing::Strict, Sharing::Failures] {
             let s = store().await;
             let l = AttemptLimiter::new(Duration::from_secs(60), sharing);
-            let t0 = UnixTime(1_800_000_000 - 1_800_000_000 % 60);
+            // A window boundary (a multiple of 60).
+            let t0 = UnixTime(1_800_000_000);
             for at in [0, 30, 59] {
                 let r = l.reserve(&*s, t0.plus_secs(at), checks(3)).await.unwrap();
                 r.failed(&*s, |_| true).await;
@@ -369,7 +374,11 @@ mod tests {
             for _ in 0..10 {
                 l.reserve(&*s, now, checks(2)).await.unwrap().succeeded(&*s).await;
             }
-            l.reserve(&*s, now, checks(2)).await.unwrap().failed(&*s, |_| true).await;
+            l.reserve(&*s, now, checks(2))
+                .await
+                .unwrap()
+                .failed(&*s, |_| true)
+                .await;
             l.reserve(&*s, now, checks(2)).await.unwrap().succeeded(&*s).await;
         }
     }
@@ -413,8 +422,17 @@ mod tests {
         let s = store().await;
         let l = AttemptLimiter::new(Duration::from_secs(60), Sharing::Strict);
         let now = UnixTime(1_800_000_000);
-        let pair = |acct: &str| vec![Check::new("address", &["a"], 1), Check::new("account", &[acct], 1)];
-        l.reserve(&*s, now, pair("x")).await.unwrap().failed(&*s, |_| true).await;
+        let pair = |acct: &str| {
+            vec![
+                Check::new("address", &["a"], 1),
+                Check::new("account", &[acct], 1),
+            ]
+        };
+        l.reserve(&*s, now, pair("x"))
+            .await
+            .unwrap()
+            .failed(&*s, |_| true)
+            .await;
         assert!(l.reserve(&*s, now, pair("y")).await.is_err());
         // "y" was never counted: only the address limit stops it.
         let alone = vec![Check::new("account", &["y"], 1)];

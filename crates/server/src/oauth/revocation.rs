@@ -10,10 +10,10 @@
 
 use axum::Json;
 use axum::extract::{ConnectInfo, State};
-use std::net::SocketAddr;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
+use std::net::SocketAddr;
 use steward_core::secret::token_hash;
 use steward_core::{ErrorCode, OAuthError};
 use steward_store::AccessTokenRecord;

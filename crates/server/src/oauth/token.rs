@@ -7,10 +7,10 @@
 
 use axum::Json;
 use axum::extract::{ConnectInfo, State};
-use std::net::SocketAddr;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use std::net::SocketAddr;
 use steward_core::pkce::CodeChallenge;
 use steward_core::scope::ScopeSet;
 use steward_core::secret::{ordered_id, token_hash};

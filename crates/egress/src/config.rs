@@ -27,6 +27,10 @@ pub struct EgressConfig {
     pub per_host_concurrency: usize,
     /// Fetches started per host name per rolling minute.
     pub per_host_per_minute: u32,
+    /// Concurrent fetches allowed across all hosts. The per-host caps alone
+    /// do not bound the total: an attacker naming many hosts (one wildcard
+    /// DNS zone is enough) could otherwise hold every socket and worker.
+    pub total_concurrency: usize,
 }
 
 impl Default for EgressConfig {
@@ -40,6 +44,7 @@ impl Default for EgressConfig {
             max_header_bytes: 16 * 1024,
             per_host_concurrency: 4,
             per_host_per_minute: 60,
+            total_concurrency: 64,
         }
     }
 }

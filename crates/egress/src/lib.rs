@@ -64,6 +64,7 @@ impl Egress {
             ("max_header_bytes", config.max_header_bytes == 0),
             ("per_host_concurrency", config.per_host_concurrency == 0),
             ("per_host_per_minute", config.per_host_per_minute == 0),
+            ("total_concurrency", config.total_concurrency == 0),
         ] {
             if zero {
                 return Err(EgressConfigError::Zero { field });
@@ -71,7 +72,11 @@ impl Egress {
         }
         let tls = tls::client_config(&config.extra_root_certs_pem)?;
         let resolver = Resolver::new(&config)?;
-        let limiter = HostLimiter::new(config.per_host_concurrency, config.per_host_per_minute);
+        let limiter = HostLimiter::new(
+            config.per_host_concurrency,
+            config.per_host_per_minute,
+            config.total_concurrency,
+        );
         Ok(Egress {
             inner: Arc::new(Inner {
                 config,

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use steward_cimd::{NewVersion, VersionRecord, VersionStore, VersionStoreError};
-use steward_core::{ClientKind, Clock, LifecycleState, TrustTier};
+use steward_core::{ClientKind, Clock, LifecycleState, TrustTier, UnixTime};
 use steward_store::{ClientRecord, NewAuditEvent, NewMetadataVersion, Store, StoreError};
 
 use crate::request_id::RequestId;
@@ -15,11 +15,25 @@ use crate::request_id::RequestId;
 pub struct DbVersionStore {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
+    limits: UnusedLimits,
+}
+
+/// Bounds on what anonymous requests can make Steward persist (issue 11
+/// item 12): a metadata-document client is stored when its document is
+/// first fetched, before anyone signs in for it, so whoever hosts documents
+/// can create clients and versions at will. Those nobody uses are capped in
+/// number, keep only their newest versions, and are reaped by the purge.
+#[derive(Clone, Copy, Debug)]
+pub struct UnusedLimits {
+    /// `cimd.max_unused_clients`
+    pub max_clients: u64,
+    /// `cimd.max_unused_versions`
+    pub max_versions: u32,
 }
 
 impl DbVersionStore {
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
-        Self { store, clock }
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, limits: UnusedLimits) -> Self {
+        Self { store, clock, limits }
     }
 
     /// Creates the inventory record of a metadata-document client the first
@@ -40,6 +54,15 @@ impl DbVersionStore {
                 Ok(false)
             }
             None => {
+                // Refusing here (a transient failure) keeps the inventory
+                // bounded; clients already known, used or not, are unaffected.
+                if self.store.count_unused_metadata_clients().await? >= self.limits.max_clients {
+                    metrics::counter!("steward_cimd_unused_client_cap_refusals_total").increment(1);
+                    return Err(StoreError::Database {
+                        reason: "too many metadata-document clients nobody has used yet",
+                        source: "cimd.max_unused_clients reached".into(),
+                    });
+                }
                 let record = ClientRecord {
                     client_id: client_id.to_owned(),
                     kind: ClientKind::MetadataDocument,
@@ -107,6 +130,15 @@ impl VersionStore for DbVersionStore {
             })
             .await
             .map_err(unavailable)?;
+        // A document that changes at every fetch must not grow the history of
+        // a client nobody uses without bound (a used client keeps it all).
+        if let Err(e) = self
+            .store
+            .trim_unused_metadata_versions(&v.client_id, self.limits.max_versions)
+            .await
+        {
+            tracing::warn!(error = %e, "could not trim unused metadata versions");
+        }
         let action = match &previous {
             None if created => Some((
                 "client.discovered",
@@ -212,7 +244,20 @@ pub async fn resolve_for_request(
     request_id: Option<&RequestId>,
 ) -> Result<Arc<steward_cimd::ResolvedClient>, steward_cimd::ResolveError> {
     let id = parse_client_id_for(state, raw, request_id).await?;
-    let result = state.cimd.resolve(&id).await;
+    let mut result = state.cimd.resolve(&id).await;
+    // The purge reaps clients nobody used (with their versions), possibly
+    // on another node, while this node's cache still holds the document: a
+    // consent would then point at a version that is gone. Fetch it again,
+    // which stores the client and version anew.
+    if let Ok(resolved) = &result
+        && matches!(
+            state.store.get_metadata_version(resolved.version_id).await,
+            Ok(None)
+        )
+    {
+        state.cimd.invalidate(&id);
+        result = state.cimd.resolve(&id).await;
+    }
     if let Err(e) = &result {
         record_refusal(state, id.as_str(), e, request_id).await;
     }
@@ -222,10 +267,175 @@ pub async fn resolve_for_request(
 /// Longest client_id copied into an audit event: the id is attacker-chosen.
 const AUDITED_ID_MAX: usize = 512;
 
-/// Logs a refusal and writes it to the audit trail. A failure served from the
-/// negative cache costs nothing to repeat and was audited when it happened,
-/// so it is logged only; and the same refusal of the same id is audited once
-/// per five minutes, so repeats cannot flood the log.
+/// Longest host name kept as an aggregation key (DNS names are at most 253).
+const AUDITED_HOST_MAX: usize = 255;
+
+/// The host that refusals of `raw` are aggregated under: the URL's host, or
+/// `*` when there is none to be read.
+fn refusal_host(raw: &str) -> String {
+    url::Url::parse(raw)
+        .ok()
+        .and_then(|u| {
+            u.host_str()
+                .map(|h| truncate(h, AUDITED_HOST_MAX).to_ascii_lowercase())
+        })
+        .unwrap_or_else(|| OTHER_HOSTS.to_owned())
+}
+
+/// The aggregate for hosts beyond `cimd.refusal_audit_max_hosts`.
+const OTHER_HOSTS: &str = "*";
+
+/// Refusals counted since the window's first one was audited.
+struct Pending {
+    window_start: i64,
+    count: u64,
+}
+
+/// Aggregates refused-document audit events per host, reason and fixed
+/// window (issue 11 item 12): each distinct invalid `client_id` used to write
+/// an audit row, so anonymous requests could fill the database. Now the
+/// first refusal of a host and reason in a window is audited in full
+/// (`client.metadata_rejected`), the others are counted and written as one
+/// `client.metadata_rejected_aggregate` event when the window is over; at
+/// most `max_hosts` hosts are tracked per window, the rest share `*`. So a
+/// window adds at most `2 × (max_hosts + 1) × reasons` rows per node,
+/// whatever the traffic; the purge deletes them after
+/// `purge.refusal_retention_secs`.
+pub struct RefusalAudit {
+    window: i64,
+    max_hosts: u64,
+    state: std::sync::Mutex<Aggregates>,
+}
+
+#[derive(Default)]
+struct Aggregates {
+    by_host: std::collections::HashMap<(String, &'static str), Pending>,
+    window_start: i64,
+    hosts_in_window: u64,
+}
+
+/// An aggregate ready to be written.
+struct Ended {
+    host: String,
+    reason: &'static str,
+    window_start: i64,
+    count: u64,
+}
+
+impl RefusalAudit {
+    pub fn new(window_secs: u64, max_hosts: u64) -> Self {
+        Self {
+            window: i64::try_from(window_secs.max(1)).unwrap_or(i64::MAX),
+            max_hosts: max_hosts.max(1),
+            state: std::sync::Mutex::new(Aggregates::default()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Aggregates> {
+        // Counters only: a poisoned lock leaves them usable.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Notes one refusal; `Some(host)` when it is the first of its host and
+    /// reason in this window and must be audited in full. Aggregates of
+    /// windows that are over are returned to be written.
+    fn note(&self, host: String, reason: &'static str, now: UnixTime) -> (Option<String>, Vec<Ended>) {
+        let window_start = now.0 - now.0.rem_euclid(self.window);
+        let mut a = self.lock();
+        let mut ended = Vec::new();
+        if a.window_start != window_start {
+            a.window_start = window_start;
+            a.hosts_in_window = 0;
+            ended = drain_ended(&mut a.by_host, window_start);
+        }
+        let mut host = host;
+        if !a.by_host.contains_key(&(host.clone(), reason)) && a.hosts_in_window >= self.max_hosts {
+            host = OTHER_HOSTS.to_owned();
+        }
+        let first = match a.by_host.get_mut(&(host.clone(), reason)) {
+            Some(p) if p.window_start == window_start => {
+                p.count += 1;
+                false
+            }
+            _ => {
+                if host != OTHER_HOSTS {
+                    a.hosts_in_window += 1;
+                }
+                a.by_host.insert(
+                    (host.clone(), reason),
+                    Pending {
+                        window_start,
+                        count: 0,
+                    },
+                );
+                true
+            }
+        };
+        (first.then_some(host), ended)
+    }
+
+    /// Aggregates of windows over at `now`, removed from memory.
+    fn ended(&self, now: UnixTime) -> Vec<Ended> {
+        let window_start = now.0 - now.0.rem_euclid(self.window);
+        drain_ended(&mut self.lock().by_host, window_start)
+    }
+}
+
+fn drain_ended(
+    by_host: &mut std::collections::HashMap<(String, &'static str), Pending>,
+    current: i64,
+) -> Vec<Ended> {
+    let mut ended = Vec::new();
+    by_host.retain(|(host, reason), p| {
+        if p.window_start >= current {
+            return true;
+        }
+        if p.count > 0 {
+            ended.push(Ended {
+                host: host.clone(),
+                reason,
+                window_start: p.window_start,
+                count: p.count,
+            });
+        }
+        false
+    });
+    ended
+}
+
+/// Writes the aggregates of refusal windows that are over (the scheduled
+/// purge calls this each pass; a new window's first refusal does too).
+pub async fn flush_refusals(state: &crate::state::AppState) {
+    let ended = state.refusals.ended(state.clock.now());
+    write_aggregates(state, ended).await;
+}
+
+async fn write_aggregates(state: &crate::state::AppState, ended: Vec<Ended>) {
+    for e in ended {
+        let event = NewAuditEvent {
+            at: state.clock.now(),
+            actor: "steward".to_owned(),
+            action: "client.metadata_rejected_aggregate".to_owned(),
+            client_id: None,
+            subject: None,
+            detail: json!({
+                "host": e.host,
+                "reason": e.reason,
+                "window_start": e.window_start,
+                "window_secs": state.refusals.window,
+                "count": e.count,
+            })
+            .to_string(),
+        };
+        if let Err(err) = state.store.append_audit(&event).await {
+            tracing::warn!(error = %err, "could not write audit event");
+        }
+    }
+}
+
+/// Logs a refusal and audits it, aggregated per host and window (see
+/// [`RefusalAudit`]). A failure served from the negative cache costs nothing
+/// to repeat and was audited when it happened, so it is logged only.
 async fn record_refusal(
     state: &crate::state::AppState,
     raw: &str,
@@ -242,12 +452,15 @@ async fn record_refusal(
     if matches!(e, ResolveError::RecentFailure { .. }) {
         return;
     }
-    let dedupe_key = format!("{} {client_id}", e.reason());
-    if state.recent_rejections.contains_key(&dedupe_key) {
+    let (first, ended) = state
+        .refusals
+        .note(refusal_host(raw), e.reason(), state.clock.now());
+    write_aggregates(state, ended).await;
+    let Some(host) = first else {
         return;
-    }
-    state.recent_rejections.insert(dedupe_key, ());
+    };
     let detail = json!({
+        "host": host,
         "reason": e.reason(),
         "transient": e.is_transient(),
         "problems": match e {

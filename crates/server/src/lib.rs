@@ -7,6 +7,7 @@ pub mod error;
 pub mod keyring;
 pub mod metrics;
 pub mod oauth;
+pub mod purge;
 pub mod request_id;
 pub mod routes;
 pub mod serve;

@@ -5,6 +5,15 @@
 //!
 //! One code path for both transports, written on hyper directly because
 //! `axum::serve` neither terminates TLS nor bounds header size.
+//!
+//! Open connections are capped globally (`http.max_connections`) and per
+//! client address (`http.max_connections_per_address`, IPv6 by /64): each
+//! connection holds a file descriptor for as long as its peer keeps it
+//! open, and a few hundred half-sent requests used to exhaust the process's
+//! descriptors so that even a health check timed out (issue 11 item 14). A
+//! connection over a cap is closed at once, counted in
+//! `steward_connections_refused_total{cap}`; `steward_connections_open`
+//! shows the open ones.
 
 use axum::Router;
 use axum::extract::ConnectInfo;
@@ -81,6 +90,60 @@ fn read(path: &Path) -> std::io::Result<Vec<u8>> {
     std::fs::read(path)
 }
 
+/// Open connections, in total and per address key.
+struct ConnectionCaps {
+    total: usize,
+    per_address: usize,
+    open: std::sync::Mutex<(usize, std::collections::HashMap<String, usize>)>,
+}
+
+/// One admitted connection; its slot is given back on drop.
+struct ConnectionSlot {
+    caps: Arc<ConnectionCaps>,
+    address: String,
+}
+
+impl ConnectionCaps {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (usize, std::collections::HashMap<String, usize>)> {
+        // Counters only: a poisoned lock leaves them usable.
+        self.open.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Admits a connection from `peer`, or names the cap it would exceed.
+    fn admit(self: &Arc<Self>, peer: std::net::IpAddr) -> Result<ConnectionSlot, &'static str> {
+        let address = crate::oauth::limits::address_key(peer);
+        let mut open = self.lock();
+        if open.0 >= self.total {
+            return Err("total");
+        }
+        let from_address = open.1.get(&address).copied().unwrap_or(0);
+        if from_address >= self.per_address {
+            return Err("per_address");
+        }
+        open.0 += 1;
+        open.1.insert(address.clone(), from_address + 1);
+        metrics::gauge!("steward_connections_open").set(open.0 as f64);
+        Ok(ConnectionSlot {
+            caps: Arc::clone(self),
+            address,
+        })
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        let mut open = self.caps.lock();
+        open.0 = open.0.saturating_sub(1);
+        if let Some(n) = open.1.get_mut(&self.address) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.1.remove(&self.address);
+            }
+        }
+        metrics::gauge!("steward_connections_open").set(open.0 as f64);
+    }
+}
+
 /// Serves `app` on `listener` until `shutdown` completes, then lets
 /// in-flight requests finish for up to `http.shutdown_grace_ms`.
 pub async fn serve(
@@ -99,6 +162,11 @@ pub async fn serve(
         .max_buf_size(http.max_header_bytes.max(8192))
         .keep_alive(true);
     let builder = Arc::new(builder);
+    let caps = Arc::new(ConnectionCaps {
+        total: http.max_connections.max(1),
+        per_address: http.max_connections_per_address.max(1),
+        open: std::sync::Mutex::default(),
+    });
     tokio::pin!(shutdown);
 
     loop {
@@ -114,6 +182,15 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        let slot = match caps.admit(peer.ip()) {
+            Ok(slot) => slot,
+            Err(cap) => {
+                metrics::counter!("steward_connections_refused_total", "cap" => cap).increment(1);
+                tracing::debug!(%peer, cap, "connection refused: over the connection cap");
+                drop(stream);
+                continue;
+            }
+        };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
         let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
@@ -126,6 +203,7 @@ pub async fn serve(
                 let conn = builder.serve_connection(TokioIo::new(stream), service);
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
+                    let _slot = slot;
                     if let Err(e) = conn.await {
                         tracing::debug!(error = %e, %peer, "connection ended with an error");
                     }
@@ -136,6 +214,7 @@ pub async fn serve(
                 let watcher = graceful.watcher();
                 let handshake_timeout = Duration::from_millis(http.header_timeout_ms);
                 tokio::spawn(async move {
+                    let _slot = slot;
                     let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => tls,
                         Ok(Err(e)) => {

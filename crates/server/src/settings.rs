@@ -37,6 +37,7 @@ pub struct Settings {
     /// Pre-registered clients, and settings for allow-listed metadata-document URLs.
     pub clients: Vec<ClientSettings>,
     pub login: LoginSettings,
+    pub purge: PurgeSettings,
     pub dev: DevSettings,
 }
 
@@ -99,10 +100,16 @@ impl ClientSettings {
 pub struct LoginSettings {
     /// Lifetime of a login session.
     pub session_lifetime_secs: u64,
-    /// Failed logins allowed per account within `window_secs`.
+    /// Failed logins allowed per account from one client address within
+    /// `window_secs` (IPv6 addresses count by their /64).
     pub max_failures_per_account: u32,
-    /// Failed logins allowed per client address within `window_secs`.
+    /// Failed logins allowed per client address, over all accounts.
     pub max_failures_per_address: u32,
+    /// Failed logins allowed per account over all addresses: the ceiling a
+    /// distributed attack meets. Much higher than `max_failures_per_account`
+    /// so that one stranger cannot lock the real user out.
+    pub max_failures_per_account_total: u32,
+    /// Length of the fixed window the failure limits count in.
     pub window_secs: u64,
 }
 
@@ -112,7 +119,43 @@ impl Default for LoginSettings {
             session_lifetime_secs: 8 * 3600,
             max_failures_per_account: 5,
             max_failures_per_address: 20,
+            max_failures_per_account_total: 100,
             window_secs: 900,
+        }
+    }
+}
+
+/// The scheduled purge (issue 11 item 12): what anonymous requests and
+/// expiry leave behind is deleted on a schedule, a bounded number of rows
+/// per table per pass. Safe on several nodes at once: every delete is
+/// idempotent.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PurgeSettings {
+    /// Seconds between purge passes; 0 disables the scheduled purge.
+    pub interval_secs: u64,
+    /// Most rows deleted per table per pass; a pass that hits the bound is
+    /// followed at once by another (up to ten in a row).
+    pub max_rows_per_table: u32,
+    /// How long refused-document audit events are kept.
+    pub refusal_retention_secs: u64,
+    /// Logos not fetched again for this long are deleted (a consent page
+    /// fetches and stores them again when needed).
+    pub logo_retention_secs: u64,
+    /// Metadata-document clients nobody ever used (no grant, no token, no
+    /// owner, still active) are deleted, with their versions, this long
+    /// after they were first seen.
+    pub unused_client_retention_secs: u64,
+}
+
+impl Default for PurgeSettings {
+    fn default() -> Self {
+        Self {
+            interval_secs: 300,
+            max_rows_per_table: 1000,
+            refusal_retention_secs: 30 * 86_400,
+            logo_retention_secs: 7 * 86_400,
+            unused_client_retention_secs: 86_400,
         }
     }
 }
@@ -143,6 +186,7 @@ impl Default for Settings {
             resources: Vec::new(),
             clients: Vec::new(),
             login: LoginSettings::default(),
+            purge: PurgeSettings::default(),
             dev: DevSettings::default(),
         }
     }
@@ -228,6 +272,8 @@ pub struct EgressSettings {
     pub per_host_concurrency: usize,
     /// Fetches per minute allowed to one host.
     pub per_host_per_minute: u32,
+    /// Concurrent fetches allowed over all hosts together.
+    pub total_concurrency: usize,
 }
 
 impl Default for EgressSettings {
@@ -240,6 +286,7 @@ impl Default for EgressSettings {
             max_document_bytes: 5120,
             per_host_concurrency: 4,
             per_host_per_minute: 60,
+            total_concurrency: 64,
         }
     }
 }
@@ -266,6 +313,18 @@ pub struct CimdSettings {
     /// Accept only the metadata-document URLs listed in `[[clients]]` (an
     /// allow-list); other https `client_id`s are unknown clients.
     pub require_listed: bool,
+    /// Most metadata-document clients kept that nobody has used yet (no
+    /// grant). A new document beyond it is refused as temporarily
+    /// unavailable until the purge reaps unused ones.
+    pub max_unused_clients: u64,
+    /// Most document versions kept for a client nobody has used yet.
+    pub max_unused_versions: u32,
+    /// Refusals of metadata documents are audited per host and window of
+    /// this many seconds: the first in full, the rest as a count.
+    pub refusal_audit_window_secs: u64,
+    /// Most hosts whose refusals are audited separately per window; the rest
+    /// share one `*` aggregate.
+    pub refusal_audit_max_hosts: u64,
 }
 
 impl Default for CimdSettings {
@@ -280,6 +339,10 @@ impl Default for CimdSettings {
             cache_max_bytes: 64 * 1024 * 1024,
             negative_cache_seconds: 5,
             require_listed: false,
+            max_unused_clients: 10_000,
+            max_unused_versions: 10,
+            refusal_audit_window_secs: 300,
+            refusal_audit_max_hosts: 1000,
         }
     }
 }
@@ -297,6 +360,12 @@ pub struct HttpSettings {
     pub request_timeout_ms: u64,
     /// Time in-flight requests get to finish after SIGTERM or Ctrl-C.
     pub shutdown_grace_ms: u64,
+    /// Open connections allowed at once; further ones are closed on accept.
+    /// Keep it below the process's file-descriptor limit, with room for the
+    /// database, outbound fetches and logs.
+    pub max_connections: usize,
+    /// Open connections allowed at once from one client address (IPv6: /64).
+    pub max_connections_per_address: usize,
 }
 
 impl Default for HttpSettings {
@@ -307,6 +376,8 @@ impl Default for HttpSettings {
             header_timeout_ms: 10_000,
             request_timeout_ms: 30_000,
             shutdown_grace_ms: 10_000,
+            max_connections: 1024,
+            max_connections_per_address: 256,
         }
     }
 }
@@ -323,9 +394,15 @@ pub struct TokenSettings {
     /// `jwt` (RFC 9068) or `opaque` (random, validated by introspection).
     pub format: String,
     /// Failed client authentications (wrong secret, rejected assertion)
-    /// allowed per client within `client_auth_window_secs`; past it the
-    /// client is refused without checking (OAuth 2.1 §9.1: brute force).
+    /// allowed per client from one address within `client_auth_window_secs`;
+    /// past it that address is refused for the client without checking
+    /// (OAuth 2.1 §2.4.1: brute force).
     pub client_auth_max_failures: u32,
+    /// Failed client authentications allowed per address over all clients.
+    pub client_auth_max_failures_per_address: u32,
+    /// Failed client authentications allowed per client over all addresses.
+    pub client_auth_max_failures_total: u32,
+    /// Length of the fixed window the client-authentication limits count in.
     pub client_auth_window_secs: u64,
 }
 
@@ -337,6 +414,8 @@ impl Default for TokenSettings {
             refresh_token_lifetime_secs: 30 * 86_400,
             format: "jwt".to_owned(),
             client_auth_max_failures: 20,
+            client_auth_max_failures_per_address: 100,
+            client_auth_max_failures_total: 1000,
             client_auth_window_secs: 300,
         }
     }
@@ -407,6 +486,53 @@ impl Settings {
                 return Err(SettingError {
                     key: "egress.extra_root_certs",
                     reason: format!("{} does not exist or is not a file", path.display()),
+                });
+            }
+        }
+        for (key, value) in [
+            (
+                "login.max_failures_per_account",
+                u64::from(self.login.max_failures_per_account),
+            ),
+            (
+                "login.max_failures_per_address",
+                u64::from(self.login.max_failures_per_address),
+            ),
+            (
+                "login.max_failures_per_account_total",
+                u64::from(self.login.max_failures_per_account_total),
+            ),
+            (
+                "tokens.client_auth_max_failures",
+                u64::from(self.tokens.client_auth_max_failures),
+            ),
+            (
+                "tokens.client_auth_max_failures_per_address",
+                u64::from(self.tokens.client_auth_max_failures_per_address),
+            ),
+            (
+                "tokens.client_auth_max_failures_total",
+                u64::from(self.tokens.client_auth_max_failures_total),
+            ),
+            ("http.max_connections", self.http.max_connections as u64),
+            (
+                "http.max_connections_per_address",
+                self.http.max_connections_per_address as u64,
+            ),
+            ("egress.total_concurrency", self.egress.total_concurrency as u64),
+            (
+                "purge.max_rows_per_table",
+                u64::from(self.purge.max_rows_per_table),
+            ),
+            (
+                "cimd.max_unused_versions",
+                u64::from(self.cimd.max_unused_versions),
+            ),
+        ] {
+            if value == 0 {
+                return Err(SettingError {
+                    key,
+                    reason: "must be positive".to_owned(),
                 });
             }
         }

@@ -84,6 +84,7 @@ pub fn egress_from(settings: &Settings) -> Result<Egress, StartError> {
         max_document_bytes: settings.egress.max_document_bytes,
         per_host_concurrency: settings.egress.per_host_concurrency,
         per_host_per_minute: settings.egress.per_host_per_minute,
+        total_concurrency: settings.egress.total_concurrency,
         ..EgressConfig::default()
     };
     Egress::new(config).map_err(|e| StartError::Egress(e.to_string()))
@@ -138,7 +139,14 @@ pub async fn prepare(settings: Settings, clock: Arc<dyn Clock>) -> Result<Prepar
 
     let egress = egress_from(&settings)?;
     let fetcher: Arc<dyn DocumentFetcher> = Arc::new(egress.clone());
-    let versions = Arc::new(DbVersionStore::new(store.clone(), clock.clone()));
+    let versions = Arc::new(DbVersionStore::new(
+        store.clone(),
+        clock.clone(),
+        crate::cimd::UnusedLimits {
+            max_clients: settings.cimd.max_unused_clients,
+            max_versions: settings.cimd.max_unused_versions,
+        },
+    ));
     let cimd = Arc::new(Resolver::new(
         fetcher,
         versions,
@@ -176,10 +184,10 @@ pub async fn prepare(settings: Settings, clock: Arc<dyn Clock>) -> Result<Prepar
         issuer: Arc::from(issuer.as_str()),
         admin_token_digest: crate::routes::admin::token_digest(settings.admin.token.as_deref()),
         oauth: Arc::new(oauth),
-        recent_rejections: moka::sync::Cache::builder()
-            .max_capacity(10_000)
-            .time_to_live(Duration::from_secs(300))
-            .build(),
+        refusals: crate::cimd::RefusalAudit::new(
+            settings.cimd.refusal_audit_window_secs,
+            settings.cimd.refusal_audit_max_hosts,
+        ),
         settings,
         store,
         clock,
@@ -252,10 +260,14 @@ pub async fn run(prepared: Prepared, shutdown: impl std::future::Future<Output =
             }
         }
     });
+    let purge = crate::purge::spawn(state.clone());
     let http = state.settings.http.clone();
     let app = crate::router(state);
     let result = crate::serve::serve(listener, tls, app, &http, shutdown).await;
     upkeep.abort();
+    if let Some(task) = purge {
+        task.abort();
+    }
     if let Some(task) = metrics_upkeep {
         task.abort();
     }

@@ -45,9 +45,9 @@ pub struct AppStateInner {
     pub metadata: Bytes,
     /// SHA-256 of the admin token; `None` disables the admin API.
     pub admin_token_digest: Option<[u8; 32]>,
-    /// Refusals audited recently (client id + reason), so a repeated refusal
-    /// of the same document is written once per window, not once per request.
-    pub recent_rejections: moka::sync::Cache<String, ()>,
+    /// Refused-document audit events, aggregated per host and window so
+    /// anonymous requests cannot grow the audit trail without bound.
+    pub refusals: crate::cimd::RefusalAudit,
     /// Protocol state: resources, client-secret key, login limits.
     pub oauth: Arc<crate::oauth::OAuth>,
 }

@@ -9,6 +9,7 @@
 
 pub mod access_tokens;
 pub mod assertions;
+pub mod attempts;
 pub mod audit;
 pub mod clients;
 pub mod codes;
@@ -16,9 +17,11 @@ pub mod error;
 pub mod grants;
 pub mod keys;
 pub mod logos;
+pub mod maintenance;
 pub mod metadata_versions;
 mod migrations;
 pub mod postgres;
+mod purge_sql;
 pub mod refresh;
 pub mod sessions;
 pub mod sqlite;
@@ -26,6 +29,7 @@ pub mod users;
 
 pub use access_tokens::{AccessTokenRecord, AccessTokenStore};
 pub use assertions::AssertionStore;
+pub use attempts::AttemptStore;
 pub use audit::{AuditEvent, AuditFilter, AuditStore, NewAuditEvent};
 pub use clients::{ClientFilter, ClientRecord, ClientStore};
 pub use codes::{AuthorizationCode, CodeConsumption, CodeStore};
@@ -33,6 +37,7 @@ pub use error::StoreError;
 pub use grants::{Grant, GrantStore, NewGrant};
 pub use keys::{KeyStore, SigningKey};
 pub use logos::{Logo, LogoStore};
+pub use maintenance::{MaintenanceStore, PurgePlan, PurgeReport, REFUSAL_AUDIT_ACTIONS};
 pub use metadata_versions::{MetadataVersion, MetadataVersionStore, NewMetadataVersion};
 pub use postgres::PostgresStore;
 pub use refresh::{
@@ -76,6 +81,8 @@ pub trait Store:
     + AuditStore
     + AssertionStore
     + LogoStore
+    + AttemptStore
+    + MaintenanceStore
     + Send
     + Sync
 {

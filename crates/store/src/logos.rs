@@ -22,7 +22,9 @@ pub struct Logo {
 
 #[async_trait]
 pub trait LogoStore: Send + Sync {
-    /// Stores the logo; storing the same hash again changes nothing.
+    /// Stores the logo; storing the same hash again keeps the row and moves
+    /// `fetched_at` forward, so the purge (which deletes logos not fetched
+    /// for a while) measures the last fetch, not the first.
     async fn put_logo(&self, logo: &Logo) -> Result<(), StoreError>;
     async fn get_logo(&self, hash: &str) -> Result<Option<Logo>, StoreError>;
 }

@@ -1186,11 +1186,101 @@ impl AssertionStore for PostgresStore {
 }
 
 #[async_trait]
+impl AttemptStore for PostgresStore {
+    async fn reserve_attempt(
+        &self,
+        key: &str,
+        window_start: UnixTime,
+        expires_at: UnixTime,
+        limit: u32,
+    ) -> Result<Option<u32>, StoreError> {
+        if limit == 0 {
+            return Ok(None);
+        }
+        // One statement: the row lock taken by ON CONFLICT DO UPDATE orders
+        // concurrent reservations of the same key, on any node.
+        let row = sqlx::query(
+            "INSERT INTO attempt_counters (key, window_start, count, expires_at) VALUES ($1, $2, 1, $3) \
+             ON CONFLICT (key, window_start) DO UPDATE SET count = attempt_counters.count + 1 \
+             WHERE attempt_counters.count < $4 RETURNING count",
+        )
+        .bind(key)
+        .bind(window_start.0)
+        .bind(expires_at.0)
+        .bind(i64::from(limit))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            let c: i64 = r.try_get("count")?;
+            Ok(u32::try_from(c).unwrap_or(u32::MAX))
+        })
+        .transpose()
+    }
+
+    async fn release_attempt(&self, key: &str, window_start: UnixTime) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE attempt_counters SET count = count - 1 WHERE key = $1 AND window_start = $2 AND count > 0",
+        )
+        .bind(key)
+        .bind(window_start.0)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl MaintenanceStore for PostgresStore {
+    /// Each table's delete commits on its own: a pass holds no lock across
+    /// tables, and a pass racing another node's only finds fewer rows.
+    async fn purge(&self, plan: &PurgePlan) -> Result<PurgeReport, StoreError> {
+        let mut report = PurgeReport::default();
+        for (table, condition, cutoff, kind) in crate::purge_sql::selections() {
+            let condition = condition.replace("$CUTOFF", "$1");
+            let sql = format!(
+                "DELETE FROM {table} WHERE ctid IN (SELECT ctid FROM {table} WHERE {condition} LIMIT $2)"
+            );
+            let n = sqlx::query(&sql)
+                .bind(cutoff.of(plan))
+                .bind(i64::from(plan.max_rows_per_table))
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+            report.more |= n >= u64::from(plan.max_rows_per_table);
+            kind.add(&mut report, n);
+        }
+        Ok(report)
+    }
+
+    async fn count_unused_metadata_clients(&self) -> Result<u64, StoreError> {
+        let sql = format!(
+            "SELECT count(*) AS n FROM clients WHERE {}",
+            crate::purge_sql::UNUSED_METADATA_CLIENT
+        );
+        let n: i64 = sqlx::query(&sql).fetch_one(&self.pool).await?.try_get("n")?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    async fn trim_unused_metadata_versions(&self, client_id: &str, keep: u32) -> Result<u64, StoreError> {
+        let sql = format!(
+            "DELETE FROM client_metadata_versions WHERE {}",
+            crate::purge_sql::TRIM_VERSIONS
+        );
+        Ok(sqlx::query(&sql)
+            .bind(client_id)
+            .bind(i64::from(keep))
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
+    }
+}
+
+#[async_trait]
 impl LogoStore for PostgresStore {
     async fn put_logo(&self, logo: &Logo) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO logos (hash, content_type, body, fetched_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (hash) DO NOTHING",
+             ON CONFLICT (hash) DO UPDATE SET fetched_at = GREATEST(logos.fetched_at, EXCLUDED.fetched_at)",
         )
         .bind(&logo.hash)
         .bind(&logo.content_type)

@@ -191,6 +191,10 @@ conformance!(
         authorization_is_recorded_in_one_transaction,
         redemption_is_recorded_in_one_transaction,
         rotation_records_its_access_token_only_when_it_rotates,
+        attempt_reservations_stop_at_the_limit_in_fixed_windows,
+        concurrent_attempt_reservations_never_exceed_the_limit,
+        purge_pass_is_bounded_and_removes_what_anonymous_requests_leave,
+        unused_metadata_versions_are_trimmed_to_the_newest,
     ],
     harnesses: [
         migrations_twice_is_a_no_op_and_reopen_keeps_data,
@@ -1310,14 +1314,228 @@ async fn logos_are_stored_once_by_hash(s: Arc<dyn Store>) {
     };
     assert_eq!(s.get_logo(&logo.hash).await.unwrap(), None);
     s.put_logo(&logo).await.unwrap();
-    // Same hash again: a no-op, the first bytes stay.
+    // Same hash again: the first bytes stay, and the fetch time moves
+    // forward (the purge ages logos out by their last fetch).
     s.put_logo(&Logo {
         fetched_at: T0.plus_secs(60),
         ..logo.clone()
     })
     .await
     .unwrap();
-    assert_eq!(s.get_logo(&logo.hash).await.unwrap(), Some(logo));
+    assert_eq!(
+        s.get_logo(&logo.hash).await.unwrap(),
+        Some(Logo {
+            fetched_at: T0.plus_secs(60),
+            ..logo
+        })
+    );
+}
+
+/// Reserving counts an attempt before the credential is checked, stops at
+/// the limit without counting further, and each fixed window starts afresh.
+async fn attempt_reservations_stop_at_the_limit_in_fixed_windows(s: Arc<dyn Store>) {
+    let (w0, w1) = (T0, T0.plus_secs(300));
+    for expected in 1..=3 {
+        assert_eq!(s.reserve_attempt("k", w0, w1, 3).await.unwrap(), Some(expected));
+    }
+    assert_eq!(s.reserve_attempt("k", w0, w1, 3).await.unwrap(), None);
+    // A right credential gives its reservation back.
+    s.release_attempt("k", w0).await.unwrap();
+    assert_eq!(s.reserve_attempt("k", w0, w1, 3).await.unwrap(), Some(3));
+    assert_eq!(s.reserve_attempt("k", w0, w1, 3).await.unwrap(), None);
+    // Other keys and the next window are untouched.
+    assert_eq!(s.reserve_attempt("other", w0, w1, 3).await.unwrap(), Some(1));
+    assert_eq!(
+        s.reserve_attempt("k", w1, w1.plus_secs(300), 3).await.unwrap(),
+        Some(1)
+    );
+    // Releasing never goes below zero.
+    for _ in 0..5 {
+        s.release_attempt("other", w0).await.unwrap();
+    }
+    assert_eq!(s.reserve_attempt("other", w0, w1, 1).await.unwrap(), Some(1));
+    assert_eq!(s.reserve_attempt("never", w0, w1, 0).await.unwrap(), None);
+}
+
+/// Forty parallel reservations against a limit of five: exactly five win
+/// (issue 11 item 11: count before verifying, atomically).
+async fn concurrent_attempt_reservations_never_exceed_the_limit(s: Arc<dyn Store>) {
+    let tasks: Vec<_> = (0..40)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move { s.reserve_attempt("k", T0, T0.plus_secs(60), 5).await })
+        })
+        .collect();
+    let mut won = Vec::new();
+    for t in tasks {
+        if let Some(n) = t.await.unwrap().unwrap() {
+            won.push(n);
+        }
+    }
+    won.sort_unstable();
+    assert_eq!(won, vec![1, 2, 3, 4, 5]);
+}
+
+fn unused_document_client(id: &str, first_seen: UnixTime) -> ClientRecord {
+    ClientRecord {
+        first_seen,
+        last_seen: first_seen,
+        owner_organization: None,
+        owner_technical: None,
+        secret_hash: None,
+        ..client(id, ClientKind::MetadataDocument, LifecycleState::Active)
+    }
+}
+
+fn version_of(id: &str, n: i64) -> NewMetadataVersion {
+    NewMetadataVersion {
+        client_id: id.to_owned(),
+        content_hash: format!("{n:064x}"),
+        body: format!("{{\"n\":{n}}}"),
+        fetched_at: T0.plus_secs(n),
+        etag: None,
+        last_modified: None,
+        peer_addr: None,
+    }
+}
+
+/// One purge pass deletes at most its bound per table, is safe to repeat,
+/// and removes expired rows, old refusal events, stale logos and the
+/// metadata-document clients nobody used (with their versions) — while a
+/// used client, other audit events and fresh rows stay.
+async fn purge_pass_is_bounded_and_removes_what_anonymous_requests_leave(s: Arc<dyn Store>) {
+    let grant_id = seed(&s).await;
+    for i in 0..5 {
+        s.create_session(&Session {
+            id_hash: format!("sess-{i}"),
+            user_id: USER.into(),
+            created_at: T0,
+            expires_at: T0.plus_secs(10),
+            auth_time: T0,
+        })
+        .await
+        .unwrap();
+    }
+    s.reserve_attempt("k", T0, T0.plus_secs(10), 5).await.unwrap();
+    let unused = "https://attacker.example/c.json";
+    s.upsert_client(&unused_document_client(unused, T0))
+        .await
+        .unwrap();
+    for n in 0..3 {
+        s.record_metadata_version(&version_of(unused, n)).await.unwrap();
+    }
+    // Seen later: not yet old enough to reap.
+    let recent = "https://attacker.example/recent.json";
+    s.upsert_client(&unused_document_client(recent, T0.plus_secs(1000)))
+        .await
+        .unwrap();
+    // The seeded client has a grant: used, never reaped.
+    s.upsert_client(&ClientRecord {
+        owner_organization: None,
+        owner_technical: None,
+        ..client(CLIENT, ClientKind::MetadataDocument, LifecycleState::Active)
+    })
+    .await
+    .unwrap();
+    assert_eq!(s.count_unused_metadata_clients().await.unwrap(), 2);
+    for action in [
+        "client.metadata_rejected",
+        "client.metadata_rejected_aggregate",
+        "user.login",
+    ] {
+        s.append_audit(&NewAuditEvent {
+            at: T0,
+            actor: "steward".into(),
+            action: action.into(),
+            client_id: Some(unused.into()),
+            subject: None,
+            detail: "{}".into(),
+        })
+        .await
+        .unwrap();
+    }
+    let logo = |hash: &str, at: UnixTime| Logo {
+        hash: hash.repeat(32),
+        content_type: "image/png".into(),
+        body: vec![1, 2, 3],
+        fetched_at: at,
+    };
+    s.put_logo(&logo("aa", T0)).await.unwrap();
+    s.put_logo(&logo("bb", T0.plus_secs(1000))).await.unwrap();
+
+    let plan = PurgePlan {
+        now: T0.plus_secs(50),
+        refusals_before: T0,
+        logos_before: T0,
+        unused_clients_before: T0,
+        max_rows_per_table: 2,
+    };
+    let first = s.purge(&plan).await.unwrap();
+    assert!(first.more, "five sessions, two per pass");
+    assert_eq!(first.expired, 3, "2 sessions and the counter: {first:?}");
+    assert_eq!(first.refusal_events, 2);
+    assert_eq!(first.logos, 1);
+    assert_eq!(first.unused_clients, 1);
+    let second = s.purge(&plan).await.unwrap();
+    assert_eq!(second.expired, 2);
+    assert_eq!(s.purge(&plan).await.unwrap().expired, 1);
+    assert_eq!(
+        s.purge(&plan).await.unwrap(),
+        PurgeReport::default(),
+        "idempotent"
+    );
+
+    assert_eq!(s.get_client(unused).await.unwrap(), None);
+    assert!(s.list_metadata_versions(unused).await.unwrap().is_empty());
+    assert!(s.get_client(recent).await.unwrap().is_some());
+    assert!(s.get_client(CLIENT).await.unwrap().is_some());
+    assert!(s.get_grant(&grant_id).await.unwrap().is_some());
+    assert_eq!(s.count_unused_metadata_clients().await.unwrap(), 1);
+    let left: Vec<String> = s
+        .list_audit(&AuditFilter::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert_eq!(left, vec!["user.login"]);
+    assert_eq!(s.get_logo(&"aa".repeat(32)).await.unwrap(), None);
+    assert!(s.get_logo(&"bb".repeat(32)).await.unwrap().is_some());
+    // The counter is gone: a reservation starts again at one.
+    assert_eq!(
+        s.reserve_attempt("k", T0, T0.plus_secs(10), 5).await.unwrap(),
+        Some(1)
+    );
+}
+
+/// A document that changes at every fetch cannot grow the history of a
+/// client nobody uses beyond the newest few versions; a used client keeps
+/// its whole history.
+async fn unused_metadata_versions_are_trimmed_to_the_newest(s: Arc<dyn Store>) {
+    let unused = "https://attacker.example/flip.json";
+    s.upsert_client(&unused_document_client(unused, T0))
+        .await
+        .unwrap();
+    for n in 0..5 {
+        s.record_metadata_version(&version_of(unused, n)).await.unwrap();
+    }
+    assert_eq!(s.trim_unused_metadata_versions(unused, 2).await.unwrap(), 3);
+    let kept: Vec<String> = s
+        .list_metadata_versions(unused)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|v| v.body)
+        .collect();
+    assert_eq!(kept, vec![r#"{"n":3}"#, r#"{"n":4}"#]);
+    assert_eq!(s.trim_unused_metadata_versions(unused, 2).await.unwrap(), 0);
+
+    seed(&s).await;
+    for n in 0..4 {
+        s.record_metadata_version(&version_of(CLIENT, n)).await.unwrap();
+    }
+    assert_eq!(s.trim_unused_metadata_versions(CLIENT, 1).await.unwrap(), 0);
+    assert_eq!(s.list_metadata_versions(CLIENT).await.unwrap().len(), 4);
 }
 
 /// Grant, code and last-seen in one transaction: a code that cannot be

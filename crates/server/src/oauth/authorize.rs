@@ -626,24 +626,42 @@ pub async fn login_post(
     let (csrf, _) = session::login_csrf(&state, &headers);
     let action = format!("{}/authorize/login", state.issuer.trim_end_matches('/'));
     let client_host = host_of(&v.client.id);
-    let limits = &state.settings.login;
-    let account_key = format!("u:{username}");
-    let address_key = format!("a:{}", peer.ip());
-    let failures = |k: &str| state.oauth.login_failures.count(k);
-    if failures(&account_key) >= limits.max_failures_per_account
-        || failures(&address_key) >= limits.max_failures_per_address
-    {
-        let mut res = pages::login(
-            &action,
-            &csrf,
-            &raw,
-            &client_host,
-            Some("Too many failed attempts. Try again later."),
-        );
-        *res.status_mut() = StatusCode::TOO_MANY_REQUESTS;
-        return res;
+    // Reserved before the password is checked (issue 11 items 10-11).
+    let checks = crate::oauth::limits::login_checks(&state.settings.login, username, peer.ip());
+    let reservation = state
+        .oauth
+        .login_failures
+        .reserve(&*state.store, state.clock.now(), checks)
+        .await;
+    let reservation = match reservation {
+        Ok(r) => r,
+        Err(crate::oauth::limits::Refused::Store(e)) => {
+            tracing::error!(error = %e, "could not reserve a login attempt");
+            return pages::error_page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something went wrong",
+                "Please try again later.",
+                None,
+            );
+        }
+        Err(crate::oauth::limits::Refused::Locked(_)) => {
+            let mut res = pages::login(
+                &action,
+                &csrf,
+                &raw,
+                &client_host,
+                Some("Too many failed attempts. Try again later."),
+            );
+            *res.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+            return res;
+        }
+    };
+    let verified = crate::oauth::users::verify_login(&state, username, password).await;
+    match &verified {
+        Ok(None) => reservation.failed(&*state.store, |_| true).await,
+        Ok(Some(_)) | Err(_) => reservation.succeeded(&*state.store).await,
     }
-    match crate::oauth::users::verify_login(&state, username, password).await {
+    match verified {
         Ok(Some(user)) => {
             // A sign-in ends the session this browser held, whoever it was
             // for: two live sessions for one browser is one too many, and a
@@ -696,9 +714,6 @@ pub async fn login_post(
             session::with_cookies(res, [cookie, session::clear_cookie(&state, LOGIN_COOKIE)])
         }
         Ok(None) => {
-            for k in [account_key, address_key] {
-                state.oauth.login_failures.record(&k);
-            }
             audit(
                 &state,
                 "user.login_failed",

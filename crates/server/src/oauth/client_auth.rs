@@ -20,6 +20,7 @@ use subtle::ConstantTimeEq;
 
 use crate::error::WebError;
 use crate::oauth::clients::{self, Client, ClientAuth, ClientError};
+use crate::oauth::limits;
 use crate::oauth::params::Params;
 use crate::state::AppState;
 
@@ -183,6 +184,7 @@ pub async fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
     params: &Params,
+    peer: std::net::IpAddr,
 ) -> Result<Authenticated, WebError> {
     let (presented, via_header) = presented(headers, params)?;
     let client_id = match &presented {
@@ -201,17 +203,39 @@ pub async fn authenticate(
         }
         Err(_) => return Err(invalid_client(via_header, "unknown or inactive client")),
     };
-    let failures = &state.oauth.client_auth_failures;
-    let limited = !matches!(client.auth, ClientAuth::None);
-    if limited && failures.count(&client.id) >= state.settings.tokens.client_auth_max_failures {
-        return Err(invalid_client(
-            via_header,
-            "too many failed authentications; try again later",
-        ));
+    if matches!(client.auth, ClientAuth::None) {
+        return check_credential(state, client, presented, via_header, &mut false).await;
     }
-    let result = check_credential(state, client, presented, via_header).await;
-    if limited && result.is_err() {
-        failures.record(&client_id);
+    // Reserved before the credential is checked (issue 11 items 10-11).
+    let checks = limits::client_auth_checks(&state.settings.tokens, &client.id, peer);
+    let reservation = match state
+        .oauth
+        .client_auth_failures
+        .reserve(&*state.store, state.clock.now(), checks)
+        .await
+    {
+        Ok(r) => r,
+        Err(limits::Refused::Locked(_)) => {
+            return Err(invalid_client(
+                via_header,
+                "too many failed authentications; try again later",
+            ));
+        }
+        Err(limits::Refused::Store(e)) => return Err(WebError::internal(e)),
+    };
+    let mut replayed = false;
+    let result = check_credential(state, client, presented, via_header, &mut replayed).await;
+    match &result {
+        Ok(_) => reservation.succeeded(&*state.store).await,
+        // A replayed assertion is no guess at the client's key: counting it
+        // against the client would let whoever captured one lock the client
+        // out (issue 11 item 17). It counts against its address only.
+        Err(_) if replayed => {
+            reservation
+                .failed(&*state.store, |l| l == limits::CLIENT_ADDRESS)
+                .await;
+        }
+        Err(_) => reservation.failed(&*state.store, |_| true).await,
     }
     result
 }
@@ -222,6 +246,7 @@ async fn check_credential(
     client: Client,
     presented: Presented,
     via_header: bool,
+    replayed: &mut bool,
 ) -> Result<Authenticated, WebError> {
     match (&client.auth, presented) {
         (ClientAuth::None, Presented::Public { .. }) => Ok(Authenticated {
@@ -255,6 +280,7 @@ async fn check_credential(
                 .await
                 .map_err(WebError::internal)?;
             if !first_use {
+                *replayed = true;
                 return Err(invalid_client(false, "client assertion replayed"));
             }
             Ok(Authenticated {

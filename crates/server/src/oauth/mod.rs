@@ -29,12 +29,14 @@ pub struct OAuth {
     /// Key for the CSRF values of the login, consent and logout forms
     /// (see [`session`]), derived from `secret_key`.
     pub csrf_key: [u8; 32],
-    /// Failed logins per account (`u:NAME`) and per address (`a:IP`) in the window.
-    pub login_failures: limits::FailureCounter,
+    /// Login attempts per account and address, per address, per account
+    /// (shared through the database: [`limits::Sharing::Strict`]).
+    pub login_failures: limits::AttemptLimiter,
     /// `logo_uri` → content hash of the stored copy (`None`: unusable).
     pub logos: moka::future::Cache<String, Option<String>>,
-    /// Failed client authentications per client id in the window.
-    pub client_auth_failures: limits::FailureCounter,
+    /// Client authentications per client and address, per address, per
+    /// client (failures shared: [`limits::Sharing::Failures`]).
+    pub client_auth_failures: limits::AttemptLimiter,
     pub dummy_password_hash: String,
     /// `[dev] auto_approve_user`, resolved to a user id.
     pub dev_user_id: Option<String>,
@@ -46,14 +48,18 @@ impl OAuth {
             resources: resources::Resources::from_settings(settings),
             secret_key,
             csrf_key: session::derive_csrf_key(&secret_key),
-            login_failures: limits::FailureCounter::new(Duration::from_secs(settings.login.window_secs)),
+            login_failures: limits::AttemptLimiter::new(
+                Duration::from_secs(settings.login.window_secs),
+                limits::Sharing::Strict,
+            ),
             logos: moka::future::Cache::builder()
                 .max_capacity(10_000)
                 .time_to_live(Duration::from_secs(3600))
                 .build(),
-            client_auth_failures: limits::FailureCounter::new(Duration::from_secs(
-                settings.tokens.client_auth_window_secs,
-            )),
+            client_auth_failures: limits::AttemptLimiter::new(
+                Duration::from_secs(settings.tokens.client_auth_window_secs),
+                limits::Sharing::Failures,
+            ),
             dummy_password_hash: users::dummy_hash(),
             dev_user_id: None,
         }

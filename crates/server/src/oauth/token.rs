@@ -6,10 +6,11 @@
 //! RFC 6749 §5.2 through `WebError`.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use std::net::SocketAddr;
 use steward_core::pkce::CodeChallenge;
 use steward_core::scope::ScopeSet;
 use steward_core::secret::{ordered_id, token_hash};
@@ -62,6 +63,7 @@ fn form_only(headers: &HeaderMap) -> Result<(), WebError> {
 
 pub async fn token(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: String,
 ) -> Result<Response, WebError> {
@@ -72,7 +74,7 @@ pub async fn token(
             "a parameter is repeated",
         )));
     }
-    let auth = client_auth::authenticate(&state, &headers, &params).await?;
+    let auth = client_auth::authenticate(&state, &headers, &params, peer.ip()).await?;
     match params.get("grant_type") {
         Some("authorization_code") => authorization_code(&state, &auth, &params).await,
         Some("refresh_token") => refresh_token(&state, &auth, &params).await,

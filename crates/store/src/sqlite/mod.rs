@@ -1666,7 +1666,7 @@ impl LogoStore for SqliteStore {
             exec(
                 db,
                 "INSERT INTO logos (hash, content_type, body, fetched_at) VALUES (?1, ?2, ?3, ?4) \
-                 ON CONFLICT (hash) DO NOTHING",
+                 ON CONFLICT (hash) DO UPDATE SET fetched_at = max(logos.fetched_at, excluded.fetched_at)",
                 params![logo.hash, logo.content_type, logo.body, logo.fetched_at.0],
             )?;
             Ok(())
@@ -1683,6 +1683,97 @@ impl LogoStore for SqliteStore {
                 [hash],
                 logo_row,
             )
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl AttemptStore for SqliteStore {
+    async fn reserve_attempt(
+        &self,
+        key: &str,
+        window_start: UnixTime,
+        expires_at: UnixTime,
+        limit: u32,
+    ) -> Result<Option<u32>, StoreError> {
+        if limit == 0 {
+            return Ok(None);
+        }
+        let key = key.to_owned();
+        self.write(move |db| {
+            let count = one(
+                db,
+                "INSERT INTO attempt_counters (key, window_start, count, expires_at) VALUES (?1, ?2, 1, ?3) \
+                 ON CONFLICT (key, window_start) DO UPDATE SET count = attempt_counters.count + 1 \
+                 WHERE attempt_counters.count < ?4 RETURNING count",
+                params![key, window_start.0, expires_at.0, i64::from(limit)],
+                |r| Ok(r.get::<_, i64>(0)?),
+            )?;
+            Ok(count.map(|c| u32::try_from(c).unwrap_or(u32::MAX)))
+        })
+        .await
+    }
+
+    async fn release_attempt(&self, key: &str, window_start: UnixTime) -> Result<(), StoreError> {
+        let key = key.to_owned();
+        self.write(move |db| {
+            exec(
+                db,
+                "UPDATE attempt_counters SET count = count - 1 WHERE key = ?1 AND window_start = ?2 AND count > 0",
+                params![key, window_start.0],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl MaintenanceStore for SqliteStore {
+    async fn purge(&self, plan: &PurgePlan) -> Result<PurgeReport, StoreError> {
+        let plan = *plan;
+        let report = self
+            .write(move |db| {
+                let mut report = PurgeReport::default();
+                for (table, condition, cutoff, kind) in crate::purge_sql::selections() {
+                    let condition = condition.replace("$CUTOFF", "?1");
+                    let sql = format!(
+                        "DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} WHERE {condition} LIMIT ?2)"
+                    );
+                    let n = changed(exec(db, &sql, params![cutoff.of(&plan), plan.max_rows_per_table])?);
+                    report.more |= n >= u64::from(plan.max_rows_per_table);
+                    kind.add(&mut report, n);
+                }
+                Ok(report)
+            })
+            .await?;
+        if report.unused_clients > 0 {
+            self.clients.forget_all();
+        }
+        Ok(report)
+    }
+
+    async fn count_unused_metadata_clients(&self) -> Result<u64, StoreError> {
+        self.read(move |db| {
+            let sql = format!(
+                "SELECT count(*) FROM clients WHERE {}",
+                crate::purge_sql::UNUSED_METADATA_CLIENT
+            );
+            let n = one(db, &sql, [], |r| Ok(r.get::<_, i64>(0)?))?;
+            Ok(n.map_or(0, |n| u64::try_from(n).unwrap_or(0)))
+        })
+        .await
+    }
+
+    async fn trim_unused_metadata_versions(&self, client_id: &str, keep: u32) -> Result<u64, StoreError> {
+        let id = client_id.to_owned();
+        self.write(move |db| {
+            let sql = format!(
+                "DELETE FROM client_metadata_versions WHERE {}",
+                crate::purge_sql::TRIM_VERSIONS.replace('$', "?")
+            );
+            Ok(changed(exec(db, &sql, params![id, keep])?))
         })
         .await
     }

@@ -18,6 +18,12 @@
 //! alone and the others in the batch still commit. If `BEGIN` or `COMMIT`
 //! itself fails, every job of the batch is answered with that error and
 //! nothing of the batch is kept.
+//!
+//! The queue is bounded (issue 11 item 14): a caller first takes one of
+//! [`QUEUE_CAPACITY`] slots, waiting asynchronously while all are taken, and
+//! gives it back when its answer is delivered. A flood of requests then
+//! waits in the runtime (where the connection caps and request timeouts
+//! bound it) instead of growing an unbounded queue of boxed jobs in memory.
 
 use crate::StoreError;
 use crate::error::DriverError;
@@ -25,6 +31,11 @@ use rusqlite::Connection;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::mpsc;
 use tokio::sync::oneshot;
+
+/// Most jobs queued or running at once; further callers wait for a slot.
+/// Far above what one batch takes ([`MAX_BATCH`]), so the bound only bites
+/// when the database cannot keep up.
+pub(super) const QUEUE_CAPACITY: usize = 4096;
 
 /// Most jobs per transaction: bounds how long one batch holds the write
 /// lock against other processes (the CLI) and the latency of its first job.
@@ -63,6 +74,7 @@ struct Job {
 #[derive(Clone, Debug)]
 pub(super) struct Worker {
     jobs: mpsc::Sender<Job>,
+    slots: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 impl Worker {
@@ -71,6 +83,15 @@ impl Worker {
     pub(super) async fn start(
         open: impl FnOnce() -> Result<Connection, StoreError> + Send + 'static,
         before_batch: impl FnMut(&Connection) + Send + 'static,
+    ) -> Result<Self, StoreError> {
+        Self::start_bounded(open, before_batch, QUEUE_CAPACITY).await
+    }
+
+    /// [`Worker::start`] with a queue of `capacity` jobs.
+    pub(super) async fn start_bounded(
+        open: impl FnOnce() -> Result<Connection, StoreError> + Send + 'static,
+        before_batch: impl FnMut(&Connection) + Send + 'static,
+        capacity: usize,
     ) -> Result<Self, StoreError> {
         let (jobs, queue) = mpsc::channel::<Job>();
         let (opened, opened_rx) = oneshot::channel();
@@ -87,7 +108,16 @@ impl Worker {
             })
             .map_err(StoreError::Io)?;
         opened_rx.await.map_err(|_| closed())??;
-        Ok(Self { jobs })
+        Ok(Self {
+            jobs,
+            slots: std::sync::Arc::new(tokio::sync::Semaphore::new(capacity.max(1))),
+        })
+    }
+
+    /// Slots free in the queue.
+    #[cfg(test)]
+    pub(super) fn free_slots(&self) -> usize {
+        self.slots.available_permits()
     }
 
     /// Runs `f` on the connection, inside the current batch's transaction,
@@ -97,10 +127,19 @@ impl Worker {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
+        let slot = match self.slots.clone().try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                metrics::counter!("steward_store_queue_full_total").increment(1);
+                self.slots.clone().acquire_owned().await.map_err(|_| closed())?
+            }
+        };
         let (tx, rx) = oneshot::channel::<Result<T, StoreError>>();
         let run = Box::new(move |batch: Option<&Batch<'_>>| -> Deliver {
             let result = batch.map(|batch| run_job(batch, access, f));
             Box::new(move |batch: Result<(), &str>| {
+                // The slot is free once the answer is on its way.
+                drop(slot);
                 let answer = match (batch, result) {
                     (Ok(()), Some(result)) => result,
                     (Ok(()), None) => Err(closed()),
@@ -310,6 +349,63 @@ mod tests {
             .await;
         assert!(r.is_err());
         assert_eq!(count(&w).await, 0, "the write must not be committed");
+    }
+
+    /// Callers beyond the queue's capacity wait for a slot (backpressure)
+    /// rather than adding to an unbounded queue; all finish once it drains.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_worker_queue_is_bounded_and_callers_wait() {
+        let w = Arc::new(
+            Worker::start_bounded(
+                || {
+                    let c = Connection::open_in_memory()?;
+                    c.execute_batch("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT NOT NULL)")?;
+                    Ok(c)
+                },
+                |_| {},
+                4,
+            )
+            .await
+            .unwrap(),
+        );
+        // Hold the database thread inside one job until released.
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let blocker = {
+            let w = w.clone();
+            tokio::spawn(async move {
+                w.call(Access::Write, move |_| {
+                    let _ = held.recv();
+                    Ok(())
+                })
+                .await
+            })
+        };
+        let mut waiting = Vec::new();
+        for k in 0..20_i64 {
+            let w = w.clone();
+            waiting.push(tokio::spawn(async move {
+                w.call(Access::Write, move |c| {
+                    Ok(c.execute("INSERT INTO t (k, v) VALUES (?1, 'x')", [k])?)
+                })
+                .await
+            }));
+        }
+        // Every slot is taken and sixteen callers are still waiting for one.
+        for _ in 0..500 {
+            if w.free_slots() == 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(w.free_slots(), 0);
+        assert!(waiting.iter().all(|t| !t.is_finished()));
+        release.send(()).unwrap();
+        blocker.await.unwrap().unwrap();
+        for t in waiting {
+            assert_eq!(t.await.unwrap().unwrap(), 1);
+        }
+        assert_eq!(count(&w).await, 20);
+        assert_eq!(w.free_slots(), 4);
     }
 
     #[tokio::test]

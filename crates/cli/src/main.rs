@@ -96,8 +96,9 @@ enum ClientsCommand {
 enum KeysCommand {
     /// List signing keys: kid, algorithm, state and dates.
     List,
-    /// Generate a new signing key and make it the active one. The previous key
-    /// stays published in the JWKS until every token it signed has expired.
+    /// Generate a new signing key: published at once, signing once every
+    /// server has reloaded (keys.reload_seconds + keys.activation_margin_seconds).
+    /// The previous key stays published until every token it signed has expired.
     Rotate,
 }
 

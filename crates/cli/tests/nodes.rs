@@ -630,4 +630,22 @@ fn a_node_with_another_issuer_than_the_database_records_refuses_to_start() {
     let same = node_config(dir.path(), "third", ISSUER, port, &schema.url(), "");
     let third = Node::start(dir.path(), &same, port);
     assert_eq!(third.kid(), first.kid());
+    drop((first, third));
+
+    // Moving the deployment on purpose: `steward issuer adopt`.
+    let out = steward(dir.path(), &["--config", config.to_str().unwrap(), "issuer", "adopt"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains(&format!("issuer is now {other_issuer} (was {ISSUER})")), "{stdout}");
+    let moved = Node::start(dir.path(), &config, port_of(&config));
+    assert!(moved.summary.iter().any(|l| l.contains(other_issuer)), "{:?}", moved.summary);
+}
+
+/// The port a node configuration listens on.
+fn port_of(config: &Path) -> u16 {
+    let text = std::fs::read_to_string(config).unwrap();
+    let at = text.find("listen = \"127.0.0.1:").unwrap() + "listen = \"127.0.0.1:".len();
+    text[at..].split('"').next().unwrap().parse().unwrap()
 }

@@ -114,9 +114,13 @@ impl KeyRing {
             None => {
                 let now = clock.now();
                 let new = generate_signing_key(algorithm, &kek)?;
+                // Valid from the skew leeway before now: a node whose clock
+                // runs behind this one's adopts it at once instead of finding
+                // a key that signs only in its future.
+                let from = skew_tolerant(now);
                 let first = StoredKey {
-                    published_at: Some(now),
-                    activated_at: Some(now),
+                    published_at: Some(from),
+                    activated_at: Some(from),
                     ..to_stored(&new, now)
                 };
                 match store.insert_signing_key(&first).await {
@@ -211,6 +215,13 @@ pub fn retire_after(stops_signing_at: UnixTime, settings: &Settings) -> UnixTime
     )
 }
 
+/// `now` minus the clock-skew leeway verifiers allow: when a public key
+/// (never a secret) may be published from, so that a node whose clock runs
+/// behind publishes it as soon as it loads it.
+fn skew_tolerant(now: UnixTime) -> UnixTime {
+    now.plus_secs(-steward_jose::rotation::RETIREMENT_LEEWAY_SECS)
+}
+
 /// What a rotation scheduled.
 #[derive(Debug, Clone)]
 pub struct Rotation {
@@ -221,7 +232,7 @@ pub struct Rotation {
     pub previous_retire_after: UnixTime,
 }
 
-/// Generates a key, publishes it now and schedules it to sign from
+/// Generates a key, publishes it now (see [`skew_tolerant`]) and schedules it to sign from
 /// [`activates_at`]. The previous key keeps signing until then and stays
 /// published until [`retire_after`]: every token it could have signed, on
 /// any node, has expired.
@@ -237,7 +248,7 @@ pub async fn rotate(
     let activates_at = activates_at(now, settings);
     let previous_retire_after = retire_after(activates_at, settings);
     store
-        .activate_signing_key(&new.kid, now, activates_at, previous_retire_after)
+        .activate_signing_key(&new.kid, skew_tolerant(now), activates_at, previous_retire_after)
         .await?;
     Ok(Rotation {
         kid: new.kid,

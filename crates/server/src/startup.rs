@@ -25,7 +25,7 @@ pub enum StartError {
     DatabaseUrl(&'static str),
     #[error(
         "issuer: this node is configured with {configured:?} but the database records {recorded:?}; \
-         every node sharing a database must use the one issuer (docs/operations.md)"
+         every node sharing a database must use the one issuer (to move it on purpose: steward issuer adopt)"
     )]
     IssuerMismatch { configured: String, recorded: String },
     #[error("keys.encryption_key_file: {0}")]

@@ -270,6 +270,9 @@ async fn restart_keeps_keys_and_a_rotated_key_is_published_before_it_signs() {
     let settings = test_settings(dir.path());
     let first = TestServer::start_with(settings.clone(), dir.clone()).await;
     let kid = first.state.keys.active().kid().to_owned();
+    // The restart listens elsewhere but is the same deployment: same issuer.
+    let mut settings = settings;
+    settings.issuer = first.base.clone();
     first.stop().await.unwrap();
 
     let second = TestServer::start_with(settings.clone(), dir.clone()).await;
@@ -429,6 +432,8 @@ async fn serves_on_postgresql() {
     let (_, _, jwks) = get_json(&server.url("/jwks.json")).await;
     assert_eq!(jwks["keys"].as_array().unwrap().len(), 1);
     let kid = server.state.keys.active().kid().to_owned();
+    // The restart listens elsewhere but is the same deployment: same issuer.
+    settings.issuer = server.base.clone();
     server.stop().await.unwrap();
     let again = TestServer::start_with(settings.clone(), dir).await;
     assert_eq!(again.state.keys.active().kid(), kid);

@@ -375,7 +375,11 @@ fn create_client(dir: &Path, config: &Path) -> (String, String) {
     .output()
     .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{text} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let id = text
         .lines()
         .find_map(|l| l.strip_prefix("created client "))
@@ -429,9 +433,12 @@ fn a_rotated_key_is_published_on_every_node_before_any_node_signs_with_it() {
 
     // Rotated with the slow node's settings, right after B's start: B's
     // next reload is ~10 s away.
-    let out = steward(dir.path(), &["--config", config_b.to_str().unwrap(), "keys", "rotate"])
-        .output()
-        .unwrap();
+    let out = steward(
+        dir.path(),
+        &["--config", config_b.to_str().unwrap(), "keys", "rotate"],
+    )
+    .output()
+    .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let rotated = Instant::now();
 
@@ -588,7 +595,12 @@ fn an_unreachable_database_is_503_temporarily_unavailable_at_once() {
         if reply.status == 401 {
             break;
         }
-        assert!(Instant::now() < deadline, "no recovery: {} {}", reply.status, reply.body);
+        assert!(
+            Instant::now() < deadline,
+            "no recovery: {} {}",
+            reply.status,
+            reply.body
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     assert_eq!(get(node.port, "/readyz").status, 200);
@@ -633,14 +645,24 @@ fn a_node_with_another_issuer_than_the_database_records_refuses_to_start() {
     drop((first, third));
 
     // Moving the deployment on purpose: `steward issuer adopt`.
-    let out = steward(dir.path(), &["--config", config.to_str().unwrap(), "issuer", "adopt"])
-        .output()
-        .unwrap();
+    let out = steward(
+        dir.path(),
+        &["--config", config.to_str().unwrap(), "issuer", "adopt"],
+    )
+    .output()
+    .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "{stdout}");
-    assert!(stdout.contains(&format!("issuer is now {other_issuer} (was {ISSUER})")), "{stdout}");
+    assert!(
+        stdout.contains(&format!("issuer is now {other_issuer} (was {ISSUER})")),
+        "{stdout}"
+    );
     let moved = Node::start(dir.path(), &config, port_of(&config));
-    assert!(moved.summary.iter().any(|l| l.contains(other_issuer)), "{:?}", moved.summary);
+    assert!(
+        moved.summary.iter().any(|l| l.contains(other_issuer)),
+        "{:?}",
+        moved.summary
+    );
 }
 
 /// The port a node configuration listens on.

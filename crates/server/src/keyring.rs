@@ -243,9 +243,16 @@ pub async fn rotate(
     now: UnixTime,
     settings: &Settings,
 ) -> Result<Rotation, KeyRingError> {
+    // With no current key no node is serving (none could start), so there
+    // is nobody to wait for: the key signs at once.
+    let first = store.active_signing_key().await?.is_none();
     let new = generate_signing_key(algorithm, kek)?;
     store.insert_signing_key(&to_stored(&new, now)).await?;
-    let activates_at = activates_at(now, settings);
+    let activates_at = if first {
+        skew_tolerant(now)
+    } else {
+        activates_at(now, settings)
+    };
     let previous_retire_after = retire_after(activates_at, settings);
     store
         .activate_signing_key(&new.kid, skew_tolerant(now), activates_at, previous_retire_after)
@@ -272,10 +279,13 @@ fn to_stored(new: &steward_jose::NewKey, now: UnixTime) -> StoredKey {
 }
 
 fn decrypt(row: &StoredKey, kek: &Kek) -> Result<SigningKey, KeyRingError> {
-    let alg: Algorithm = row.algorithm.parse().map_err(|_| KeyRingError::UnknownAlgorithm {
-        kid: row.kid.clone(),
-        alg: row.algorithm.clone(),
-    })?;
+    let alg: Algorithm = row
+        .algorithm
+        .parse()
+        .map_err(|_| KeyRingError::UnknownAlgorithm {
+            kid: row.kid.clone(),
+            alg: row.algorithm.clone(),
+        })?;
     SigningKey::decrypt(&row.kid, alg, &row.private_key_encrypted, kek).map_err(|source| KeyRingError::Key {
         kid: row.kid.clone(),
         source,
@@ -300,7 +310,7 @@ async fn load_set(store: &dyn Store, kek: &Kek, now: UnixTime) -> Result<KeySet,
             });
         }
     }
-    pending.sort_by(|a, b| b.activates_at.cmp(&a.activates_at));
+    pending.sort_by_key(|p| std::cmp::Reverse(p.activates_at));
     let mut public = Vec::new();
     for k in keys.iter().filter(|k| k.is_published_at(now)) {
         let jwk: serde_json::Value = serde_json::from_str(&k.public_jwk).map_err(|e| KeyRingError::Key {

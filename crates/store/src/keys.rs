@@ -166,6 +166,9 @@ mod tests {
             published_at: None,
             ..key()
         };
-        assert!(legacy.is_published_at(UnixTime(1)), "published from its activation");
+        assert!(
+            legacy.is_published_at(UnixTime(1)),
+            "published from its activation"
+        );
     }
 }

@@ -1158,10 +1158,12 @@ impl DeploymentStore for PostgresStore {
     async fn claim_issuer(&self, issuer: &str) -> Result<String, StoreError> {
         // A concurrent claim blocks on the primary key until the first
         // commits, then does nothing; both then read the winner's value.
-        sqlx::query("INSERT INTO deployment (name, value) VALUES ('issuer', $1) ON CONFLICT (name) DO NOTHING")
-            .bind(issuer)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "INSERT INTO deployment (name, value) VALUES ('issuer', $1) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(issuer)
+        .execute(&self.pool)
+        .await?;
         let recorded: Option<String> =
             sqlx::query_scalar("SELECT value FROM deployment WHERE name = 'issuer'")
                 .fetch_optional(&self.pool)

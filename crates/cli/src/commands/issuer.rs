@@ -16,7 +16,10 @@ pub async fn show(settings: Settings) -> Result<ExitCode> {
     let configured = settings.effective_issuer();
     // Reading goes through the claim: a database with none yet records the
     // configured one, exactly as the first `steward serve` would.
-    let recorded = store.claim_issuer(&configured).await.context("reading the issuer")?;
+    let recorded = store
+        .claim_issuer(&configured)
+        .await
+        .context("reading the issuer")?;
     println!("recorded issuer:   {recorded}");
     println!("configured issuer: {configured}");
     if recorded == configured {
@@ -32,12 +35,17 @@ pub async fn adopt(settings: Settings) -> Result<ExitCode> {
         .await
         .context("database.url")?;
     let issuer = settings.effective_issuer();
-    let previous = store.replace_issuer(&issuer).await.context("recording the issuer")?;
+    let previous = store
+        .replace_issuer(&issuer)
+        .await
+        .context("recording the issuer")?;
     match previous {
         Some(p) if p == issuer => println!("issuer unchanged: {issuer}"),
         Some(p) => {
             println!("issuer is now {issuer} (was {p})");
-            println!("tokens issued as {p} are no longer this deployment's; start every node with the new issuer");
+            println!(
+                "tokens issued as {p} are no longer this deployment's; start every node with the new issuer"
+            );
         }
         None => println!("issuer recorded: {issuer}"),
     }

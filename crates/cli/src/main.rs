@@ -45,6 +45,9 @@ enum Command {
     /// Manage signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// The issuer recorded in the database, which every node must share.
+    #[command(subcommand)]
+    Issuer(IssuerCommand),
     /// Manage local user accounts (who can sign in at the authorization endpoint).
     #[command(subcommand)]
     Users(UsersCommand),
@@ -96,9 +99,19 @@ enum ClientsCommand {
 enum KeysCommand {
     /// List signing keys: kid, algorithm, state and dates.
     List,
-    /// Generate a new signing key and make it the active one. The previous key
-    /// stays published in the JWKS until every token it signed has expired.
+    /// Generate a new signing key: published at once, signing once every
+    /// server has reloaded (keys.reload_seconds + keys.activation_margin_seconds).
+    /// The previous key stays published until every token it signed has expired.
     Rotate,
+}
+
+#[derive(Debug, Subcommand)]
+enum IssuerCommand {
+    /// Show the recorded issuer and this configuration's; exit 1 when they differ.
+    Show,
+    /// Record this configuration's issuer as the deployment's (moving every
+    /// node to a new issuer: stop them all first).
+    Adopt,
 }
 
 #[derive(Debug, Subcommand)]
@@ -151,6 +164,8 @@ fn main() -> ExitCode {
             Command::Serve => commands::serve::run(settings).await,
             Command::Keys(KeysCommand::List) => commands::keys::list(settings).await,
             Command::Keys(KeysCommand::Rotate) => commands::keys::rotate(settings).await,
+            Command::Issuer(IssuerCommand::Show) => commands::issuer::show(settings).await,
+            Command::Issuer(IssuerCommand::Adopt) => commands::issuer::adopt(settings).await,
             Command::Clients(ClientsCommand::Create {
                 client_id,
                 name,

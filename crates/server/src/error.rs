@@ -28,9 +28,19 @@ pub enum WebError {
     },
     /// A JSON error for the admin API.
     Api { status: StatusCode, message: String },
+    /// The database cannot be reached: a temporary condition, answered at
+    /// once with 503 `temporarily_unavailable` and `Retry-After` (RFC 9110
+    /// §15.6.4, §10.2.3) so clients and load balancers retry, instead of a
+    /// 500 `server_error` after a long stall.
+    Unavailable { retry_after: u64 },
     /// A failure of ours; the cause is logged, not shown.
     Internal(String),
 }
+
+/// Seconds a client is asked to wait when the database is unreachable: long
+/// enough not to hammer a recovering database, short enough that a brief
+/// failover costs little.
+pub const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 5;
 
 impl WebError {
     pub fn oauth(error: OAuthError) -> Self {
@@ -47,8 +57,28 @@ impl WebError {
         }
     }
 
-    pub fn internal(cause: impl std::fmt::Display) -> Self {
+    /// A failure of ours, answered 500 with the cause logged, except a
+    /// store failure that means the database is out of reach: that is
+    /// [`WebError::Unavailable`]. Every store error on the request path comes
+    /// through here (`.map_err(WebError::internal)`), so every endpoint
+    /// answers an outage the same way.
+    pub fn internal<E: std::fmt::Display + 'static>(cause: E) -> Self {
+        let any: &dyn std::any::Any = &cause;
+        let store = any
+            .downcast_ref::<steward_store::StoreError>()
+            .or_else(|| any.downcast_ref::<&steward_store::StoreError>().copied());
+        if let Some(e) = store.filter(|e| e.is_unavailable()) {
+            return Self::unavailable(e);
+        }
         Self::Internal(cause.to_string())
+    }
+
+    /// The database is out of reach (logged at warn: an outage, not a bug).
+    pub fn unavailable(cause: &steward_store::StoreError) -> Self {
+        tracing::warn!(error = %cause, "database unreachable; answering 503");
+        Self::Unavailable {
+            retry_after: UNAVAILABLE_RETRY_AFTER_SECS,
+        }
     }
 
     pub fn api(status: StatusCode, message: impl Into<String>) -> Self {
@@ -119,6 +149,17 @@ impl IntoResponse for WebError {
                     .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
                 res
             }
+            WebError::Unavailable { retry_after } => {
+                let body = json!({
+                    "error": ErrorCode::TemporarilyUnavailable.as_str(),
+                    "error_description": "the service is temporarily unavailable; retry later",
+                });
+                let mut res = (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+                let h = res.headers_mut();
+                h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                h.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+                res
+            }
             WebError::Internal(cause) => {
                 tracing::error!(%cause, "internal error");
                 let mut res = (
@@ -151,6 +192,21 @@ mod tests {
         let res = WebError::internal("password=hunter2 in SQL").into_response();
         assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(res.headers()[header::CACHE_CONTROL], "no-store");
+    }
+
+    #[test]
+    fn an_unreachable_database_is_503_temporarily_unavailable_with_retry_after() {
+        let outage = steward_store::StoreError::Unavailable {
+            reason: "no connection within the acquire timeout",
+            source: "pool timed out".into(),
+        };
+        let res = WebError::internal(outage).into_response();
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(res.headers()[header::RETRY_AFTER], "5");
+        assert_eq!(res.headers()[header::CACHE_CONTROL], "no-store");
+        // Any other store failure stays a 500.
+        let res = WebError::internal(steward_store::StoreError::Corrupt { column: "kind" }).into_response();
+        assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
     }
 
     #[test]

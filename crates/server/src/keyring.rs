@@ -1,10 +1,21 @@
 //! The signing key ring: which key signs, which keys are published.
 //!
 //! Keys live in the database (private halves sealed with the key-encryption
-//! key), so every node sharing the database agrees on them. A rotation makes
-//! a new key active at once; the previous key stays in the JWKS until every
-//! token it signed has expired (`retire_after`), then is retired. Running
-//! servers reload the set every `keys.reload_seconds`.
+//! key), so every node sharing the database agrees on them. Three rules make
+//! several nodes behave as one issuer:
+//!
+//! - The first key of an empty database is one decision: it is inserted
+//!   already current, the unique index on the current key lets one insert
+//!   win, and every other node adopts the winner's key.
+//! - Publish before signing: a rotation publishes the new key at once and
+//!   lets it sign only from [`activates_at`], when every node must have
+//!   reloaded (and so publishes it and accepts it at introspection). Every
+//!   node applies the same rule at every signature: the newest key whose
+//!   activation time has passed signs.
+//! - The previous key stays in the JWKS until every token it could have
+//!   signed, on any node, has expired ([`retire_after`]), then is retired.
+//!
+//! Running servers reload the set every `keys.reload_seconds`.
 
 use bytes::Bytes;
 use std::sync::{Arc, RwLock};
@@ -32,11 +43,33 @@ pub enum KeyRingError {
     NoActiveKey,
 }
 
-/// A consistent snapshot: the active key and what is published.
+/// A key that signs from `activates_at` on, once that instant has passed.
+struct Pending {
+    activates_at: UnixTime,
+    key: Arc<SigningKey>,
+}
+
+/// A consistent snapshot: the signing key, keys about to take over, and what
+/// is published.
 struct KeySet {
+    /// The key that signed when the set was loaded.
     active: Arc<SigningKey>,
+    /// Published keys whose activation lies ahead, newest activation first.
+    pending: Vec<Pending>,
     jwks: Bytes,
     verifier: Arc<Verifier>,
+}
+
+impl KeySet {
+    /// The newest key activated by `now`: a pending key takes over at its
+    /// activation instant on every node that loaded it, not at the next
+    /// reload, so all nodes switch together.
+    fn signer_at(&self, now: UnixTime) -> &Arc<SigningKey> {
+        self.pending
+            .iter()
+            .find(|p| p.activates_at <= now)
+            .map_or(&self.active, |p| &p.key)
+    }
 }
 
 pub struct KeyRing {
@@ -64,6 +97,12 @@ pub struct KeyRingStart {
 
 impl KeyRing {
     /// Loads the keys, generating the first one when the database has none.
+    ///
+    /// Nodes started together on an empty database each find no key; each
+    /// inserts its own as the current one, the unique index lets exactly one
+    /// insert win, and the others adopt the winner's key. (Creating it and
+    /// then activating it, as before, let each activation retire the key
+    /// another node was already signing with.)
     pub async fn open(
         store: Arc<dyn Store>,
         kek: Kek,
@@ -75,10 +114,18 @@ impl KeyRing {
             None => {
                 let now = clock.now();
                 let new = generate_signing_key(algorithm, &kek)?;
-                store.insert_signing_key(&to_stored(&new, now)).await?;
-                match store.activate_signing_key(&new.kid, now, now).await {
+                // Valid from the skew leeway before now: a node whose clock
+                // runs behind this one's adopts it at once instead of finding
+                // a key that signs only in its future.
+                let from = skew_tolerant(now);
+                let first = StoredKey {
+                    published_at: Some(from),
+                    activated_at: Some(from),
+                    ..to_stored(&new, now)
+                };
+                match store.insert_signing_key(&first).await {
                     Ok(()) => true,
-                    // Another node created and activated a key at the same moment: use theirs.
+                    // Another node's first key won: adopt it.
                     Err(steward_store::StoreError::Conflict) => false,
                     Err(e) => return Err(e.into()),
                 }
@@ -123,9 +170,9 @@ impl KeyRing {
         }
     }
 
-    /// The key that signs new tokens.
+    /// The key that signs new tokens now.
     pub fn active(&self) -> Arc<SigningKey> {
-        self.snapshot().active.clone()
+        self.snapshot().signer_at(self.clock.now()).clone()
     }
 
     /// The serialized public JWKS (`{"keys":[…]}`).
@@ -144,35 +191,77 @@ impl KeyRing {
     }
 }
 
-/// When a key rotated out at `rotated_at` may leave the JWKS. Nodes keep
-/// signing with it until their next reload (up to `keys.reload_seconds`
-/// after the rotation, at least 1 s as the reload loop runs), each token it
-/// signs lives `tokens.access_token_lifetime_secs`, and verifiers allow
+/// When a key published at `published_at` starts signing: once every node
+/// must have reloaded and published it. A node reloads every
+/// `keys.reload_seconds` (at least 1 s, as the reload loop runs);
+/// `keys.activation_margin_seconds` covers a slow or failed reload.
+pub fn activates_at(published_at: UnixTime, settings: &Settings) -> UnixTime {
+    let reload = i64::try_from(settings.keys.reload_seconds.max(1)).unwrap_or(i64::MAX);
+    let margin = i64::try_from(settings.keys.activation_margin_seconds).unwrap_or(i64::MAX);
+    published_at.plus_secs(reload).plus_secs(margin)
+}
+
+/// When a key that stops signing at `stops_signing_at` (its successor's
+/// activation) may leave the JWKS. A node that missed the successor at its
+/// last reload keeps signing with it for up to `keys.reload_seconds` more
+/// (at least 1 s, as the reload loop runs), each token it signs lives
+/// `tokens.access_token_lifetime_secs`, and verifiers allow
 /// [`steward_jose::rotation`]'s clock-skew leeway past `exp`.
-pub fn retire_after(rotated_at: UnixTime, settings: &Settings) -> UnixTime {
+pub fn retire_after(stops_signing_at: UnixTime, settings: &Settings) -> UnixTime {
     let last_signature = settings.keys.reload_seconds.max(1);
     steward_jose::retire_after(
-        rotated_at,
+        stops_signing_at,
         last_signature.saturating_add(settings.tokens.access_token_lifetime_secs),
     )
 }
 
-/// Generates a key and makes it the active one. The previous active key is
-/// kept published until [`retire_after`]: every token it could have signed,
-/// on any node, has expired.
+/// `now` minus the clock-skew leeway verifiers allow: when a public key
+/// (never a secret) may be published from, so that a node whose clock runs
+/// behind publishes it as soon as it loads it.
+fn skew_tolerant(now: UnixTime) -> UnixTime {
+    now.plus_secs(-steward_jose::rotation::RETIREMENT_LEEWAY_SECS)
+}
+
+/// What a rotation scheduled.
+#[derive(Debug, Clone)]
+pub struct Rotation {
+    pub kid: String,
+    /// When the new key starts signing (it is published at once).
+    pub activates_at: UnixTime,
+    /// When the previous key leaves the JWKS.
+    pub previous_retire_after: UnixTime,
+}
+
+/// Generates a key, publishes it now (see [`skew_tolerant`]) and schedules it to sign from
+/// [`activates_at`]. The previous key keeps signing until then and stays
+/// published until [`retire_after`]: every token it could have signed, on
+/// any node, has expired.
 pub async fn rotate(
     store: &dyn Store,
     kek: &Kek,
     algorithm: Algorithm,
     now: UnixTime,
     settings: &Settings,
-) -> Result<String, KeyRingError> {
+) -> Result<Rotation, KeyRingError> {
+    // With no current key no node is serving (none could start), so there
+    // is nobody to wait for: the key signs at once.
+    let first = store.active_signing_key().await?.is_none();
     let new = generate_signing_key(algorithm, kek)?;
     store.insert_signing_key(&to_stored(&new, now)).await?;
+    let activates_at = if first {
+        skew_tolerant(now)
+    } else {
+        activates_at(now, settings)
+    };
+    let previous_retire_after = retire_after(activates_at, settings);
     store
-        .activate_signing_key(&new.kid, now, retire_after(now, settings))
+        .activate_signing_key(&new.kid, skew_tolerant(now), activates_at, previous_retire_after)
         .await?;
-    Ok(new.kid)
+    Ok(Rotation {
+        kid: new.kid,
+        activates_at,
+        previous_retire_after,
+    })
 }
 
 fn to_stored(new: &steward_jose::NewKey, now: UnixTime) -> StoredKey {
@@ -182,38 +271,48 @@ fn to_stored(new: &steward_jose::NewKey, now: UnixTime) -> StoredKey {
         public_jwk: new.public_jwk.to_string(),
         private_key_encrypted: new.encrypted_private.clone(),
         created_at: now,
+        published_at: None,
         activated_at: None,
         retire_after: None,
         retired_at: None,
     }
 }
 
-/// Is this stored key still published at `now`?
-pub fn is_published(key: &StoredKey, now: UnixTime) -> bool {
-    key.activated_at.is_some() && key.retired_at.is_none() && key.retire_after.is_none_or(|t| t > now)
+fn decrypt(row: &StoredKey, kek: &Kek) -> Result<SigningKey, KeyRingError> {
+    let alg: Algorithm = row
+        .algorithm
+        .parse()
+        .map_err(|_| KeyRingError::UnknownAlgorithm {
+            kid: row.kid.clone(),
+            alg: row.algorithm.clone(),
+        })?;
+    SigningKey::decrypt(&row.kid, alg, &row.private_key_encrypted, kek).map_err(|source| KeyRingError::Key {
+        kid: row.kid.clone(),
+        source,
+    })
 }
 
 async fn load_set(store: &dyn Store, kek: &Kek, now: UnixTime) -> Result<KeySet, KeyRingError> {
     let keys = store.list_signing_keys().await?;
+    // The signer now: the newest activation that has passed.
     let active_row = keys
         .iter()
-        .find(|k| k.is_active())
+        .filter(|k| k.may_sign_at(now))
+        .max_by_key(|k| (k.activated_at, k.created_at))
         .ok_or(KeyRingError::NoActiveKey)?;
-    let alg: Algorithm = active_row
-        .algorithm
-        .parse()
-        .map_err(|_| KeyRingError::UnknownAlgorithm {
-            kid: active_row.kid.clone(),
-            alg: active_row.algorithm.clone(),
-        })?;
-    let active = SigningKey::decrypt(&active_row.kid, alg, &active_row.private_key_encrypted, kek).map_err(
-        |source| KeyRingError::Key {
-            kid: active_row.kid.clone(),
-            source,
-        },
-    )?;
+    let active = Arc::new(decrypt(active_row, kek)?);
+    let mut pending = Vec::new();
+    for k in keys.iter().filter(|k| k.is_published_at(now)) {
+        if let Some(at) = k.activated_at.filter(|t| *t > now) {
+            pending.push(Pending {
+                activates_at: at,
+                key: Arc::new(decrypt(k, kek)?),
+            });
+        }
+    }
+    pending.sort_by_key(|p| std::cmp::Reverse(p.activates_at));
     let mut public = Vec::new();
-    for k in keys.iter().filter(|k| is_published(k, now)) {
+    for k in keys.iter().filter(|k| k.is_published_at(now)) {
         let jwk: serde_json::Value = serde_json::from_str(&k.public_jwk).map_err(|e| KeyRingError::Key {
             kid: k.kid.clone(),
             source: e.into(),
@@ -224,7 +323,8 @@ async fn load_set(store: &dyn Store, kek: &Kek, now: UnixTime) -> Result<KeySet,
     let verifier = Verifier::new(&jwks)?;
     let body = serde_json::to_vec(&jwks.to_json()).map_err(steward_jose::JoseError::from)?;
     Ok(KeySet {
-        active: Arc::new(active),
+        active,
+        pending,
         jwks: Bytes::from(body),
         verifier: Arc::new(verifier),
     })
@@ -253,5 +353,17 @@ mod tests {
             retire_after(rotated, &settings),
             rotated.plus_secs(1 + 600 + steward_jose::rotation::RETIREMENT_LEEWAY_SECS)
         );
+    }
+
+    #[test]
+    fn a_rotated_key_signs_only_after_every_node_must_have_reloaded() {
+        let mut settings = Settings::default();
+        settings.keys.reload_seconds = 30;
+        settings.keys.activation_margin_seconds = 10;
+        let published = UnixTime(1_000_000);
+        assert_eq!(activates_at(published, &settings), published.plus_secs(40));
+        settings.keys.reload_seconds = 0; // the reload loop still waits 1 s
+        settings.keys.activation_margin_seconds = 0;
+        assert_eq!(activates_at(published, &settings), published.plus_secs(1));
     }
 }

@@ -222,12 +222,30 @@ pub struct TlsSettings {
 pub struct DatabaseSettings {
     /// `sqlite://PATH` (created if missing) or `postgres://user@host/db`.
     pub url: String,
+    /// PostgreSQL: how long a request waits for a pooled connection before
+    /// it is answered 503 `temporarily_unavailable`. Short, so that an
+    /// unreachable database is an immediate, retryable answer, not a stall.
+    pub acquire_timeout_ms: u64,
 }
 
 impl Default for DatabaseSettings {
     fn default() -> Self {
         Self {
             url: "sqlite://./steward-data/steward.db".to_owned(),
+            acquire_timeout_ms: steward_store::PoolSettings::default()
+                .acquire_timeout
+                .as_millis()
+                .try_into()
+                .unwrap_or(1_000),
+        }
+    }
+}
+
+impl DatabaseSettings {
+    /// The store's pool settings.
+    pub fn pool(&self) -> steward_store::PoolSettings {
+        steward_store::PoolSettings {
+            acquire_timeout: std::time::Duration::from_millis(self.acquire_timeout_ms),
         }
     }
 }
@@ -243,6 +261,10 @@ pub struct KeySettings {
     /// How often a running server reloads the key set from the database, so a
     /// `steward keys rotate` on any node takes effect everywhere.
     pub reload_seconds: u64,
+    /// How much longer than `reload_seconds` a rotated key waits, published,
+    /// before it signs: time for a slow or failed reload on some node. Read
+    /// by `steward keys rotate`.
+    pub activation_margin_seconds: u64,
 }
 
 impl Default for KeySettings {
@@ -251,6 +273,7 @@ impl Default for KeySettings {
             algorithm: "ES256".to_owned(),
             encryption_key_file: PathBuf::from("./steward-data/kek"),
             reload_seconds: 30,
+            activation_margin_seconds: 10,
         }
     }
 }
@@ -479,6 +502,18 @@ impl Settings {
             return Err(SettingError {
                 key: "database.url",
                 reason: "not a parsable URL".to_owned(),
+            });
+        }
+        if !(1..=60_000).contains(&self.database.acquire_timeout_ms) {
+            return Err(SettingError {
+                key: "database.acquire_timeout_ms",
+                reason: "must be between 1 and 60000".to_owned(),
+            });
+        }
+        if self.keys.activation_margin_seconds > 86_400 {
+            return Err(SettingError {
+                key: "keys.activation_margin_seconds",
+                reason: "must be at most 86400 (a day)".to_owned(),
             });
         }
         for path in &self.egress.extra_root_certs {

@@ -23,6 +23,11 @@ pub enum StartError {
     Database(#[source] steward_store::StoreError),
     #[error("database.url: {0}")]
     DatabaseUrl(&'static str),
+    #[error(
+        "issuer: this node is configured with {configured:?} but the database records {recorded:?}; \
+         every node sharing a database must use the one issuer (to move it on purpose: steward issuer adopt)"
+    )]
+    IssuerMismatch { configured: String, recorded: String },
     #[error("keys.encryption_key_file: {0}")]
     Kek(#[source] steward_jose::JoseError),
     #[error("keys: {0}")]
@@ -119,9 +124,19 @@ pub async fn prepare(settings: Settings, clock: Arc<dyn Clock>) -> Result<Prepar
             "names no database file (write sqlite://PATH, e.g. sqlite://./steward-data/steward.db)",
         ));
     }
-    let store = steward_store::connect(&settings.database.url)
+    let store = steward_store::connect_pooled(&settings.database.url, settings.database.pool())
         .await
         .map_err(StartError::Database)?;
+    // Tokens carry the issuer as `iss` and resource servers compare it byte
+    // for byte: a node with its own issuer would mint tokens the others'
+    // resource servers reject. The first node records it; the rest match it.
+    let recorded = store.claim_issuer(&issuer).await.map_err(StartError::Database)?;
+    if recorded != issuer {
+        return Err(StartError::IssuerMismatch {
+            configured: issuer,
+            recorded,
+        });
+    }
     let (kek, kek_created) =
         Kek::load_or_create(&settings.keys.encryption_key_file).map_err(StartError::Kek)?;
     let algorithm: Algorithm = settings

@@ -265,11 +265,14 @@ async fn admin_api_requires_the_token() {
 }
 
 #[tokio::test]
-async fn restart_keeps_keys_and_rotation_publishes_two() {
+async fn restart_keeps_keys_and_a_rotated_key_is_published_before_it_signs() {
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let settings = test_settings(dir.path());
     let first = TestServer::start_with(settings.clone(), dir.clone()).await;
     let kid = first.state.keys.active().kid().to_owned();
+    // The restart listens elsewhere but is the same deployment: same issuer.
+    let mut settings = settings;
+    settings.issuer = first.base.clone();
     first.stop().await.unwrap();
 
     let second = TestServer::start_with(settings.clone(), dir.clone()).await;
@@ -283,7 +286,7 @@ async fn restart_keeps_keys_and_rotation_publishes_two() {
     let (kek, created) = steward_jose::Kek::load_or_create(&settings.keys.encryption_key_file).unwrap();
     assert!(!created);
     let now = steward_core::Clock::now(second.state.clock.as_ref());
-    let new_kid = steward_server::keyring::rotate(
+    let rotation = steward_server::keyring::rotate(
         second.state.store.as_ref(),
         &kek,
         steward_jose::Algorithm::Es256,
@@ -292,8 +295,11 @@ async fn restart_keeps_keys_and_rotation_publishes_two() {
     )
     .await
     .unwrap();
+    let new_kid = rotation.kid.clone();
     second.state.keys.reload().await.unwrap();
-    assert_eq!(second.state.keys.active().kid(), new_kid, "the new key signs");
+    // Published at once, but the old key signs until every node must have
+    // reloaded: keys.reload_seconds + keys.activation_margin_seconds.
+    assert_eq!(second.state.keys.active().kid(), kid, "the old key still signs");
     let (_, _, jwks) = get_json(&second.url("/jwks.json")).await;
     let kids: Vec<&str> = jwks["keys"]
         .as_array()
@@ -303,12 +309,21 @@ async fn restart_keeps_keys_and_rotation_publishes_two() {
         .collect();
     assert_eq!(kids.len(), 2, "{kids:?}");
     assert!(kids.contains(&kid.as_str()) && kids.contains(&new_kid.as_str()));
-
-    // A node that had not reloaded yet may sign with the old key for up to
-    // keys.reload_seconds after the rotation: past lifetime + leeway alone,
-    // such a token is still valid, so the old key must still be published.
-    let lifetime = i64::try_from(settings.tokens.access_token_lifetime_secs).unwrap();
     let reload = i64::try_from(settings.keys.reload_seconds).unwrap();
+    let margin = i64::try_from(settings.keys.activation_margin_seconds).unwrap();
+    assert_eq!(rotation.activates_at, now.plus_secs(reload + margin));
+    second.clock.advance(reload + margin - 1);
+    assert_eq!(second.state.keys.active().kid(), kid, "not yet");
+    // At the activation instant the new key signs, by the clock, without
+    // waiting for this node's next reload: every node switches together.
+    second.clock.advance(1);
+    assert_eq!(second.state.keys.active().kid(), new_kid, "the new key signs");
+
+    // A node that missed the new key at one reload may sign with the old key
+    // for up to keys.reload_seconds after the activation: past lifetime +
+    // leeway alone, such a token is still valid, so the old key must still
+    // be published.
+    let lifetime = i64::try_from(settings.tokens.access_token_lifetime_secs).unwrap();
     let leeway = 60;
     assert!(reload > 1);
     second.clock.advance(lifetime + leeway + 1);
@@ -417,6 +432,8 @@ async fn serves_on_postgresql() {
     let (_, _, jwks) = get_json(&server.url("/jwks.json")).await;
     assert_eq!(jwks["keys"].as_array().unwrap().len(), 1);
     let kid = server.state.keys.active().kid().to_owned();
+    // The restart listens elsewhere but is the same deployment: same issuer.
+    settings.issuer = server.base.clone();
     server.stop().await.unwrap();
     let again = TestServer::start_with(settings.clone(), dir).await;
     assert_eq!(again.state.keys.active().kid(), kid);

@@ -40,7 +40,17 @@ pub enum StoreError {
     /// A stored value this build cannot interpret (e.g. an unknown enum text).
     #[error("stored value in column {column} is invalid")]
     Corrupt { column: &'static str },
-    /// Any other driver failure: connection, pool timeout, I/O, decoding.
+    /// The database cannot be reached right now: no connection within the
+    /// pool's acquire timeout, a connection lost mid-statement, or the server
+    /// shutting down or refusing connections. Temporary by nature, so the
+    /// server answers 503 with `Retry-After` rather than 500.
+    #[error("database unavailable: {reason}")]
+    Unavailable {
+        reason: &'static str,
+        #[source]
+        source: DriverError,
+    },
+    /// Any other driver failure: protocol, decoding, a failed statement.
     #[error("database error: {reason}")]
     Database {
         reason: &'static str,
@@ -62,10 +72,13 @@ impl From<sqlx::Error> for StoreError {
                 return StoreError::NotFound;
             }
         }
+        if let Some(reason) = unavailable(&e) {
+            return StoreError::Unavailable {
+                reason,
+                source: Box::new(e),
+            };
+        }
         let reason = match &e {
-            sqlx::Error::PoolTimedOut => "pool timed out",
-            sqlx::Error::PoolClosed => "pool closed",
-            sqlx::Error::Io(_) | sqlx::Error::Tls(_) => "connection failed",
             sqlx::Error::Protocol(_) => "protocol error",
             sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) | sqlx::Error::ColumnNotFound(_) => {
                 "cannot decode row"
@@ -78,6 +91,40 @@ impl From<sqlx::Error> for StoreError {
             reason,
             source: Box::new(e),
         }
+    }
+}
+
+impl StoreError {
+    /// Whether this failure is the database being out of reach (see
+    /// [`StoreError::Unavailable`]).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable { .. })
+    }
+}
+
+/// The sqlx failures that mean "the database is out of reach", not "this
+/// statement is wrong": pool exhaustion or timeout, transport errors, and
+/// the SQLSTATEs PostgreSQL sends when it cannot serve at all (class 08
+/// connection exceptions, 57P01–57P03 shutdown and start-up, 53300 too many
+/// connections).
+fn unavailable(e: &sqlx::Error) -> Option<&'static str> {
+    match e {
+        sqlx::Error::PoolTimedOut => Some("no connection within the acquire timeout"),
+        sqlx::Error::PoolClosed => Some("pool closed"),
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) => Some("connection failed"),
+        sqlx::Error::Database(db) => {
+            let code = db.code()?;
+            if code.starts_with("08") {
+                Some("connection lost")
+            } else if matches!(code.as_ref(), "57P01" | "57P02" | "57P03") {
+                Some("server shutting down or starting")
+            } else if code == "53300" {
+                Some("too many connections")
+            } else {
+                None
+            }
+        }
+        _ => None,
     }
 }
 
@@ -142,6 +189,17 @@ mod tests {
         let shown = e.to_string();
         assert_eq!(shown, "database error: protocol error");
         assert!(!shown.contains("hunter2"));
+    }
+
+    #[test]
+    fn an_unreachable_database_is_unavailable_not_a_query_failure() {
+        assert!(StoreError::from(sqlx::Error::PoolTimedOut).is_unavailable());
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let e = StoreError::from(sqlx::Error::Io(refused));
+        assert!(e.is_unavailable());
+        assert_eq!(e.to_string(), "database unavailable: connection failed");
+        assert!(!StoreError::from(sqlx::Error::RowNotFound).is_unavailable());
+        assert!(!StoreError::from(sqlx::Error::Protocol("x".into())).is_unavailable());
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod attempts;
 pub mod audit;
 pub mod clients;
 pub mod codes;
+pub mod deployment;
 pub mod error;
 pub mod grants;
 pub mod keys;
@@ -33,13 +34,14 @@ pub use attempts::AttemptStore;
 pub use audit::{AuditEvent, AuditFilter, AuditStore, NewAuditEvent};
 pub use clients::{ClientFilter, ClientRecord, ClientStore};
 pub use codes::{AuthorizationCode, CodeConsumption, CodeStore};
+pub use deployment::DeploymentStore;
 pub use error::StoreError;
 pub use grants::{Grant, GrantStore, NewGrant};
 pub use keys::{KeyStore, SigningKey};
 pub use logos::{Logo, LogoStore};
 pub use maintenance::{MaintenanceStore, PurgePlan, PurgeReport, REFUSAL_AUDIT_ACTIONS};
 pub use metadata_versions::{MetadataVersion, MetadataVersionStore, NewMetadataVersion};
-pub use postgres::PostgresStore;
+pub use postgres::{PoolSettings, PostgresStore};
 pub use refresh::{
     NewRefreshFamily, NewRefreshToken, RefreshFamily, RefreshRecord, RefreshStore, RefreshToken, Rotation,
 };
@@ -83,6 +85,7 @@ pub trait Store:
     + LogoStore
     + AttemptStore
     + MaintenanceStore
+    + DeploymentStore
     + Send
     + Sync
 {
@@ -103,10 +106,16 @@ pub trait Store:
 /// Fails with [`StoreError::SchemaTooNew`] if a newer Steward migrated the
 /// database: never silently downgrade.
 pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    connect_pooled(url, PoolSettings::default()).await
+}
+
+/// [`connect`] with the PostgreSQL pool's settings (SQLite has no pool to
+/// wait for: its file is local).
+pub async fn connect_pooled(url: &str, pool: PoolSettings) -> Result<Arc<dyn Store>, StoreError> {
     let scheme = url.split(':').next().unwrap_or_default();
     match scheme {
         "sqlite" => Ok(Arc::new(SqliteStore::connect(url).await?)),
-        "postgres" | "postgresql" => Ok(Arc::new(PostgresStore::connect(url).await?)),
+        "postgres" | "postgresql" => Ok(Arc::new(PostgresStore::connect_pooled(url, pool).await?)),
         // Only the scheme is echoed: the rest may hold a password.
         other => Err(StoreError::UnsupportedUrl {
             scheme: other.chars().take(32).collect(),

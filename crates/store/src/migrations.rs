@@ -33,6 +33,11 @@ pub(crate) const SQLITE: &[Embedded] = &[
         "attempt counters and purge indexes",
         include_str!("../migrations/sqlite/0005_attempts_and_purge.sql"),
     ),
+    (
+        6,
+        "multi node",
+        include_str!("../migrations/sqlite/0006_multi_node.sql"),
+    ),
 ];
 
 pub(crate) const POSTGRES: &[Embedded] = &[
@@ -50,6 +55,11 @@ pub(crate) const POSTGRES: &[Embedded] = &[
         5,
         "attempt counters and purge indexes",
         include_str!("../migrations/postgres/0005_attempts_and_purge.sql"),
+    ),
+    (
+        6,
+        "multi node",
+        include_str!("../migrations/postgres/0006_multi_node.sql"),
     ),
 ];
 

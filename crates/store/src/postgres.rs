@@ -17,10 +17,28 @@ use steward_core::{LifecycleState, UnixTime};
 /// Connections per node. The token endpoint does one or two short statements
 /// per request, so a small pool saturates the database before the pool.
 const POOL_SIZE: u32 = 16;
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the server gets to answer the first connection: an unreachable
 /// database stops start-up in seconds, with the reason.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How a node's connection pool waits for the database.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolSettings {
+    /// How long a request waits for a connection before the store answers
+    /// [`StoreError::Unavailable`]. Short, so that with the database
+    /// unreachable (refused, or connections hanging) every request is
+    /// answered 503 in about this long instead of queueing: sqlx retries a
+    /// refused connection until this deadline.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        PoolSettings {
+            acquire_timeout: Duration::from_millis(1_000),
+        }
+    }
+}
 
 #[derive(Clone, Debug)]
 pub struct PostgresStore {
@@ -31,8 +49,13 @@ impl PostgresStore {
     /// Connects to `url` (which may carry `?options=-c%20search_path%3D…`)
     /// and migrates the database.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_pooled(url, PoolSettings::default()).await
+    }
+
+    /// [`PostgresStore::connect`] with the pool's settings.
+    pub async fn connect_pooled(url: &str, pool: PoolSettings) -> Result<Self, StoreError> {
         let options = PgConnectOptions::from_str(url).map_err(|e| StoreError::InvalidUrl(Box::new(e)))?;
-        Self::connect_with(options).await
+        Self::connect_with(options, pool).await
     }
 
     /// Connects with every table in `schema` (via `search_path`), e.g. one
@@ -41,12 +64,12 @@ impl PostgresStore {
         let options = PgConnectOptions::from_str(url)
             .map_err(|e| StoreError::InvalidUrl(Box::new(e)))?
             .options([("search_path", schema)]);
-        Self::connect_with(options).await
+        Self::connect_with(options, PoolSettings::default()).await
     }
 
-    async fn connect_with(options: PgConnectOptions) -> Result<Self, StoreError> {
+    async fn connect_with(options: PgConnectOptions, pool: PoolSettings) -> Result<Self, StoreError> {
         // One direct connection first: the pool would retry a refused or
-        // unanswered connection until ACQUIRE_TIMEOUT and then report only
+        // unanswered connection until the acquire timeout and then report only
         // "pool timed out"; this fails within CONNECT_TIMEOUT with the cause.
         let probe = tokio::time::timeout(
             CONNECT_TIMEOUT,
@@ -67,7 +90,7 @@ impl PostgresStore {
         let _ = sqlx::Connection::close(probe).await;
         let pool = PgPoolOptions::new()
             .max_connections(POOL_SIZE)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .acquire_timeout(pool.acquire_timeout)
             .connect_with(options)
             .await?;
         let store = Self { pool };
@@ -238,8 +261,8 @@ fn at_row(r: &PgRow) -> Result<AccessTokenRecord, StoreError> {
     })
 }
 
-const KEY_COLS: &str =
-    "kid, algorithm, public_jwk, private_key_encrypted, created_at, activated_at, retire_after, retired_at";
+const KEY_COLS: &str = "kid, algorithm, public_jwk, private_key_encrypted, created_at, activated_at, retire_after, \
+    retired_at, published_at";
 
 fn key_row(r: &PgRow) -> Result<SigningKey, StoreError> {
     Ok(SigningKey {
@@ -251,6 +274,7 @@ fn key_row(r: &PgRow) -> Result<SigningKey, StoreError> {
         activated_at: ot(r.try_get("activated_at")?),
         retire_after: ot(r.try_get("retire_after")?),
         retired_at: ot(r.try_get("retired_at")?),
+        published_at: ot(r.try_get("published_at")?),
     })
 }
 
@@ -1049,7 +1073,7 @@ impl AccessTokenStore for PostgresStore {
 impl KeyStore for PostgresStore {
     async fn insert_signing_key(&self, k: &SigningKey) -> Result<(), StoreError> {
         sqlx::query(&format!(
-            "INSERT INTO signing_keys ({KEY_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+            "INSERT INTO signing_keys ({KEY_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
         ))
         .bind(&k.kid)
         .bind(&k.algorithm)
@@ -1059,6 +1083,7 @@ impl KeyStore for PostgresStore {
         .bind(k.activated_at.map(|t| t.0))
         .bind(k.retire_after.map(|t| t.0))
         .bind(k.retired_at.map(|t| t.0))
+        .bind(k.published_at.map(|t| t.0))
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -1076,7 +1101,8 @@ impl KeyStore for PostgresStore {
     async fn activate_signing_key(
         &self,
         kid: &str,
-        now: UnixTime,
+        published_at: UnixTime,
+        activated_at: UnixTime,
         previous_retire_after: UnixTime,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
@@ -1089,9 +1115,11 @@ impl KeyStore for PostgresStore {
         .execute(&mut *tx)
         .await?;
         let r = sqlx::query(
-            "UPDATE signing_keys SET activated_at = $1, retire_after = NULL WHERE kid = $2 AND retired_at IS NULL",
+            "UPDATE signing_keys SET published_at = $1, activated_at = $2, retire_after = NULL \
+             WHERE kid = $3 AND retired_at IS NULL",
         )
-        .bind(now.0)
+        .bind(published_at.0)
+        .bind(activated_at.0)
         .bind(kid)
         .execute(&mut *tx)
         .await?;
@@ -1122,6 +1150,42 @@ impl KeyStore for PostgresStore {
         .await?;
         kids.sort();
         Ok(kids)
+    }
+}
+
+#[async_trait]
+impl DeploymentStore for PostgresStore {
+    async fn claim_issuer(&self, issuer: &str) -> Result<String, StoreError> {
+        // A concurrent claim blocks on the primary key until the first
+        // commits, then does nothing; both then read the winner's value.
+        sqlx::query(
+            "INSERT INTO deployment (name, value) VALUES ('issuer', $1) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(issuer)
+        .execute(&self.pool)
+        .await?;
+        let recorded: Option<String> =
+            sqlx::query_scalar("SELECT value FROM deployment WHERE name = 'issuer'")
+                .fetch_optional(&self.pool)
+                .await?;
+        recorded.ok_or(StoreError::NotFound)
+    }
+
+    async fn replace_issuer(&self, issuer: &str) -> Result<Option<String>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let previous: Option<String> =
+            sqlx::query_scalar("SELECT value FROM deployment WHERE name = 'issuer' FOR UPDATE")
+                .fetch_optional(&mut *tx)
+                .await?;
+        sqlx::query(
+            "INSERT INTO deployment (name, value) VALUES ('issuer', $1) \
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+        )
+        .bind(issuer)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(previous)
     }
 }
 

@@ -184,6 +184,8 @@ conformance!(
         refresh_expired_unknown_and_revocation,
         access_tokens_revoke_and_purge,
         signing_key_rotation_keeps_one_active,
+        first_signing_key_is_one_decision,
+        issuer_is_recorded_once_for_every_node,
         audit_is_listed_newest_first_with_filters,
         assertion_jti_replay_is_refused,
         assertion_jti_concurrent_first_use_has_one_winner,
@@ -1082,6 +1084,7 @@ fn key(kid: &str, created: i64) -> SigningKey {
         public_jwk: format!(r#"{{"kty":"EC","kid":"{kid}"}}"#),
         private_key_encrypted: vec![1, 2, 3, 4],
         created_at: T0.plus_secs(created),
+        published_at: None,
         activated_at: None,
         retire_after: None,
         retired_at: None,
@@ -1105,7 +1108,7 @@ async fn signing_key_rotation_keeps_one_active(s: Arc<dyn Store>) {
         .collect();
     assert_eq!(kids, ["k2", "k1"], "newest first");
 
-    s.activate_signing_key("k1", T0.plus_secs(1), T0.plus_secs(100))
+    s.activate_signing_key("k1", T0.plus_secs(1), T0.plus_secs(1), T0.plus_secs(100))
         .await
         .unwrap();
     let active = s.active_signing_key().await.unwrap().unwrap();
@@ -1115,11 +1118,24 @@ async fn signing_key_rotation_keeps_one_active(s: Arc<dyn Store>) {
     );
     assert_eq!(active.private_key_encrypted, vec![1, 2, 3, 4]);
 
-    s.activate_signing_key("k2", T0.plus_secs(20), T0.plus_secs(200))
+    // Published at 20, signs from 50: k1 keeps signing until then.
+    s.activate_signing_key("k2", T0.plus_secs(20), T0.plus_secs(50), T0.plus_secs(200))
         .await
         .unwrap();
-    assert_eq!(s.active_signing_key().await.unwrap().unwrap().kid, "k2");
+    let k2 = s.active_signing_key().await.unwrap().unwrap();
+    assert_eq!(
+        (k2.kid.as_str(), k2.published_at, k2.activated_at),
+        ("k2", Some(T0.plus_secs(20)), Some(T0.plus_secs(50)))
+    );
     let keys = s.list_signing_keys().await.unwrap();
+    let signers_at = |t: i64| -> Vec<&str> {
+        keys.iter()
+            .filter(|k| k.may_sign_at(T0.plus_secs(t)))
+            .map(|k| k.kid.as_str())
+            .collect()
+    };
+    assert_eq!(signers_at(49), ["k1"], "k2 is published but does not sign yet");
+    assert!(keys.iter().all(|k| k.is_published_at(T0.plus_secs(20))));
     let k1 = keys.iter().find(|k| k.kid == "k1").unwrap();
     assert_eq!(
         (k1.retire_after, k1.retired_at),
@@ -1129,7 +1145,7 @@ async fn signing_key_rotation_keeps_one_active(s: Arc<dyn Store>) {
     assert_eq!(keys.iter().filter(|k| k.is_active()).count(), 1);
 
     assert!(matches!(
-        s.activate_signing_key("k9", T0, T0).await,
+        s.activate_signing_key("k9", T0, T0, T0).await,
         Err(StoreError::NotFound)
     ));
     assert_eq!(
@@ -1143,10 +1159,67 @@ async fn signing_key_rotation_keeps_one_active(s: Arc<dyn Store>) {
     assert!(s.retire_expired_keys(T0.plus_secs(300)).await.unwrap().is_empty());
     assert!(
         matches!(
-            s.activate_signing_key("k1", T0, T0).await,
+            s.activate_signing_key("k1", T0, T0, T0).await,
             Err(StoreError::NotFound)
         ),
         "retired stays retired"
+    );
+}
+
+/// The first key of an empty database is inserted already current; of any
+/// number of nodes doing so at once exactly one wins (the unique index on
+/// the current key), and no winner's key is retired by a loser.
+async fn first_signing_key_is_one_decision(s: Arc<dyn Store>) {
+    let current = |kid: &str| SigningKey {
+        published_at: Some(T0),
+        activated_at: Some(T0),
+        ..key(kid, 0)
+    };
+    let mut racers = Vec::new();
+    for i in 0..8 {
+        let (s, k) = (s.clone(), current(&format!("first-{i}")));
+        racers.push(tokio::spawn(async move { s.insert_signing_key(&k).await }));
+    }
+    let mut won = 0;
+    for r in racers {
+        match r.await.unwrap() {
+            Ok(()) => won += 1,
+            Err(StoreError::Conflict) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(won, 1, "exactly one first key");
+    let keys = s.list_signing_keys().await.unwrap();
+    assert_eq!(keys.len(), 1);
+    assert!(keys[0].is_active() && keys[0].retire_after.is_none());
+    assert_eq!(s.active_signing_key().await.unwrap().unwrap().kid, keys[0].kid);
+}
+
+/// The first node records the issuer; later claims get the recorded one
+/// back (the caller refuses to start on a mismatch); concurrent first
+/// claims agree on one.
+async fn issuer_is_recorded_once_for_every_node(s: Arc<dyn Store>) {
+    let mut racers = Vec::new();
+    for i in 0..6 {
+        let s = s.clone();
+        racers.push(tokio::spawn(async move {
+            s.claim_issuer(&format!("https://node{i}.example")).await.unwrap()
+        }));
+    }
+    let mut seen = Vec::new();
+    for r in racers {
+        seen.push(r.await.unwrap());
+    }
+    assert!(seen.windows(2).all(|w| w[0] == w[1]), "one issuer: {seen:?}");
+    let recorded = seen[0].clone();
+    assert_eq!(s.claim_issuer("https://other.example").await.unwrap(), recorded);
+    assert_eq!(
+        s.replace_issuer("https://moved.example").await.unwrap(),
+        Some(recorded)
+    );
+    assert_eq!(
+        s.claim_issuer("https://other.example").await.unwrap(),
+        "https://moved.example"
     );
 }
 

@@ -25,9 +25,11 @@ pub async fn list(settings: Settings) -> Result<ExitCode> {
         "KID", "ALG", "STATE", "CREATED"
     );
     for k in keys {
-        let state = if k.is_active() {
+        let state = if k.is_active() && k.may_sign_at(now) {
             "active"
-        } else if keyring::is_published(&k, now) {
+        } else if k.is_active() && k.is_published_at(now) {
+            "pending"
+        } else if k.is_published_at(now) {
             "published"
         } else if k.activated_at.is_none() {
             "inactive"
@@ -58,17 +60,20 @@ pub async fn rotate(settings: Settings) -> Result<ExitCode> {
         .parse()
         .map_err(|_| anyhow::anyhow!("keys.algorithm: unknown algorithm"))?;
     let now = SystemClock.now();
-    let kid = keyring::rotate(store.as_ref(), &kek, algorithm, now, &settings)
+    let rotation = keyring::rotate(store.as_ref(), &kek, algorithm, now, &settings)
         .await
         .context("rotating the signing key")?;
-    println!("new active signing key: {algorithm} kid={kid}");
+    println!("new signing key: {algorithm} kid={}", rotation.kid);
     println!(
-        "the previous key stays published until {}, when every token it signed has expired",
-        date(keyring::retire_after(now, &settings))
+        "published now; it signs from {}, once every server has reloaded \
+         (keys.reload_seconds {} s + keys.activation_margin_seconds {} s)",
+        date(rotation.activates_at),
+        settings.keys.reload_seconds,
+        settings.keys.activation_margin_seconds
     );
     println!(
-        "running servers pick the new key up within keys.reload_seconds ({} s)",
-        settings.keys.reload_seconds
+        "the previous key signs until then and stays published until {}, when every token it signed has expired",
+        date(rotation.previous_retire_after)
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -2,6 +2,7 @@
 
 pub mod cimd;
 pub mod clients;
+pub mod issuer;
 pub mod keys;
 pub mod serve;
 pub mod users;

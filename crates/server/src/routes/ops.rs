@@ -13,9 +13,19 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Readiness: the database answers and signing keys are loaded.
+/// How long `/readyz` waits for the database. A load balancer's probe has a
+/// timeout of its own, usually about a second; a probe that outlives it is
+/// counted as a failure anyway, and one that hangs for the pool's acquire
+/// timeout ties up the prober. Past this the answer is 503.
+const READINESS_DATABASE_WAIT: std::time::Duration = std::time::Duration::from_millis(800);
+
+/// Readiness: the database answers (within [`READINESS_DATABASE_WAIT`]) and
+/// signing keys are loaded.
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    let database = state.store.ping().await.is_ok();
+    let database = matches!(
+        tokio::time::timeout(READINESS_DATABASE_WAIT, state.store.ping()).await,
+        Ok(Ok(()))
+    );
     let keys = state.keys.is_loaded();
     let status = if database && keys {
         StatusCode::OK

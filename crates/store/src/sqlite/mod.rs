@@ -538,7 +538,8 @@ fn at_row(r: &Row) -> Result<AccessTokenRecord, StoreError> {
 
 macro_rules! key_cols {
     () => {
-        "kid, algorithm, public_jwk, private_key_encrypted, created_at, activated_at, retire_after, retired_at"
+        "kid, algorithm, public_jwk, private_key_encrypted, created_at, activated_at, retire_after, retired_at, \
+         published_at"
     };
 }
 
@@ -552,6 +553,7 @@ fn key_row(r: &Row) -> Result<SigningKey, StoreError> {
         activated_at: ot(r.get(5)?),
         retire_after: ot(r.get(6)?),
         retired_at: ot(r.get(7)?),
+        published_at: ot(r.get(8)?),
     })
 }
 
@@ -1496,7 +1498,7 @@ impl KeyStore for SqliteStore {
                 concat!(
                     "INSERT INTO signing_keys (",
                     key_cols!(),
-                    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+                    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
                 ),
                 params![
                     k.kid,
@@ -1506,7 +1508,8 @@ impl KeyStore for SqliteStore {
                     k.created_at.0,
                     ut(k.activated_at),
                     ut(k.retire_after),
-                    ut(k.retired_at)
+                    ut(k.retired_at),
+                    ut(k.published_at)
                 ],
             )?;
             Ok(())
@@ -1533,7 +1536,8 @@ impl KeyStore for SqliteStore {
     async fn activate_signing_key(
         &self,
         kid: &str,
-        now: UnixTime,
+        published_at: UnixTime,
+        activated_at: UnixTime,
         previous_retire_after: UnixTime,
     ) -> Result<(), StoreError> {
         let kid = kid.to_owned();
@@ -1546,8 +1550,9 @@ impl KeyStore for SqliteStore {
             )?;
             let activated = exec(
                 db,
-                "UPDATE signing_keys SET activated_at = ?1, retire_after = NULL WHERE kid = ?2 AND retired_at IS NULL",
-                params![now.0, kid],
+                "UPDATE signing_keys SET published_at = ?1, activated_at = ?2, retire_after = NULL \
+                 WHERE kid = ?3 AND retired_at IS NULL",
+                params![published_at.0, activated_at.0, kid],
             )?;
             if activated == 0 {
                 // An error rolls this job's savepoint back: the old key stays active.
@@ -1586,6 +1591,48 @@ impl KeyStore for SqliteStore {
             )?;
             kids.sort();
             Ok(kids)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl DeploymentStore for SqliteStore {
+    async fn claim_issuer(&self, issuer: &str) -> Result<String, StoreError> {
+        let issuer = issuer.to_owned();
+        self.write(move |db| {
+            exec(
+                db,
+                "INSERT INTO deployment (name, value) VALUES ('issuer', ?1) ON CONFLICT (name) DO NOTHING",
+                [&issuer],
+            )?;
+            one(
+                db,
+                "SELECT value FROM deployment WHERE name = 'issuer'",
+                [],
+                text_row,
+            )?
+            .ok_or(StoreError::NotFound)
+        })
+        .await
+    }
+
+    async fn replace_issuer(&self, issuer: &str) -> Result<Option<String>, StoreError> {
+        let issuer = issuer.to_owned();
+        self.write(move |db| {
+            let previous = one(
+                db,
+                "SELECT value FROM deployment WHERE name = 'issuer'",
+                [],
+                text_row,
+            )?;
+            exec(
+                db,
+                "INSERT INTO deployment (name, value) VALUES ('issuer', ?1) \
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                [&issuer],
+            )?;
+            Ok(previous)
         })
         .await
     }

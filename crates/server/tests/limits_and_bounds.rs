@@ -263,6 +263,8 @@ async fn login_failures_are_shared_by_nodes(database_url: Option<String>) {
     s.login.max_failures_per_account = 3;
     let a = TestServer::start_with(s.clone(), dir.clone()).await;
     s.listen = "127.0.0.1:0".parse().unwrap();
+    // Every node of one database shares its issuer (a node with another refuses to start).
+    s.issuer = a.base.clone();
     let b = TestServer::start_with(s, dir).await;
     add_user(&a, "bob").await;
     let on_a = login_form(&a, "127.0.0.1").await;

@@ -8,5 +8,10 @@
 //! changes governance state only through its functions, so each rule is
 //! written once (ARCHITECTURE.md "one decision point").
 
+pub mod domains;
+pub mod lifecycle;
 pub mod model;
+pub mod ownership;
+pub mod policy;
 pub mod port;
+pub mod separation;

@@ -9,9 +9,23 @@
 //! written once (ARCHITECTURE.md "one decision point").
 
 pub mod domains;
+pub mod error;
+pub mod facts;
 pub mod lifecycle;
 pub mod model;
 pub mod ownership;
 pub mod policy;
 pub mod port;
+pub mod requests;
 pub mod separation;
+mod service;
+
+pub use error::GovernanceError;
+pub use facts::ClientFacts;
+pub use policy::{Action, Decision, PolicyEngine, ResourceInfo, UserContext};
+pub use service::{ApproveOptions, By, DecideRequest, Governance, GovernanceSettings, SuccessionReport};
+
+#[cfg(test)]
+mod fake;
+#[cfg(test)]
+mod service_tests;

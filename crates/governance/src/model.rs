@@ -255,6 +255,9 @@ pub struct RequestFilter {
 
 /// What an approver or a sweep decided about a pending request.
 #[derive(Clone, Debug, PartialEq, Eq)]
+// One value per decision, passed by reference to the store and never kept in
+// bulk: boxing the approval would buy nothing and change the port's shape.
+#[allow(clippy::large_enum_variant)]
 pub enum RequestDecision {
     /// Grant: store the approval, add `assign_owners` (skipping any the
     /// client already has), and, when `activate_pending` is set and the

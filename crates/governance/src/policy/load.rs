@@ -245,7 +245,7 @@ pub fn load(schema: &Schema, sources: Vec<PolicySource>) -> Result<LoadedPolicie
                 .unwrap_or(usize::MAX)
         });
         for p in policies {
-            let name = policy_name(&src.name, &p.id().to_string(), p.annotation("id"));
+            let name = policy_name(&src.name, p.id().as_ref(), p.annotation("id"));
             if let Some(other) = origin.get(&name) {
                 let (line, column) = line_column(&src.text, annotation_offset(&src.text, &name));
                 diagnostics.push(PolicyDiagnostic {

@@ -18,19 +18,26 @@ pub enum ClientKind {
     Dynamic,
 }
 
-/// Where a client stands. Only `Active` clients may obtain tokens.
+/// Where a client stands in its lifecycle. The moves between these states
+/// and who may make them are written once, in `steward-governance`'s
+/// lifecycle table; this type only names the states.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LifecycleState {
-    /// Known but awaiting approval.
+    /// Known but awaiting approval (a quarantined domain, or a drift the
+    /// policy wants re-approved). Gets at most self-service scopes.
     Pending,
     Active,
-    /// Temporarily blocked; may be reactivated.
+    /// Temporarily blocked (an emergency brake); refresh families are kept
+    /// so a resume restores access without users signing in again.
     Suspended,
-    /// Blocked for good; its grants and tokens are revoked.
+    /// Blocked for good; its refresh families and tokens are revoked and a
+    /// revoked metadata-document URL stays refused.
     Revoked,
-    /// Decommissioned by its owner.
-    Retired,
+    /// A natural end: the document is gone, the registration lapsed, a
+    /// review was left overdue. Refresh families are revoked; the client may
+    /// come back (to `active`) through policy or an approver.
+    Expired,
 }
 
 /// How far Steward trusts a client's claims about itself. Identity is not
@@ -71,7 +78,7 @@ macro_rules! str_enum {
 }
 
 str_enum!(ClientKind { PreRegistered => "pre_registered", MetadataDocument => "metadata_document", Dynamic => "dynamic" });
-str_enum!(LifecycleState { Pending => "pending", Active => "active", Suspended => "suspended", Revoked => "revoked", Retired => "retired" });
+str_enum!(LifecycleState { Pending => "pending", Active => "active", Suspended => "suspended", Revoked => "revoked", Expired => "expired" });
 str_enum!(TrustTier { Unverified => "unverified", Verified => "verified", Trusted => "trusted" });
 
 /// A stored enum column held a value this build does not know.
@@ -97,7 +104,7 @@ mod tests {
             LifecycleState::Active,
             LifecycleState::Suspended,
             LifecycleState::Revoked,
-            LifecycleState::Retired,
+            LifecycleState::Expired,
         ] {
             assert_eq!(s.as_str().parse::<LifecycleState>(), Ok(s));
         }

@@ -28,7 +28,7 @@ pub use access_tokens::{AccessTokenRecord, AccessTokenStore};
 pub use assertions::AssertionStore;
 pub use audit::{AuditEvent, AuditFilter, AuditStore, NewAuditEvent};
 pub use clients::{ClientFilter, ClientRecord, ClientStore};
-pub use codes::{AuthorizationCode, CodeConsumption, CodeStore};
+pub use codes::{AuthorizationCode, CodeConsumption, CodeIssuance, CodeStore};
 pub use error::StoreError;
 pub use grants::{Grant, GrantStore, NewGrant};
 pub use keys::{KeyStore, SigningKey};

@@ -293,13 +293,24 @@ impl KeySets {
                             u64::try_from(held.lifetime()).unwrap_or(0)
                         };
                         let weight = u64::from(held.weight);
-                        self.hold(uri, Arc::clone(&held.keys), weight, lifetime, &resp, Some(&held), now);
+                        self.hold(
+                            uri,
+                            Arc::clone(&held.keys),
+                            weight,
+                            lifetime,
+                            &resp,
+                            Some(&held),
+                            now,
+                        );
                     }
                     _ => self.definitive(uri, prior.as_deref(), now, "unexpected_not_modified"),
                 },
             },
             Err(e) if e.is_transient() => {
-                tracing::info!(reason = e.reason(), "jwks_uri fetch failed; the held key set stays");
+                tracing::info!(
+                    reason = e.reason(),
+                    "jwks_uri fetch failed; the held key set stays"
+                );
                 self.inner.negative.note(uri, now, e.reason(), true, None);
             }
             Err(e) => {
@@ -320,10 +331,7 @@ impl KeySets {
         prior: Option<&Held>,
         now: UnixTime,
     ) {
-        let floor = self
-            .inner
-            .cache_max_bytes
-            .div_ceil(self.inner.cache_max_entries);
+        let floor = self.inner.cache_max_bytes.div_ceil(self.inner.cache_max_entries);
         let held = Held {
             keys,
             weight: u32::try_from(weight.max(floor)).unwrap_or(u32::MAX),

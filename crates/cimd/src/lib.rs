@@ -4,7 +4,8 @@
 //! SPEC_CHECKLIST §0.2 and §4). This crate decides which ids qualify
 //! ([`ClientIdUrl`]), whether a fetched document is acceptable
 //! ([`validate_document`]), how long it may be reused ([`Resolver`]) and
-//! which versions were seen ([`VersionStore`]). It knows nothing of HTTP
+//! which versions were seen ([`VersionStore`]), and holds the key sets of
+//! clients that publish a `jwks_uri` ([`KeySets`]). It knows nothing of HTTP
 //! serving and opens no sockets itself: fetches go through steward-egress.
 
 pub mod check;

@@ -22,6 +22,10 @@
 //! origin granted (the negative cache never hides a valid entry), and the
 //! failure is remembered, so once the entry goes stale the next resolution
 //! meets the failure instead of the old document.
+//!
+//! The token endpoint, which never fetches, asks [`Resolver::for_token`]
+//! instead (module `token_view`): held and stored data only, bounded by
+//! `max_cache_seconds`, with revalidation started in the background.
 
 use crate::client_id::ClientIdUrl;
 use crate::fetcher::DocumentFetcher;

@@ -146,8 +146,16 @@ async fn a_code_replay_revokes_only_what_that_code_produced(db: Db) {
     let at_2 = issued["access_token"].as_str().unwrap().to_owned();
     let (status, body) = redeem_with(&server, &second, "code-only-app", VERIFIER).await;
     assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")));
-    assert_eq!(introspect(&server, &at_2).await["active"], false, "the replayed code's token");
-    assert_eq!(introspect(&server, &at_1).await["active"], true, "an earlier code's token");
+    assert_eq!(
+        introspect(&server, &at_2).await["active"],
+        false,
+        "the replayed code's token"
+    );
+    assert_eq!(
+        introspect(&server, &at_1).await["active"],
+        true,
+        "an earlier code's token"
+    );
 
     // With a refresh family, after a leaked-code attempt with a wrong verifier.
     let first = code_for(&server, "public-app", "https://app.example/cb").await;
@@ -172,7 +180,11 @@ async fn a_code_replay_revokes_only_what_that_code_produced(db: Db) {
         ],
     )
     .await;
-    assert_eq!(res.status(), 200, "the earlier code's refresh family is untouched");
+    assert_eq!(
+        res.status(),
+        200,
+        "the earlier code's refresh family is untouched"
+    );
 }
 
 // ---- private_key_jwt clients ----------------------------------------------------
@@ -260,10 +272,20 @@ async fn assertion_with_extra_audience_is_refused() {
     let w = signed_world(None, 86_400).await;
     let id = w.host.url("cimd.test", "/client.json");
     let key = client_key();
-    serve(&w.host, "/client.json", &signed_doc(&id, json!({"jwks": {"keys": [key.public_jwk()]}})), 3_600);
+    serve(
+        &w.host,
+        "/client.json",
+        &signed_doc(&id, json!({"jwks": {"keys": [key.public_jwk()]}})),
+        3_600,
+    );
     code_for(&w.server, &id, "https://app.example/cb").await;
     let issuer = w.server.base.clone();
-    let injected = assertion_for(&w.server, &id, &key, json!([issuer, "https://attacker-as.example"]));
+    let injected = assertion_for(
+        &w.server,
+        &id,
+        &key,
+        json!([issuer, "https://attacker-as.example"]),
+    );
     let (status, body) = revoke_as(&w.server, &id, &injected).await;
     assert_eq!((status, body["error"].as_str()), (401, Some("invalid_client")));
     let sole = assertion_for(&w.server, &id, &key, json!([issuer]));
@@ -277,7 +299,12 @@ async fn assertion_replayed_within_the_exp_leeway_is_refused(db: Db) {
     let w = signed_world(url, 86_400).await;
     let id = w.host.url("cimd.test", "/client.json");
     let key = client_key();
-    serve(&w.host, "/client.json", &signed_doc(&id, json!({"jwks": {"keys": [key.public_jwk()]}})), 3_600);
+    serve(
+        &w.host,
+        "/client.json",
+        &signed_doc(&id, json!({"jwks": {"keys": [key.public_jwk()]}})),
+        3_600,
+    );
     code_for(&w.server, &id, "https://app.example/cb").await;
     let once = assertion_for(&w.server, &id, &key, json!(w.server.base));
     assert_eq!(revoke_as(&w.server, &id, &once).await.0, 200);
@@ -304,9 +331,18 @@ async fn jwks_uri_key_sets_are_held_and_junk_assertions_fetch_nothing() {
     let key = client_key();
     let jwks_uri = w.host.url("cimd.test", "/jwks.json");
     serve(&w.host, "/jwks.json", &json!({"keys": [key.public_jwk()]}), 3_600);
-    serve(&w.host, "/client.json", &signed_doc(&id, json!({"jwks_uri": jwks_uri})), 3_600);
+    serve(
+        &w.host,
+        "/client.json",
+        &signed_doc(&id, json!({"jwks_uri": jwks_uri})),
+        3_600,
+    );
     code_for(&w.server, &id, "https://app.example/cb").await;
-    assert_eq!(w.host.hits("/jwks.json"), 1, "fetched once, at the authorization endpoint");
+    assert_eq!(
+        w.host.hits("/jwks.json"),
+        1,
+        "fetched once, at the authorization endpoint"
+    );
     let good = assertion_for(&w.server, &id, &key, json!(w.server.base));
     assert_eq!(revoke_as(&w.server, &id, &good).await.0, 200);
     // Right kid, forged signature: refused from the held keys.
@@ -339,7 +375,12 @@ async fn a_rotated_jwks_uri_key_is_picked_up_off_the_request_path() {
     let (old, new) = (client_key(), client_key());
     let jwks_uri = w.host.url("cimd.test", "/jwks.json");
     serve(&w.host, "/jwks.json", &json!({"keys": [old.public_jwk()]}), 3_600);
-    serve(&w.host, "/client.json", &signed_doc(&id, json!({"jwks_uri": jwks_uri})), 3_600);
+    serve(
+        &w.host,
+        "/client.json",
+        &signed_doc(&id, json!({"jwks_uri": jwks_uri})),
+        3_600,
+    );
     code_for(&w.server, &id, "https://app.example/cb").await;
     serve(&w.host, "/jwks.json", &json!({"keys": [new.public_jwk()]}), 3_600);
     let first = assertion_for(&w.server, &id, &new, json!(w.server.base));
@@ -364,7 +405,12 @@ async fn token_refuses_a_client_whose_document_is_gone_within_max_cache_seconds(
     let w = signed_world(url, 3_600).await;
     let id = w.host.url("cimd.test", "/client.json");
     let key = client_key();
-    serve(&w.host, "/client.json", &signed_doc(&id, json!({"jwks": {"keys": [key.public_jwk()]}})), 300);
+    serve(
+        &w.host,
+        "/client.json",
+        &signed_doc(&id, json!({"jwks": {"keys": [key.public_jwk()]}})),
+        300,
+    );
     code_for(&w.server, &id, "https://app.example/cb").await;
     assert_eq!(w.host.hits("/client.json"), 1);
     w.host.set("/client.json", TestResponse::new(404));
@@ -391,12 +437,26 @@ async fn token_stops_accepting_a_dropped_key_within_max_cache_seconds() {
     let w = signed_world(None, 3_600).await;
     let id = w.host.url("cimd.test", "/client.json");
     let (old, new) = (client_key(), client_key());
-    serve(&w.host, "/client.json", &signed_doc(&id, json!({"jwks": {"keys": [old.public_jwk()]}})), 300);
+    serve(
+        &w.host,
+        "/client.json",
+        &signed_doc(&id, json!({"jwks": {"keys": [old.public_jwk()]}})),
+        300,
+    );
     code_for(&w.server, &id, "https://app.example/cb").await;
-    serve(&w.host, "/client.json", &signed_doc(&id, json!({"jwks": {"keys": [new.public_jwk()]}})), 300);
+    serve(
+        &w.host,
+        "/client.json",
+        &signed_doc(&id, json!({"jwks": {"keys": [new.public_jwk()]}})),
+        300,
+    );
     w.server.clock.advance(400);
     let a = assertion_for(&w.server, &id, &old, json!(w.server.base));
-    assert_eq!(revoke_as(&w.server, &id, &a).await.0, 200, "stale, within the bound");
+    assert_eq!(
+        revoke_as(&w.server, &id, &a).await.0,
+        200,
+        "stale, within the bound"
+    );
     eventually(async || w.host.hits("/client.json") >= 2).await;
     eventually(async || {
         let a = assertion_for(&w.server, &id, &new, json!(w.server.base));
@@ -414,15 +474,28 @@ async fn token_fails_closed_when_metadata_is_older_than_max_cache_seconds() {
     let w = signed_world(None, 3_600).await;
     let id = w.host.url("cimd.test", "/client.json");
     let key = client_key();
-    serve(&w.host, "/client.json", &signed_doc(&id, json!({"jwks": {"keys": [key.public_jwk()]}})), 300);
+    serve(
+        &w.host,
+        "/client.json",
+        &signed_doc(&id, json!({"jwks": {"keys": [key.public_jwk()]}})),
+        300,
+    );
     code_for(&w.server, &id, "https://app.example/cb").await;
     w.host.set("/client.json", TestResponse::new(503));
     w.server.clock.advance(3_600);
     let a = assertion_for(&w.server, &id, &key, json!(w.server.base));
     let (status, body) = revoke_as(&w.server, &id, &a).await;
-    assert_eq!((status, body["error"].as_str()), (503, Some("temporarily_unavailable")));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (503, Some("temporarily_unavailable"))
+    );
     // The origin answers again: once revalidated, the client is served.
-    serve(&w.host, "/client.json", &signed_doc(&id, json!({"jwks": {"keys": [key.public_jwk()]}})), 300);
+    serve(
+        &w.host,
+        "/client.json",
+        &signed_doc(&id, json!({"jwks": {"keys": [key.public_jwk()]}})),
+        300,
+    );
     w.server.clock.advance(600);
     eventually(async || {
         let a = assertion_for(&w.server, &id, &key, json!(w.server.base));

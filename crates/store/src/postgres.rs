@@ -810,9 +810,13 @@ impl CodeStore for PostgresStore {
             create_family_on(&mut tx, family, first).await?;
         }
         insert_access_token_on(&mut tx, access).await?;
-        let completed =
-            complete_redemption_on(&mut tx, code_hash, refresh.map(|(f, _)| f.id.as_str()), Some(&access.jti))
-                .await?;
+        let completed = complete_redemption_on(
+            &mut tx,
+            code_hash,
+            refresh.map(|(f, _)| f.id.as_str()),
+            Some(&access.jti),
+        )
+        .await?;
         tx.commit().await?;
         Ok(completed)
     }

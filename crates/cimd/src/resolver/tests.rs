@@ -957,7 +957,11 @@ async fn key_sets_are_held_and_refetched_only_off_the_request_path() {
     for _ in 0..50 {
         assert!(matches!(sets.for_token(URI), crate::KeySetLookup::Ready(_)));
     }
-    assert_eq!(host.fetches.load(Ordering::SeqCst), 1, "held: no fetch per request");
+    assert_eq!(
+        host.fetches.load(Ordering::SeqCst),
+        1,
+        "held: no fetch per request"
+    );
     // An unknown kid refetches once per cache lifetime, however often it is presented.
     host.keys
         .lock()
@@ -976,7 +980,10 @@ async fn key_sets_are_held_and_refetched_only_off_the_request_path() {
     // Gone (404) once stale: dropped, and the client's keys are refused.
     host.keys.lock().unwrap().take();
     clock.advance(700);
-    assert!(matches!(sets.for_token(URI), crate::KeySetLookup::Ready(_)), "stale, within the bound");
+    assert!(
+        matches!(sets.for_token(URI), crate::KeySetLookup::Ready(_)),
+        "stale, within the bound"
+    );
     wait_for_key_fetches(&host, 3).await;
     assert!(matches!(sets.for_token(URI), crate::KeySetLookup::Failed { .. }));
 }

@@ -247,21 +247,27 @@ async fn check_credential(
                 (None, None) => return Err(invalid_client(false, "the client publishes no keys")),
             };
             let now = state.clock.now();
-            let claims =
-                match steward_jose::verify_client_assertion(&assertion, &client.id, &state.issuer, &keys, now, 300) {
-                    Ok(claims) => claims,
-                    Err(e) => {
-                        if matches!(e, AssertionError::UnknownKid(_))
-                            && jwks.is_none()
-                            && let Some(uri) = jwks_uri
-                        {
-                            // The client may have rotated: one background
-                            // refetch per cache lifetime, never on this request.
-                            state.cimd.key_sets().unknown_kid(uri);
-                        }
-                        return Err(invalid_client(false, "client assertion rejected"));
+            let claims = match steward_jose::verify_client_assertion(
+                &assertion,
+                &client.id,
+                &state.issuer,
+                &keys,
+                now,
+                300,
+            ) {
+                Ok(claims) => claims,
+                Err(e) => {
+                    if matches!(e, AssertionError::UnknownKid(_))
+                        && jwks.is_none()
+                        && let Some(uri) = jwks_uri
+                    {
+                        // The client may have rotated: one background
+                        // refetch per cache lifetime, never on this request.
+                        state.cimd.key_sets().unknown_kid(uri);
                     }
-                };
+                    return Err(invalid_client(false, "client assertion rejected"));
+                }
+            };
             // RFC 7523 §3 item 7: a jti is accepted once, across every node
             // sharing the database, and remembered for as long as the
             // assertion itself would be accepted (exp plus the leeway).

@@ -1,6 +1,7 @@
 //! The token endpoint (OAuth 2.1 §3.2): `authorization_code`,
-//! `refresh_token` and `client_credentials`. It never touches the network
-//! except to fetch a client's `jwks_uri` for private_key_jwt.
+//! `refresh_token` and `client_credentials`. It never touches the network:
+//! clients, their metadata and their `jwks_uri` key sets come from the store
+//! and from what the resolver holds (`steward_cimd::key_sets`, `token_view`).
 //!
 //! Every response carries `Cache-Control: no-store` (§3.2.3); errors follow
 //! RFC 6749 §5.2 through `WebError`.
@@ -279,7 +280,11 @@ async fn revoke_issued_from_code(state: &AppState, family: Option<&str>, access_
     let now = state.clock.now();
     if let Some(family) = family {
         let result = match state.store.revoke_family(family, now).await {
-            Ok(_) => state.store.revoke_access_tokens_of_family(family, now).await.map(|_| ()),
+            Ok(_) => state
+                .store
+                .revoke_access_tokens_of_family(family, now)
+                .await
+                .map(|_| ()),
             Err(e) => Err(e),
         };
         if let Err(e) = result {

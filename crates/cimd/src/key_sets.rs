@@ -356,7 +356,7 @@ impl KeySets {
     /// dropped, a still-fresh one keeps the lifetime its origin granted.
     fn definitive(&self, uri: &str, prior: Option<&Held>, now: UnixTime, reason: &'static str) {
         self.inner.negative.note(uri, now, reason, false, None);
-        if !prior.is_some_and(|held| now < held.fresh_until) {
+        if prior.is_none_or(|held| now >= held.fresh_until) {
             self.inner.cache.invalidate(uri);
         }
     }

@@ -37,6 +37,15 @@ pub enum ResolveError {
     /// 304 to a request that carried no validators: the server is broken.
     #[error("the document server answered 304 Not Modified to an unconditional request")]
     UnexpectedNotModified,
+    /// The token endpoint's view: the document's origin last answered
+    /// definitively (`reason`: 404, invalid document, refused address), so
+    /// stored versions are no longer trusted.
+    #[error("the metadata document was withdrawn ({reason})")]
+    Withdrawn { reason: &'static str },
+    /// The token endpoint's view: no confirmation of the document is younger
+    /// than `max_cache_seconds`; a background revalidation is under way.
+    #[error("the stored metadata document is older than the cache bound and is being revalidated")]
+    Unconfirmed { retry_after_secs: u64 },
 }
 
 fn summary(problems: &[Problem]) -> String {
@@ -58,6 +67,8 @@ impl ResolveError {
             Self::Store(_) => "version_store_unavailable",
             Self::RecentFailure { reason, .. } => reason,
             Self::UnexpectedNotModified => "unexpected_not_modified",
+            Self::Withdrawn { reason } => reason,
+            Self::Unconfirmed { .. } => "metadata_unconfirmed",
         }
     }
 
@@ -67,7 +78,9 @@ impl ResolveError {
             Self::Fetch { error, .. } => error.is_transient(),
             Self::Store(VersionStoreError::Unavailable(_)) => true,
             Self::RecentFailure { transient, .. } => *transient,
-            Self::InvalidClientId(_)
+            Self::Unconfirmed { .. } => true,
+            Self::Withdrawn { .. }
+            | Self::InvalidClientId(_)
             | Self::Invalid(_)
             | Self::Store(VersionStoreError::Corrupt(_))
             | Self::UnexpectedNotModified => false,
@@ -79,6 +92,7 @@ impl ResolveError {
         match self {
             Self::RecentFailure { retry_after_secs, .. } => Some(*retry_after_secs),
             Self::Fetch { retry_after_secs, .. } => *retry_after_secs,
+            Self::Unconfirmed { retry_after_secs } => Some(*retry_after_secs),
             _ => None,
         }
     }

@@ -22,6 +22,10 @@
 //! origin granted (the negative cache never hides a valid entry), and the
 //! failure is remembered, so once the entry goes stale the next resolution
 //! meets the failure instead of the old document.
+//!
+//! The token endpoint, which never fetches, asks [`Resolver::for_token`]
+//! instead (module `token_view`): held and stored data only, bounded by
+//! `max_cache_seconds`, with revalidation started in the background.
 
 use crate::client_id::ClientIdUrl;
 use crate::fetcher::DocumentFetcher;
@@ -129,6 +133,16 @@ struct Inner {
     /// every token request would only repeat a database read, a SHA-256 and
     /// a JSON parse. At most `cache_max_entries` versions.
     stored: moka::sync::Cache<i64, Arc<ResolvedClient>>,
+    /// Documents whose origin answered definitively (404, invalid, refused)
+    /// and that have not been fetched successfully since: the failure's
+    /// reason and until when the token endpoint refuses the client without
+    /// looking at stored versions (see `token_view`).
+    withdrawn: moka::sync::Cache<String, (UnixTime, &'static str)>,
+    /// When the token endpoint last started a background revalidation, per
+    /// client id (see `token_view`).
+    background: moka::sync::Cache<String, UnixTime>,
+    /// Key sets published at `jwks_uri`, held for the token endpoint.
+    key_sets: crate::key_sets::KeySets,
 }
 
 struct Entry {
@@ -208,6 +222,7 @@ impl Resolver {
         let policy = config.policy();
         // Each entry is at most one document (size-capped when fetched).
         let stored = moka::sync::Cache::new(max_entries);
+        let key_sets = crate::key_sets::KeySets::new(Arc::clone(&fetcher), Arc::clone(&clock), &config);
         Self {
             inner: Arc::new(Inner {
                 fetcher,
@@ -219,12 +234,20 @@ impl Resolver {
                 negative,
                 inflight: Mutex::new(HashMap::new()),
                 stored,
+                withdrawn: moka::sync::Cache::new(max_entries),
+                background: moka::sync::Cache::new(max_entries),
+                key_sets,
             }),
         }
     }
 
     pub fn config(&self) -> &CimdConfig {
         &self.inner.config
+    }
+
+    /// The key sets of `private_key_jwt` clients that publish a `jwks_uri`.
+    pub fn key_sets(&self) -> &crate::key_sets::KeySets {
+        &self.inner.key_sets
     }
 
     /// Resolves `id` to a validated client, fetching only when the cache
@@ -484,7 +507,7 @@ impl Resolver {
                         Ok(self.revalidated(key, &entry, &resp, now))
                     }
                     _ => {
-                        self.withdraw(key, prior.as_deref(), now);
+                        self.withdraw(key, prior.as_deref(), now, "unexpected_not_modified");
                         let err = ResolveError::UnexpectedNotModified;
                         self.inner.negative.note(key, now, err.reason(), false, None);
                         Err(err)
@@ -497,7 +520,7 @@ impl Resolver {
 
     /// After a definitive failure: drops the cached entry unless it is still
     /// fresh (an early background refresh failed), which keeps its lifetime.
-    fn withdraw(&self, key: &str, prior: Option<&Entry>, now: UnixTime) {
+    fn withdraw(&self, key: &str, prior: Option<&Entry>, now: UnixTime, reason: &'static str) {
         if prior.is_some_and(|entry| now < entry.client.fresh_until) {
             tracing::warn!(
                 "an early refresh of a metadata document failed; the cached copy stays until it goes stale"
@@ -505,6 +528,18 @@ impl Resolver {
             return;
         }
         self.inner.cache.invalidate(key);
+        self.mark_withdrawn(key, now, reason);
+    }
+
+    /// The origin answered definitively and nothing fresh is held: the
+    /// token endpoint stops trusting stored versions of this client until a
+    /// fetch succeeds. Kept for `max_cache_seconds`: by then every stored
+    /// version's own confirmation is older than the bound as well.
+    fn mark_withdrawn(&self, key: &str, now: UnixTime, reason: &'static str) {
+        let max = i64::try_from(self.inner.config.max_cache_seconds).unwrap_or(i64::MAX);
+        self.inner
+            .withdrawn
+            .insert(key.to_owned(), (now.plus_secs(max), reason));
     }
 
     fn failed(
@@ -531,7 +566,10 @@ impl Resolver {
                 );
                 return Ok((Arc::clone(&entry.client), Outcome::Stale));
             }
-            Some(_) if !transient => self.inner.cache.invalidate(key),
+            _ if !transient => {
+                self.inner.cache.invalidate(key);
+                self.mark_withdrawn(key, now, error.reason());
+            }
             _ => {}
         }
         Err(ResolveError::Fetch {
@@ -555,8 +593,8 @@ impl Resolver {
                 // MUST NOT cache invalid documents (CIMD -01 §4.4), and the
                 // previous version is withdrawn by its owner's new one —
                 // once it stops being fresh (see `withdraw`).
-                self.withdraw(key, prior, now);
                 let reason = problems.first().map_or("invalid_document", |p| p.rule);
+                self.withdraw(key, prior, now, reason);
                 self.inner
                     .negative
                     .note(key, now, reason, false, Some(problems.clone()));
@@ -594,6 +632,7 @@ impl Resolver {
             peer: resp.peer,
         });
         self.inner.negative.clear(key);
+        self.inner.withdrawn.invalidate(key);
         if fresh == Freshness::NoStore {
             // Used for this flow only (RFC 9111 §5.2.2.5); an older copy is superseded.
             self.inner.cache.invalidate(key);
@@ -643,6 +682,7 @@ impl Resolver {
         client.fresh_until = fresh_until(fresh, now);
         let client = Arc::new(client);
         self.inner.negative.clear(key);
+        self.inner.withdrawn.invalidate(key);
         if fresh == Freshness::NoStore {
             self.inner.cache.invalidate(key);
         } else {
@@ -725,6 +765,8 @@ impl Drop for InflightGuard<'_> {
         self.resolver.lock_inflight().remove(self.key);
     }
 }
+
+mod token_view;
 
 #[cfg(test)]
 mod tests;

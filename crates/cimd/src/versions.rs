@@ -36,8 +36,14 @@ pub struct VersionRecord {
     pub client_id: String,
     pub content_hash: String,
     pub body: String,
+    /// When this content was first fetched.
     #[serde(serialize_with = "ser_time")]
     pub fetched_at: UnixTime,
+    /// When a fetch last recorded this content (any node): the latest
+    /// confirmation the database knows of, which bounds how long the token
+    /// endpoint may trust it on a node that has not confirmed it itself.
+    #[serde(serialize_with = "ser_time")]
+    pub last_seen_at: UnixTime,
     pub etag: Option<String>,
     pub last_modified: Option<String>,
     pub peer_addr: String,
@@ -62,8 +68,8 @@ pub enum VersionStoreError {
 #[async_trait]
 pub trait VersionStore: Send + Sync {
     /// Records `v`, or returns the existing record with the same
-    /// `(client_id, content_hash)`: re-fetching an unchanged document must not
-    /// create a new version.
+    /// `(client_id, content_hash)` with `last_seen_at` moved to this fetch:
+    /// re-fetching an unchanged document must not create a new version.
     async fn record(&self, v: NewVersion) -> Result<VersionRecord, VersionStoreError>;
     async fn latest(&self, client_id: &str) -> Result<Option<VersionRecord>, VersionStoreError>;
     async fn get(&self, version_id: i64) -> Result<Option<VersionRecord>, VersionStoreError>;
@@ -115,7 +121,9 @@ impl VersionStore for MemoryVersionStore {
         let mut inner = self.lock();
         let key = (v.client_id.clone(), v.content_hash.clone());
         if let Some(&i) = inner.by_hash.get(&key) {
-            return Ok(inner.records[i].clone());
+            let seen = &mut inner.records[i];
+            seen.last_seen_at = seen.last_seen_at.max(v.fetched_at);
+            return Ok(seen.clone());
         }
         let id = i64::try_from(inner.records.len())
             .unwrap_or(i64::MAX)
@@ -126,6 +134,7 @@ impl VersionStore for MemoryVersionStore {
             content_hash: v.content_hash,
             body: v.body,
             fetched_at: v.fetched_at,
+            last_seen_at: v.fetched_at,
             etag: v.etag,
             last_modified: v.last_modified,
             peer_addr: v.peer_addr,

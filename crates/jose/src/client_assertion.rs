@@ -1,13 +1,15 @@
 //! `private_key_jwt` client authentication: RFC 7523 §3 as tightened by
-//! RFC 7523bis (audience = the issuer identifier) and RFC 8725.
+//! RFC 7523bis (audience = the issuer identifier, and nothing else) and
+//! RFC 8725.
 //!
 //! The caller supplies the client's registered key set; this module never
-//! fetches anything. It returns the `jti` and `exp` so the caller can record
-//! the `jti` until `exp` and refuse a replay (RFC 7523 §3 item 7).
+//! fetches anything. It returns the `jti` and the instant until which the
+//! assertion stays acceptable, so the caller can remember the `jti` for as
+//! long as a replay could still be accepted (RFC 7523 §3 item 7).
 
 use crate::error::JoseError;
 use crate::public_jwk::{self, KeyType, has_private_members};
-use crate::token_parts::{self, PartsError, audience_contains, numeric_date};
+use crate::token_parts::{self, PartsError, audience_is_only, numeric_date};
 use jsonwebtoken::Algorithm as JwtAlg;
 use serde::Deserialize;
 use serde_json::Value;
@@ -17,12 +19,24 @@ use steward_core::UnixTime;
 /// Clock skew tolerated on `exp` and `nbf`.
 pub const ASSERTION_LEEWAY_SECS: i64 = 30;
 
+/// The JWS algorithms accepted on client assertions, and no others. The
+/// server advertises exactly this list as
+/// `token_endpoint_auth_signing_alg_values_supported` (RFC 8414 §2), so
+/// what is accepted is what is advertised: an algorithm a client was never
+/// told about (ES512, RS384, PS512 …) is refused, not silently honoured.
+pub const CLIENT_ASSERTION_ALGORITHMS: [&str; 5] = ["ES256", "ES384", "EdDSA", "RS256", "PS256"];
+
 /// What the caller needs after a successful verification.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AssertionClaims {
-    /// Record until `exp`; a second use of the same `jti` is a replay.
+    /// A second use of the same `jti` is a replay.
     pub jti: String,
     pub exp: UnixTime,
+    /// The first second at which this assertion is refused as expired:
+    /// `exp` + [`ASSERTION_LEEWAY_SECS`] + 1. The `jti` must be remembered
+    /// until then, not merely until `exp` — otherwise every replay inside
+    /// the leeway is a "first use" (RFC 7523 §3 item 7).
+    pub remember_until: UnixTime,
 }
 
 /// Why a client assertion was refused. All map to `invalid_client`.
@@ -57,7 +71,11 @@ pub enum AssertionError {
     WrongIssuer,
     #[error("assertion sub is not the client_id")]
     WrongSubject,
-    #[error("assertion aud does not name this authorization server")]
+    /// `aud` is not exactly the issuer identifier: absent, another value,
+    /// or an array that also names other audiences (RFC 7523bis, adopted by
+    /// OAuth 2.1 §2.4: an assertion minted for several audiences could be
+    /// replayed by any of them, the audience-injection attack).
+    #[error("assertion aud is not solely this authorization server's issuer")]
     WrongAudience,
     #[error("assertion has no exp")]
     MissingExp,
@@ -73,10 +91,13 @@ pub enum AssertionError {
     InvalidClaims,
 }
 
-/// Asymmetric JWS algorithms accepted from clients (RFC 7518 §3.3–3.5, RFC 8037).
-fn asymmetric(alg: &str) -> Option<JwtAlg> {
-    let parsed = JwtAlg::from_str(alg).ok()?;
-    match parsed {
+/// An algorithm of [`CLIENT_ASSERTION_ALGORITHMS`] (all asymmetric, RFC 7518
+/// §3.3–3.5, RFC 8037): never `none`, never HMAC, never one not advertised.
+fn accepted(alg: &str) -> Option<JwtAlg> {
+    if !CLIENT_ASSERTION_ALGORITHMS.contains(&alg) {
+        return None;
+    }
+    match JwtAlg::from_str(alg).ok()? {
         JwtAlg::HS256 | JwtAlg::HS384 | JwtAlg::HS512 => None,
         other => Some(other),
     }
@@ -100,8 +121,10 @@ struct Claims {
 
 /// Verifies a client assertion for `client_id` presented to `issuer`.
 ///
-/// Rules: `iss` = `sub` = `client_id` (RFC 7523 §3 items 1–2); `aud` is the
-/// issuer identifier, as a string or inside an array (item 3, RFC 7523bis);
+/// Rules: the algorithm is one of [`CLIENT_ASSERTION_ALGORITHMS`];
+/// `iss` = `sub` = `client_id` (RFC 7523 §3 items 1–2); `aud` is the issuer
+/// identifier and nothing else, as a string or a one-element array (item 3
+/// as updated by RFC 7523bis and OAuth 2.1 §2.4);
 /// `exp` present, not past (with [`ASSERTION_LEEWAY_SECS`]) and at most
 /// `max_lifetime_secs` ahead, bounding how long the caller must remember the
 /// `jti` (item 4); `jti` present (item 7). The key is the one named by
@@ -118,7 +141,7 @@ pub fn verify_client_assertion(
         PartsError::Malformed => AssertionError::Malformed,
         PartsError::Critical => AssertionError::UnsupportedCritical,
     })?;
-    let alg = asymmetric(&parts.header.alg)
+    let alg = accepted(&parts.header.alg)
         .ok_or_else(|| AssertionError::UnsupportedAlgorithm(parts.header.alg.clone()))?;
     let jwk = select_key(client_jwks, parts.header.kid.as_deref(), alg)?;
     let key = usable_key(jwk, alg)?;
@@ -136,7 +159,7 @@ pub fn verify_client_assertion(
     if claims.sub.as_ref().and_then(Value::as_str) != Some(client_id) {
         return Err(AssertionError::WrongSubject);
     }
-    if !audience_contains(claims.aud.as_ref(), issuer) {
+    if !audience_is_only(claims.aud.as_ref(), issuer) {
         return Err(AssertionError::WrongAudience);
     }
     let exp = claims
@@ -165,6 +188,7 @@ pub fn verify_client_assertion(
     Ok(AssertionClaims {
         jti: jti.to_owned(),
         exp: UnixTime(exp),
+        remember_until: UnixTime(exp.saturating_add(ASSERTION_LEEWAY_SECS).saturating_add(1)),
     })
 }
 

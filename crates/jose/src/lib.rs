@@ -26,7 +26,9 @@ mod token_parts;
 
 pub use access_token::{AccessTokenClaims, sign_access_token};
 pub use algorithm::Algorithm;
-pub use client_assertion::{AssertionClaims, AssertionError, verify_client_assertion};
+pub use client_assertion::{
+    AssertionClaims, AssertionError, CLIENT_ASSERTION_ALGORITHMS, verify_client_assertion,
+};
 pub use error::JoseError;
 pub use jwks::{Expectations, Jwks, Verifier};
 pub use kek::Kek;

@@ -84,6 +84,18 @@ pub(crate) fn audience_contains(aud: Option<&Value>, expected: &str) -> bool {
     }
 }
 
+/// `aud` names `expected` and nothing else: the string itself, or an array
+/// whose only member it is (RFC 7523bis for client assertions: the issuer
+/// must be the sole audience, so an assertion that also names another
+/// server cannot be replayed between them).
+pub(crate) fn audience_is_only(aud: Option<&Value>, expected: &str) -> bool {
+    match aud {
+        Some(Value::String(s)) => s == expected,
+        Some(Value::Array(items)) => matches!(items.as_slice(), [Value::String(s)] if s == expected),
+        _ => false,
+    }
+}
+
 /// Media-type comparison for `typ` (RFC 7515 §4.1.9): case-insensitive, and
 /// a value without '/' means `application/<value>`.
 pub(crate) fn typ_matches(found: &str, expected: &str) -> bool {
@@ -108,6 +120,17 @@ mod tests {
         assert!(typ_matches("AT+JWT", "at+jwt"));
         assert!(!typ_matches("jwt", "at+jwt"));
         assert!(!typ_matches("text/at+jwt", "at+jwt"));
+    }
+
+    #[test]
+    fn sole_audience_refuses_extra_values() {
+        assert!(audience_is_only(Some(&json!("a")), "a"));
+        assert!(audience_is_only(Some(&json!(["a"])), "a"));
+        assert!(!audience_is_only(Some(&json!(["a", "b"])), "a"));
+        assert!(!audience_is_only(Some(&json!(["a", "a"])), "a"));
+        assert!(!audience_is_only(Some(&json!([])), "a"));
+        assert!(!audience_is_only(Some(&json!("b")), "a"));
+        assert!(!audience_is_only(None, "a"));
     }
 
     #[test]

@@ -99,6 +99,7 @@ fn to_record(v: steward_store::MetadataVersion) -> VersionRecord {
         content_hash: v.content_hash,
         body: v.body,
         fetched_at: v.fetched_at,
+        last_seen_at: v.last_seen_at,
         etag: v.etag,
         last_modified: v.last_modified,
         peer_addr: v.peer_addr.unwrap_or_default(),

@@ -31,6 +31,17 @@ pub struct AuthorizationCode {
     pub family_id: Option<String>,
 }
 
+/// What a completed redemption issued, so that a replay revokes exactly
+/// that and nothing else of the grant (OAuth 2.1 §4.1.3).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CodeIssuance {
+    /// The refresh family the redemption created, if the client got one.
+    pub family_id: Option<String>,
+    /// The access token the redemption issued (`None` for redemptions
+    /// completed before this was recorded).
+    pub access_jti: Option<String>,
+}
+
 /// The outcome of redeeming a code.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CodeConsumption {
@@ -46,6 +57,11 @@ pub enum CodeConsumption {
 #[async_trait]
 pub trait CodeStore: Send + Sync {
     async fn insert_code(&self, code: &AuthorizationCode) -> Result<(), StoreError>;
+    /// Reads a code without consuming it, so the token endpoint can check
+    /// the client binding and PKCE before the code is spent: a presenter
+    /// who fails them must leave the code as it was (a leaked code alone
+    /// must neither burn it nor turn the rightful redemption into a replay).
+    async fn get_code(&self, code_hash: &str) -> Result<Option<AuthorizationCode>, StoreError>;
     /// Atomically marks the code consumed at `now` (see module docs).
     async fn consume_code(&self, code_hash: &str, now: UnixTime) -> Result<CodeConsumption, StoreError>;
     /// Finishes a redemption once its tokens are stored, remembering the
@@ -58,9 +74,14 @@ pub trait CodeStore: Send + Sync {
     /// the redemption sees the replay.
     async fn complete_redemption(&self, code_hash: &str, family_id: Option<&str>)
     -> Result<bool, StoreError>;
-    /// Marks a (valid) replay of a consumed code and returns the refresh
-    /// family of the first redemption if that redemption has completed.
-    async fn mark_code_replayed(&self, code_hash: &str, now: UnixTime) -> Result<Option<String>, StoreError>;
+    /// Marks a (valid) replay of a consumed code and returns what the first
+    /// redemption issued if that redemption has completed (`None` while it
+    /// is still issuing: it will then see the mark and revoke its own).
+    async fn mark_code_replayed(
+        &self,
+        code_hash: &str,
+        now: UnixTime,
+    ) -> Result<Option<CodeIssuance>, StoreError>;
     /// Records an approval and its code in one transaction: upserts the
     /// grant as [`crate::GrantStore::upsert_grant`] does, stores `code` bound
     /// to that grant (its `grant_id` is replaced by the grant's id); then
@@ -73,8 +94,8 @@ pub trait CodeStore: Send + Sync {
     ) -> Result<Grant, StoreError>;
     /// Stores what a first redemption issued and completes it, in one
     /// transaction: the refresh family with its first token (if any), the
-    /// access token, then [`CodeStore::complete_redemption`], whose answer is
-    /// returned. On `false` the records are kept, so that the caller's
+    /// access token, then [`CodeStore::complete_redemption`] (remembering
+    /// the access token's `jti` as well), whose answer is returned. On `false` the records are kept, so that the caller's
     /// revocation finds them.
     async fn record_redemption(
         &self,

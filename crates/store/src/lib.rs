@@ -33,7 +33,7 @@ pub use assertions::AssertionStore;
 pub use attempts::AttemptStore;
 pub use audit::{AuditEvent, AuditFilter, AuditStore, NewAuditEvent};
 pub use clients::{ClientFilter, ClientRecord, ClientStore};
-pub use codes::{AuthorizationCode, CodeConsumption, CodeStore};
+pub use codes::{AuthorizationCode, CodeConsumption, CodeIssuance, CodeStore};
 pub use deployment::DeploymentStore;
 pub use error::StoreError;
 pub use grants::{Grant, GrantStore, NewGrant};

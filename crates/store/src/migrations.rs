@@ -14,7 +14,8 @@ use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 
-/// One embedded migration: version, description, SQL.
+/// One embedded migration: version, description, SQL. Versions only grow;
+/// 3 was never used (versions were reserved per change and 3 was not needed).
 pub(crate) type Embedded = (i64, &'static str, &'static str);
 
 pub(crate) const SQLITE: &[Embedded] = &[
@@ -27,6 +28,11 @@ pub(crate) const SQLITE: &[Embedded] = &[
         2,
         "logos and auth_time",
         include_str!("../migrations/sqlite/0002_logos_and_auth_time.sql"),
+    ),
+    (
+        4,
+        "code access token",
+        include_str!("../migrations/sqlite/0004_code_access_token.sql"),
     ),
     (
         5,
@@ -50,6 +56,11 @@ pub(crate) const POSTGRES: &[Embedded] = &[
         2,
         "logos and auth_time",
         include_str!("../migrations/postgres/0002_logos_and_auth_time.sql"),
+    ),
+    (
+        4,
+        "code access token",
+        include_str!("../migrations/postgres/0004_code_access_token.sql"),
     ),
     (
         5,

@@ -369,11 +369,14 @@ async fn complete_redemption_on(
     conn: &mut PgConnection,
     code_hash: &str,
     family_id: Option<&str>,
+    access_jti: Option<&str>,
 ) -> Result<bool, StoreError> {
     let r = sqlx::query(
-        "UPDATE authorization_codes SET family_id = $1 WHERE code_hash = $2 AND replayed_at IS NULL",
+        "UPDATE authorization_codes SET family_id = $1, access_jti = $2 \
+         WHERE code_hash = $3 AND replayed_at IS NULL",
     )
     .bind(family_id)
+    .bind(access_jti)
     .bind(code_hash)
     .execute(&mut *conn)
     .await?;
@@ -724,6 +727,16 @@ impl CodeStore for PostgresStore {
         insert_code_on(&mut conn, c).await
     }
 
+    async fn get_code(&self, code_hash: &str) -> Result<Option<AuthorizationCode>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {CODE_COLS} FROM authorization_codes WHERE code_hash = $1"
+        ))
+        .bind(code_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(code_row).transpose()
+    }
+
     async fn consume_code(&self, code_hash: &str, now: UnixTime) -> Result<CodeConsumption, StoreError> {
         // One statement: the check and the mark cannot be interleaved.
         let won = sqlx::query(&format!(
@@ -756,7 +769,7 @@ impl CodeStore for PostgresStore {
         family_id: Option<&str>,
     ) -> Result<bool, StoreError> {
         let mut conn = self.pool.acquire().await?;
-        complete_redemption_on(&mut conn, code_hash, family_id).await
+        complete_redemption_on(&mut conn, code_hash, family_id, None).await
     }
 
     async fn record_authorization(
@@ -821,25 +834,38 @@ impl CodeStore for PostgresStore {
             create_family_on(&mut tx, family, first).await?;
         }
         insert_access_token_on(&mut tx, access).await?;
-        let completed =
-            complete_redemption_on(&mut tx, code_hash, refresh.map(|(f, _)| f.id.as_str())).await?;
+        let completed = complete_redemption_on(
+            &mut tx,
+            code_hash,
+            refresh.map(|(f, _)| f.id.as_str()),
+            Some(&access.jti),
+        )
+        .await?;
         tx.commit().await?;
         Ok(completed)
     }
 
-    async fn mark_code_replayed(&self, code_hash: &str, now: UnixTime) -> Result<Option<String>, StoreError> {
+    async fn mark_code_replayed(
+        &self,
+        code_hash: &str,
+        now: UnixTime,
+    ) -> Result<Option<CodeIssuance>, StoreError> {
         let row = sqlx::query(
             "UPDATE authorization_codes SET replayed_at = COALESCE(replayed_at, $1) \
-             WHERE code_hash = $2 RETURNING family_id",
+             WHERE code_hash = $2 RETURNING family_id, access_jti",
         )
         .bind(now.0)
         .bind(code_hash)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(match row {
-            Some(r) => r.try_get("family_id")?,
-            None => None,
-        })
+        let Some(r) = row else {
+            return Ok(None);
+        };
+        let issued = CodeIssuance {
+            family_id: r.try_get("family_id")?,
+            access_jti: r.try_get("access_jti")?,
+        };
+        Ok((issued.family_id.is_some() || issued.access_jti.is_some()).then_some(issued))
     }
 }
 

@@ -179,6 +179,8 @@ conformance!(
         grants_upsert_reactivates_the_same_row,
         codes_are_single_use,
         codes_concurrent_redemption_has_one_winner,
+        a_code_is_read_without_being_consumed,
+        a_replay_learns_exactly_what_its_redemption_issued,
         refresh_rotation_and_reuse_revokes_family,
         refresh_concurrent_rotation_never_forks,
         refresh_expired_unknown_and_revocation,
@@ -731,6 +733,7 @@ async fn codes_are_single_use(s: Arc<dyn Store>) {
         s.mark_code_replayed("code-1", T0.plus_secs(2))
             .await
             .unwrap()
+            .and_then(|issued| issued.family_id)
             .as_deref(),
         Some("fam-1")
     );
@@ -761,6 +764,53 @@ async fn codes_are_single_use(s: Arc<dyn Store>) {
     assert_eq!(
         s.consume_code("code-3", T0).await.unwrap(),
         CodeConsumption::NotFound
+    );
+}
+
+/// The token endpoint checks a code's client binding and PKCE on a plain
+/// read, before consuming it: the read must change nothing.
+async fn a_code_is_read_without_being_consumed(s: Arc<dyn Store>) {
+    let grant_id = seed(&s).await;
+    let c = code("code-read", &grant_id, T0.plus_secs(60));
+    s.insert_code(&c).await.unwrap();
+    assert_eq!(s.get_code("code-read").await.unwrap(), Some(c.clone()));
+    assert_eq!(s.get_code("code-read").await.unwrap(), Some(c));
+    assert!(matches!(
+        s.consume_code("code-read", T0.plus_secs(1)).await.unwrap(),
+        CodeConsumption::Consumed(_)
+    ));
+    assert_eq!(
+        s.get_code("code-read").await.unwrap().unwrap().consumed_at,
+        Some(T0.plus_secs(1))
+    );
+    assert_eq!(s.get_code("no-such-code").await.unwrap(), None);
+}
+
+/// A replay learns exactly what its code's redemption issued — the access
+/// token even without a refresh family — so it revokes that and nothing
+/// else of the grant (OAuth 2.1 §4.1.3).
+async fn a_replay_learns_exactly_what_its_redemption_issued(s: Arc<dyn Store>) {
+    let grant_id = seed(&s).await;
+    for hash in ["c-1", "c-2"] {
+        s.insert_code(&code(hash, &grant_id, T0.plus_secs(60)))
+            .await
+            .unwrap();
+        s.consume_code(hash, T0).await.unwrap();
+    }
+    let at_1 = access_token("jti-1", Some(&grant_id), None, T0.plus_secs(300));
+    let at_2 = access_token("jti-2", Some(&grant_id), None, T0.plus_secs(300));
+    assert!(s.record_redemption("c-1", None, &at_1).await.unwrap());
+    assert!(s.record_redemption("c-2", None, &at_2).await.unwrap());
+    assert_eq!(
+        s.mark_code_replayed("c-2", T0.plus_secs(1)).await.unwrap(),
+        Some(CodeIssuance {
+            family_id: None,
+            access_jti: Some("jti-2".to_owned()),
+        })
+    );
+    assert_eq!(
+        s.mark_code_replayed("unknown", T0.plus_secs(1)).await.unwrap(),
+        None
     );
 }
 
@@ -1732,8 +1782,11 @@ async fn redemption_is_recorded_in_one_transaction(s: Arc<dyn Store>) {
     );
     // The completion linked the family: a replay now finds it.
     assert_eq!(
-        s.mark_code_replayed("c-a", T0).await.unwrap().as_deref(),
-        Some("fam-a")
+        s.mark_code_replayed("c-a", T0).await.unwrap(),
+        Some(CodeIssuance {
+            family_id: Some("fam-a".to_owned()),
+            access_jti: Some("jti-a".to_owned()),
+        })
     );
 
     // A replay marked before completion: `false`, records kept.

@@ -822,3 +822,191 @@ async fn resolutions_are_counted_by_outcome_and_reason() {
     // No counter carries the client id.
     assert!(counters.keys().iter().all(|k| !k.contains("client.example")));
 }
+
+// ---- the token endpoint's view (token_view) and held key sets (key_sets) ----
+
+fn bounded_harness(fetcher: Arc<FakeFetcher>, max_cache_seconds: u64) -> Harness {
+    let versions = Arc::new(MemoryVersionStore::new());
+    let clock = ManualClock::new(T0);
+    let resolver = Resolver::new(
+        fetcher.clone(),
+        versions.clone(),
+        Arc::new(clock.clone()),
+        CimdConfig {
+            max_cache_seconds,
+            ..CimdConfig::default()
+        },
+    );
+    Harness {
+        resolver,
+        fetcher,
+        versions,
+        clock,
+    }
+}
+
+#[tokio::test]
+async fn token_view_refuses_a_document_gone_once_revalidated_in_the_background() {
+    let h = bounded_harness(FakeFetcher::new(cached("max-age=600")), 3_600);
+    h.resolver.resolve(&id()).await.unwrap();
+    assert!(h.resolver.for_token(&id()).await.unwrap().is_some());
+    assert_eq!(h.fetcher.fetches(), 1, "a fresh entry needs no fetch");
+    h.fetcher.set(Reply::Definitive);
+    h.clock.advance(700);
+    // Stale but confirmed within the bound: served from what is held, and
+    // one revalidation starts off the request path.
+    assert!(h.resolver.for_token(&id()).await.unwrap().is_some());
+    wait_for_fetches(&h.fetcher, 2).await;
+    let err = h.resolver.for_token(&id()).await.unwrap_err();
+    assert!(matches!(err, ResolveError::Withdrawn { .. }), "{err:?}");
+    assert!(!err.is_transient());
+    // Long after, the withdrawal still holds without any new fetch driving it.
+    h.clock.advance(3_000);
+    assert!(h.resolver.for_token(&id()).await.is_err());
+}
+
+#[tokio::test]
+async fn token_view_fails_closed_past_max_cache_seconds() {
+    let h = bounded_harness(FakeFetcher::new(cached("max-age=600")), 3_600);
+    h.resolver.resolve(&id()).await.unwrap();
+    h.fetcher.set(Reply::Transient);
+    h.clock.advance(3_600);
+    let err = h.resolver.for_token(&id()).await.unwrap_err();
+    assert!(matches!(err, ResolveError::Unconfirmed { .. }), "{err:?}");
+    assert!(err.is_transient());
+    wait_for_fetches(&h.fetcher, 2).await;
+    // The origin answers again: the revalidation (after the backoff) restores trust.
+    h.fetcher.set(cached("max-age=600"));
+    h.clock.advance(60);
+    assert!(h.resolver.for_token(&id()).await.is_err(), "still unconfirmed");
+    wait_for_fetches(&h.fetcher, 3).await;
+    assert!(h.resolver.for_token(&id()).await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn token_view_without_an_entry_trusts_stored_versions_within_the_bound() {
+    let h = bounded_harness(FakeFetcher::new(cached("max-age=600")), 3_600);
+    let live = h.resolver.resolve(&id()).await.unwrap();
+    // Another node (or this one after a restart): nothing cached, a fetcher that fails.
+    let fetcher = FakeFetcher::new(Reply::Transient);
+    let other = Resolver::new(
+        fetcher.clone(),
+        h.versions.clone(),
+        Arc::new(h.clock.clone()),
+        CimdConfig {
+            max_cache_seconds: 3_600,
+            ..CimdConfig::default()
+        },
+    );
+    h.clock.advance(100);
+    let got = other.for_token(&id()).await.unwrap().unwrap();
+    assert_eq!(got.version_id, live.version_id);
+    wait_for_fetches(&fetcher, 1).await;
+    h.clock.advance(3_500);
+    let err = other.for_token(&id()).await.unwrap_err();
+    assert!(matches!(err, ResolveError::Unconfirmed { .. }), "{err:?}");
+    let unknown = ClientIdUrl::parse("https://other.example/c", &UrlRules::default()).unwrap();
+    assert!(other.for_token(&unknown).await.unwrap().is_none());
+}
+
+/// A key-set host in memory: counts fetches, serves `keys` with `max-age`.
+struct KeyHost {
+    keys: Mutex<Option<serde_json::Value>>,
+    fetches: AtomicUsize,
+}
+
+#[async_trait]
+impl DocumentFetcher for KeyHost {
+    async fn fetch(&self, _req: &FetchRequest) -> Result<FetchResponse, FetchError> {
+        self.fetches.fetch_add(1, Ordering::SeqCst);
+        let peer: SocketAddr = "127.0.0.2:443".parse().unwrap();
+        match self.keys.lock().unwrap().clone() {
+            Some(keys) => Ok(ok_response(
+                serde_json::to_vec(&keys).unwrap(),
+                headers(Some("max-age=600"), None, None),
+                peer,
+            )),
+            None => Err(definitive_error()),
+        }
+    }
+}
+
+async fn wait_for_key_fetches(host: &KeyHost, n: usize) {
+    for _ in 0..200 {
+        if host.fetches.load(Ordering::SeqCst) >= n {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("expected {n} key-set fetches");
+}
+
+#[tokio::test]
+async fn key_sets_are_held_and_refetched_only_off_the_request_path() {
+    const URI: &str = "https://client.example/jwks.json";
+    let host = Arc::new(KeyHost {
+        keys: Mutex::new(Some(serde_json::json!({"keys": [{"kty": "OKP", "kid": "k1"}]}))),
+        fetches: AtomicUsize::new(0),
+    });
+    let clock = ManualClock::new(T0);
+    let sets = crate::key_sets::KeySets::new(host.clone(), Arc::new(clock.clone()), &CimdConfig::default());
+    // Nothing held: the token endpoint is told to retry, and a fetch starts in the background.
+    assert!(matches!(sets.for_token(URI), crate::KeySetLookup::Pending { .. }));
+    wait_for_key_fetches(&host, 1).await;
+    for _ in 0..50 {
+        assert!(matches!(sets.for_token(URI), crate::KeySetLookup::Ready(_)));
+    }
+    assert_eq!(
+        host.fetches.load(Ordering::SeqCst),
+        1,
+        "held: no fetch per request"
+    );
+    // An unknown kid refetches once per cache lifetime, however often it is presented.
+    host.keys
+        .lock()
+        .unwrap()
+        .replace(serde_json::json!({"keys": [{"kty": "OKP", "kid": "k2"}]}));
+    assert!(sets.unknown_kid(URI));
+    wait_for_key_fetches(&host, 2).await;
+    for _ in 0..20 {
+        assert!(!sets.unknown_kid(URI));
+    }
+    assert_eq!(host.fetches.load(Ordering::SeqCst), 2);
+    let crate::KeySetLookup::Ready(keys) = sets.for_token(URI) else {
+        panic!("the refetched set is held");
+    };
+    assert_eq!(keys["keys"][0]["kid"], "k2");
+    // Gone (404) once stale: dropped, and the client's keys are refused.
+    host.keys.lock().unwrap().take();
+    clock.advance(700);
+    assert!(
+        matches!(sets.for_token(URI), crate::KeySetLookup::Ready(_)),
+        "stale, within the bound"
+    );
+    wait_for_key_fetches(&host, 3).await;
+    assert!(matches!(sets.for_token(URI), crate::KeySetLookup::Failed { .. }));
+}
+
+#[tokio::test]
+async fn held_key_sets_expire_at_max_cache_seconds() {
+    const URI: &str = "https://client.example/jwks.json";
+    let host = Arc::new(KeyHost {
+        keys: Mutex::new(Some(serde_json::json!({"keys": []}))),
+        fetches: AtomicUsize::new(0),
+    });
+    let clock = ManualClock::new(T0);
+    let config = CimdConfig {
+        max_cache_seconds: 1_000,
+        ..CimdConfig::default()
+    };
+    let sets = crate::key_sets::KeySets::new(host.clone(), Arc::new(clock.clone()), &config);
+    sets.prefetch(URI).await;
+    assert_eq!(host.fetches.load(Ordering::SeqCst), 1);
+    assert!(matches!(sets.for_token(URI), crate::KeySetLookup::Ready(_)));
+    clock.advance(1_000);
+    assert!(
+        matches!(sets.for_token(URI), crate::KeySetLookup::Pending { .. }),
+        "past the bound nothing stale is used"
+    );
+}

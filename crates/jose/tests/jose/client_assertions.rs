@@ -104,12 +104,88 @@ fn aud_must_name_the_issuer() {
         check(&key.sign("JWT", &c).unwrap(), &jwks),
         Err(AssertionError::WrongAudience)
     );
-    c["aud"] = json!(["https://other.example", ISSUER]);
-    assert!(check(&key.sign("JWT", &c).unwrap(), &jwks).is_ok());
+    c["aud"] = json!([ISSUER]);
+    assert!(
+        check(&key.sign("JWT", &c).unwrap(), &jwks).is_ok(),
+        "a one-element array is the issuer alone"
+    );
     c.as_object_mut().unwrap().remove("aud");
     assert_eq!(
         check(&key.sign("JWT", &c).unwrap(), &jwks),
         Err(AssertionError::WrongAudience)
+    );
+}
+
+/// RFC 7523bis / OAuth 2.1 §2.4: the issuer must be the sole audience. An
+/// assertion also minted for another server could be replayed between them
+/// (the audience-injection attack).
+#[test]
+fn assertion_with_extra_audience_is_refused() {
+    let key = es256();
+    let jwks = jwks_of(&[&key]);
+    for aud in [
+        json!([ISSUER, "https://attacker-as.example"]),
+        json!(["https://attacker-as.example", ISSUER]),
+        json!([ISSUER, ISSUER]),
+        json!([]),
+    ] {
+        let mut c = claims();
+        c["aud"] = aud.clone();
+        assert_eq!(
+            check(&key.sign("JWT", &c).unwrap(), &jwks),
+            Err(AssertionError::WrongAudience),
+            "{aud}"
+        );
+    }
+}
+
+/// Only what `token_endpoint_auth_signing_alg_values_supported` advertises
+/// is accepted: RS384 verifies cryptographically but is not on the list.
+#[test]
+fn assertion_with_an_algorithm_not_advertised_is_refused() {
+    use aws_lc_rs::signature::RSA_PKCS1_SHA384;
+    assert_eq!(
+        steward_jose::CLIENT_ASSERTION_ALGORITHMS,
+        ["ES256", "ES384", "EdDSA", "RS256", "PS256"]
+    );
+    let rsa = RsaKeyPair::generate(KeySize::Rsa2048).unwrap();
+    let public = rsa.public_key();
+    let jwk = json!({
+        "kty": "RSA",
+        "n": b64(public.modulus().big_endian_without_leading_zero()),
+        "e": b64(public.exponent().big_endian_without_leading_zero()),
+    });
+    for alg in ["RS384", "PS384", "PS512", "RS512", "ES512"] {
+        let token = raw_jws(&json!({"alg": alg}), &claims(), |m| {
+            let mut sig = vec![0; rsa.public_modulus_len()];
+            rsa.sign(&RSA_PKCS1_SHA384, &SystemRandom::new(), m, &mut sig)
+                .unwrap();
+            sig
+        });
+        assert_eq!(
+            check(&token, &json!({"keys": [jwk]})),
+            Err(AssertionError::UnsupportedAlgorithm(alg.to_owned())),
+            "{alg}"
+        );
+    }
+}
+
+/// RFC 7523 §3 item 7: the jti must be remembered for as long as the
+/// assertion is acceptable — through the leeway after `exp`, not until `exp`.
+#[test]
+fn assertion_jti_is_remembered_while_the_assertion_is_acceptable() {
+    let key = es256();
+    let jwks = jwks_of(&[&key]);
+    let token = key.sign("JWT", &claims()).unwrap();
+    let out = check(&token, &jwks).unwrap();
+    let exp = NOW + 60;
+    assert_eq!(out.remember_until, UnixTime(exp + 31));
+    let at = |t: i64| verify_client_assertion(&token, CLIENT, ISSUER, &jwks, UnixTime(t), MAX);
+    assert!(at(out.remember_until.0 - 1).is_ok(), "still acceptable");
+    assert_eq!(
+        at(out.remember_until.0),
+        Err(AssertionError::Expired),
+        "refused from remember_until on"
     );
 }
 

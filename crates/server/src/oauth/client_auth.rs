@@ -14,8 +14,10 @@ use axum::http::{HeaderMap, StatusCode, header};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::Value;
+use std::sync::Arc;
+use steward_cimd::KeySetLookup;
 use steward_core::{ErrorCode, OAuthError};
-use steward_egress::FetchRequest;
+use steward_jose::AssertionError;
 use subtle::ConstantTimeEq;
 
 use crate::error::WebError;
@@ -265,18 +267,38 @@ async fn check_credential(
         }
         (ClientAuth::PrivateKeyJwt { jwks, jwks_uri }, Presented::Assertion { assertion, .. }) => {
             let keys = match (jwks, jwks_uri) {
-                (Some(k), _) => k.clone(),
-                (None, Some(uri)) => fetch_jwks(state, uri).await?,
+                (Some(k), _) => Arc::new(k.clone()),
+                (None, Some(uri)) => held_key_set(state, uri)?,
                 (None, None) => return Err(invalid_client(false, "the client publishes no keys")),
             };
             let now = state.clock.now();
-            let claims =
-                steward_jose::verify_client_assertion(&assertion, &client.id, &state.issuer, &keys, now, 300)
-                    .map_err(|_| invalid_client(false, "client assertion rejected"))?;
-            // RFC 7523 §3: a jti is accepted once, across every node sharing the database.
+            let claims = match steward_jose::verify_client_assertion(
+                &assertion,
+                &client.id,
+                &state.issuer,
+                &keys,
+                now,
+                300,
+            ) {
+                Ok(claims) => claims,
+                Err(e) => {
+                    if matches!(e, AssertionError::UnknownKid(_))
+                        && jwks.is_none()
+                        && let Some(uri) = jwks_uri
+                    {
+                        // The client may have rotated: one background
+                        // refetch per cache lifetime, never on this request.
+                        state.cimd.key_sets().unknown_kid(uri);
+                    }
+                    return Err(invalid_client(false, "client assertion rejected"));
+                }
+            };
+            // RFC 7523 §3 item 7: a jti is accepted once, across every node
+            // sharing the database, and remembered for as long as the
+            // assertion itself would be accepted (exp plus the leeway).
             let first_use = state
                 .store
-                .record_assertion_jti(&client.id, &claims.jti, claims.exp, now)
+                .record_assertion_jti(&client.id, &claims.jti, claims.remember_until, now)
                 .await
                 .map_err(WebError::internal)?;
             if !first_use {
@@ -293,29 +315,25 @@ async fn check_credential(
     }
 }
 
-/// Fetches a client's `jwks_uri` through the guarded fetcher (CIMD -02 §8.6:
-/// URLs inside a document get the same SSRF rules as the document itself).
-async fn fetch_jwks(state: &AppState, uri: &str) -> Result<Value, WebError> {
-    let url = uri
-        .parse()
-        .map_err(|_| invalid_client(false, "the client's jwks_uri is invalid"))?;
-    let res = state
-        .egress
-        .fetch(&FetchRequest::json(url).with_max_bytes(64 * 1024))
-        .await
-        .map_err(|e| {
-            tracing::info!(reason = e.reason(), "jwks_uri fetch failed");
-            if e.is_transient() {
-                WebError::oauth(OAuthError::new(
-                    ErrorCode::TemporarilyUnavailable,
-                    "the client's keys are unavailable",
-                ))
-            } else {
-                invalid_client(false, "the client's keys could not be fetched")
-            }
-        })?;
-    serde_json::from_slice(&res.body)
-        .map_err(|_| invalid_client(false, "the client's jwks_uri is not a JWK set"))
+/// The key set held for a client's `jwks_uri` (CIMD -02 §8.6: fetched
+/// through the guarded fetcher, off the request path — see
+/// `steward_cimd::key_sets`). Nothing held yet is `temporarily_unavailable`:
+/// a background fetch has been started and a retry will find the keys.
+fn held_key_set(state: &AppState, uri: &str) -> Result<Arc<Value>, WebError> {
+    match state.cimd.key_sets().for_token(uri) {
+        KeySetLookup::Ready(keys) => Ok(keys),
+        KeySetLookup::Pending { retry_after_secs } => {
+            tracing::info!(retry_after_secs, "no key set held for a jwks_uri yet");
+            Err(WebError::oauth(OAuthError::new(
+                ErrorCode::TemporarilyUnavailable,
+                "the client's keys are unavailable",
+            )))
+        }
+        KeySetLookup::Failed { reason } => {
+            tracing::info!(reason, "the client's jwks_uri failed");
+            Err(invalid_client(false, "the client's keys could not be fetched"))
+        }
+    }
 }
 
 #[cfg(test)]

@@ -116,6 +116,15 @@ pub async fn resolve_for_authorize(
         let resolved = crate::cimd::resolve_for_request(state, client_id, Some(request_id))
             .await
             .map_err(ClientError::Metadata)?;
+        // The token endpoint verifies private_key_jwt with held keys only;
+        // fetch them here, where fetching is allowed, so they are held by
+        // the time the code is redeemed (steward_cimd::key_sets).
+        if matches!(resolved.metadata.auth_method, AuthMethod::PrivateKeyJwt)
+            && resolved.metadata.jwks.is_none()
+            && let Some(uri) = &resolved.metadata.jwks_uri
+        {
+            state.cimd.key_sets().prefetch(uri).await;
+        }
         let record = state.store.get_client(client_id).await?;
         from_metadata(
             state,
@@ -130,7 +139,9 @@ pub async fn resolve_for_authorize(
 
 /// Resolves a client at the token endpoint, from stored data only. A
 /// metadata-document client is read from `pinned_version` (the version the
-/// user consented to) or, without one, from its latest stored version.
+/// user consented to) or, without one, from what the resolver may still
+/// trust of it: its latest version, bounded by `cimd.max_cache_seconds`
+/// and revalidated in the background (`steward_cimd::Resolver::for_token`).
 pub async fn resolve_for_token(
     state: &AppState,
     client_id: &str,
@@ -143,7 +154,7 @@ pub async fn resolve_for_token(
             .map_err(ClientError::Metadata)?;
         let stored = match pinned_version {
             Some(v) => state.cimd.stored(&id, v).await,
-            None => state.cimd.latest_stored(&id).await,
+            None => state.cimd.for_token(&id).await,
         }
         .map_err(ClientError::Metadata)?
         .ok_or(ClientError::Unknown)?;

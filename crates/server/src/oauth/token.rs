@@ -1,6 +1,7 @@
 //! The token endpoint (OAuth 2.1 §3.2): `authorization_code`,
-//! `refresh_token` and `client_credentials`. It never touches the network
-//! except to fetch a client's `jwks_uri` for private_key_jwt.
+//! `refresh_token` and `client_credentials`. It never touches the network:
+//! clients, their metadata and their `jwks_uri` key sets come from the store
+//! and from what the resolver holds (`steward_cimd::key_sets`, `token_view`).
 //!
 //! Every response carries `Cache-Control: no-store` (§3.2.3); errors follow
 //! RFC 6749 §5.2 through `WebError`.
@@ -116,8 +117,20 @@ async fn audit(
     }
 }
 
-/// OAuth 2.1 §4.1.3. The code is consumed atomically before anything is
-/// issued, so of any number of concurrent redemptions exactly one succeeds.
+/// OAuth 2.1 §4.1.3. The code is checked, then consumed atomically before
+/// anything is issued, so of any number of concurrent redemptions exactly
+/// one succeeds.
+///
+/// Everything that binds the code to its rightful redeemer — the client it
+/// was issued to, the PKCE verifier, the redirect URI — is checked on a
+/// read of the code *before* it is consumed. A "use" of the code in the
+/// sense of §4.1.3 ("if an authorization code is used more than once") is a
+/// redemption by the client it was issued to that proves the PKCE secret;
+/// a presentation that fails those checks changes nothing. Otherwise whoever
+/// holds a leaked code could burn it with a wrong verifier, and the rightful
+/// redemption would count as a replay and revoke the user's tokens — PKCE,
+/// the defence RFC 9700 §4.5 prescribes against exactly that code, would
+/// become a lever to sign the user out.
 async fn authorization_code(
     state: &AppState,
     auth: &Authenticated,
@@ -130,47 +143,22 @@ async fn authorization_code(
     let code = params
         .get("code")
         .ok_or_else(|| WebError::oauth(OAuthError::invalid_request("code is required")))?;
-    let verifier = params.get("code_verifier");
-    let now = state.clock.now();
-    let record = match state
-        .store
-        .consume_code(&token_hash(code), now)
-        .await
-        .map_err(WebError::internal)?
-    {
-        CodeConsumption::Consumed(c) => c,
-        CodeConsumption::Replayed(c) => {
-            // §4.1.3: deny, and revoke what the code produced — but only when
-            // the replay is otherwise valid, so a stolen code alone cannot be
-            // used to sign the legitimate user out (§7.5.2).
-            let valid = c.client_id == client.id
-                && verifier.is_some_and(|v| CodeChallenge::from_stored(c.code_challenge.clone()).verify(v));
-            if valid {
-                // Mark first, then revoke: a first redemption still issuing
-                // either completed before the mark (its family is returned
-                // here) or will see the mark and revoke its own tokens.
-                match state.store.mark_code_replayed(&c.code_hash, now).await {
-                    Ok(family) => revoke_issued_from_code(state, family.as_deref(), &c.grant_id).await,
-                    Err(e) => tracing::error!(error = %e, "could not mark a replayed code"),
-                }
-                audit(
-                    state,
-                    "token.code_replayed",
-                    &client.id,
-                    Some(&c.user_id),
-                    serde_json::json!({"grant_id": c.grant_id}),
-                )
-                .await;
-            }
-            return Err(invalid_grant("the authorization code was already used"));
-        }
-        CodeConsumption::Expired => return Err(invalid_grant("the authorization code has expired")),
-        CodeConsumption::NotFound => return Err(invalid_grant("the authorization code is invalid")),
+    let hash = token_hash(code);
+    let Some(record) = state.store.get_code(&hash).await.map_err(WebError::internal)? else {
+        return Err(invalid_grant("the authorization code is invalid"));
     };
     if record.client_id != client.id {
         return Err(invalid_grant(
             "the authorization code was issued to another client",
         ));
+    }
+    let Some(verifier) = params.get("code_verifier") else {
+        return Err(WebError::oauth(OAuthError::invalid_request(
+            "code_verifier is required",
+        )));
+    };
+    if !CodeChallenge::from_stored(record.code_challenge.clone()).verify(verifier) {
+        return Err(invalid_grant("code_verifier does not match the code challenge"));
     }
     // OAuth 2.1 §10.2: if sent, redirect_uri must equal the request's, port included.
     if let Some(sent) = params.get("redirect_uri")
@@ -179,20 +167,6 @@ async fn authorization_code(
         return Err(invalid_grant(
             "redirect_uri does not match the authorization request",
         ));
-    }
-    let Some(verifier) = verifier else {
-        return Err(WebError::oauth(OAuthError::invalid_request(
-            "code_verifier is required",
-        )));
-    };
-    if !CodeChallenge::from_stored(record.code_challenge.clone()).verify(verifier) {
-        return Err(invalid_grant("code_verifier does not match the code challenge"));
-    }
-    // The version the user consented to must still be usable.
-    if let Some(version) = record.metadata_version_id {
-        crate::oauth::clients::resolve_for_token(state, &client.id, Some(version))
-            .await
-            .map_err(|_| invalid_grant("the client's metadata changed and is no longer valid"))?;
     }
     let resource = record
         .resource
@@ -204,6 +178,47 @@ async fn authorization_code(
             "the resource was not authorized",
         )));
     }
+    // The version the user consented to must still be usable.
+    if let Some(version) = record.metadata_version_id {
+        crate::oauth::clients::resolve_for_token(state, &client.id, Some(version))
+            .await
+            .map_err(|_| invalid_grant("the client's metadata changed and is no longer valid"))?;
+    }
+    let now = state.clock.now();
+    let record = match state
+        .store
+        .consume_code(&hash, now)
+        .await
+        .map_err(WebError::internal)?
+    {
+        CodeConsumption::Consumed(c) => c,
+        CodeConsumption::Replayed(c) => {
+            // The presenter passed the client and PKCE checks above, so this
+            // is a genuine second use (§4.1.3): deny, and revoke what the
+            // code produced. Mark first, then revoke: a first redemption
+            // still issuing either completed before the mark (what it issued
+            // is returned here) or will see the mark and revoke its own.
+            match state.store.mark_code_replayed(&c.code_hash, now).await {
+                Ok(Some(issued)) => {
+                    revoke_issued_from_code(state, issued.family_id.as_deref(), issued.access_jti.as_deref())
+                        .await;
+                }
+                Ok(None) => {}
+                Err(e) => tracing::error!(error = %e, "could not mark a replayed code"),
+            }
+            audit(
+                state,
+                "token.code_replayed",
+                &client.id,
+                Some(&c.user_id),
+                serde_json::json!({"grant_id": c.grant_id}),
+            )
+            .await;
+            return Err(invalid_grant("the authorization code was already used"));
+        }
+        CodeConsumption::Expired => return Err(invalid_grant("the authorization code has expired")),
+        CodeConsumption::NotFound => return Err(invalid_grant("the authorization code is invalid")),
+    };
     let scopes = ScopeSet::parse(&record.scopes).unwrap_or_default();
     let refresh = client.allows_grant("refresh_token").then(|| {
         let (token, first) = new_refresh_token(state);
@@ -248,7 +263,7 @@ async fn authorization_code(
         // still the code's one issuance (the replay was refused), but the
         // code has leaked, so what it produced is revoked (OAuth 2.1 §4.1.3)
         // here, because the replay could not see it yet.
-        revoke_issued_from_code(state, family_id, &record.grant_id).await;
+        revoke_issued_from_code(state, family_id, Some(&access.record.jti)).await;
     }
     Ok(no_store(TokenResponse {
         access_token: access.token,
@@ -259,20 +274,29 @@ async fn authorization_code(
     }))
 }
 
-/// Revokes what one authorization code produced (OAuth 2.1 §4.1.3): its
-/// refresh family and that family's access tokens or, when the client got no
-/// refresh token, the access tokens of the grant (the only link they have).
-async fn revoke_issued_from_code(state: &AppState, family: Option<&str>, grant_id: &str) {
+/// Revokes exactly what one authorization code produced (OAuth 2.1
+/// §4.1.3): its refresh family with that family's access tokens, and the
+/// access token the redemption issued. Nothing else of the grant: earlier
+/// codes of the same user and client produced tokens this code did not.
+async fn revoke_issued_from_code(state: &AppState, family: Option<&str>, access_jti: Option<&str>) {
     let now = state.clock.now();
-    let result = match family {
-        Some(family) => match state.store.revoke_family(family, now).await {
-            Ok(_) => state.store.revoke_access_tokens_of_family(family, now).await,
+    if let Some(family) = family {
+        let result = match state.store.revoke_family(family, now).await {
+            Ok(_) => state
+                .store
+                .revoke_access_tokens_of_family(family, now)
+                .await
+                .map(|_| ()),
             Err(e) => Err(e),
-        },
-        None => state.store.revoke_access_tokens_of_grant(grant_id, now).await,
-    };
-    if let Err(e) = result {
-        tracing::error!(error = %e, "could not revoke the tokens of a replayed code");
+        };
+        if let Err(e) = result {
+            tracing::error!(error = %e, "could not revoke the refresh family of a replayed code");
+        }
+    }
+    if let Some(jti) = access_jti
+        && let Err(e) = state.store.revoke_access_token(jti, now).await
+    {
+        tracing::error!(error = %e, "could not revoke the access token of a replayed code");
     }
 }
 

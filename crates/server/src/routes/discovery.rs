@@ -16,8 +16,9 @@ use crate::state::AppState;
 /// The endpoint paths Steward serves, relative to the issuer.
 pub const JWKS_PATH: &str = "/jwks.json";
 
-/// JWS algorithms accepted on `private_key_jwt` client assertions (RFC 7523).
-const ASSERTION_ALGS: [&str; 5] = ["ES256", "ES384", "EdDSA", "RS256", "PS256"];
+/// JWS algorithms accepted on `private_key_jwt` client assertions (RFC 7523):
+/// the verifier's own list, so what is advertised is exactly what is accepted.
+const ASSERTION_ALGS: [&str; 5] = steward_jose::CLIENT_ASSERTION_ALGORITHMS;
 
 /// Builds the metadata document for `issuer`.
 pub fn metadata_document(issuer: &str, cimd_enabled: bool, scopes: &[String]) -> Value {

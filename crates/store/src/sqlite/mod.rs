@@ -588,10 +588,6 @@ fn text_row(r: &Row) -> Result<String, StoreError> {
     Ok(r.get(0)?)
 }
 
-fn opt_text_row(r: &Row) -> Result<Option<String>, StoreError> {
-    Ok(r.get(0)?)
-}
-
 // Statements shared by a store call of their own and the combined calls
 // of a flow (one job, one transaction).
 
@@ -709,11 +705,17 @@ fn insert_access_token_in(db: &Connection, a: &AccessTokenRecord) -> Result<(), 
     Ok(())
 }
 
-fn complete_redemption_in(db: &Connection, hash: &str, family: Option<&str>) -> Result<bool, StoreError> {
+fn complete_redemption_in(
+    db: &Connection,
+    hash: &str,
+    family: Option<&str>,
+    access_jti: Option<&str>,
+) -> Result<bool, StoreError> {
     Ok(exec(
         db,
-        "UPDATE authorization_codes SET family_id = ?1 WHERE code_hash = ?2 AND replayed_at IS NULL",
-        params![family, hash],
+        "UPDATE authorization_codes SET family_id = ?1, access_jti = ?2 \
+         WHERE code_hash = ?3 AND replayed_at IS NULL",
+        params![family, access_jti, hash],
     )? > 0)
 }
 
@@ -1143,6 +1145,23 @@ impl CodeStore for SqliteStore {
         self.write(move |db| insert_code_in(db, &c)).await
     }
 
+    async fn get_code(&self, code_hash: &str) -> Result<Option<AuthorizationCode>, StoreError> {
+        let hash = code_hash.to_owned();
+        self.read(move |db| {
+            one(
+                db,
+                concat!(
+                    "SELECT ",
+                    code_cols!(),
+                    " FROM authorization_codes WHERE code_hash = ?1"
+                ),
+                [hash],
+                code_row,
+            )
+        })
+        .await
+    }
+
     async fn consume_code(&self, code_hash: &str, now: UnixTime) -> Result<CodeConsumption, StoreError> {
         let hash = code_hash.to_owned();
         self.write(move |db| {
@@ -1186,7 +1205,7 @@ impl CodeStore for SqliteStore {
     ) -> Result<bool, StoreError> {
         let hash = code_hash.to_owned();
         let family = family_id.map(str::to_owned);
-        self.write(move |db| complete_redemption_in(db, &hash, family.as_deref()))
+        self.write(move |db| complete_redemption_in(db, &hash, family.as_deref(), None))
             .await
     }
 
@@ -1224,22 +1243,36 @@ impl CodeStore for SqliteStore {
                 create_family_in(db, family, first)?;
             }
             insert_access_token_in(db, &access)?;
-            complete_redemption_in(db, &hash, refresh.as_ref().map(|(f, _)| f.id.as_str()))
+            complete_redemption_in(
+                db,
+                &hash,
+                refresh.as_ref().map(|(f, _)| f.id.as_str()),
+                Some(&access.jti),
+            )
         })
         .await
     }
 
-    async fn mark_code_replayed(&self, code_hash: &str, now: UnixTime) -> Result<Option<String>, StoreError> {
+    async fn mark_code_replayed(
+        &self,
+        code_hash: &str,
+        now: UnixTime,
+    ) -> Result<Option<CodeIssuance>, StoreError> {
         let hash = code_hash.to_owned();
         self.write(move |db| {
-            Ok(one(
+            let issued = one(
                 db,
                 "UPDATE authorization_codes SET replayed_at = COALESCE(replayed_at, ?1) \
-                 WHERE code_hash = ?2 RETURNING family_id",
+                 WHERE code_hash = ?2 RETURNING family_id, access_jti",
                 params![now.0, hash],
-                opt_text_row,
-            )?
-            .flatten())
+                |r| {
+                    Ok(CodeIssuance {
+                        family_id: r.get(0)?,
+                        access_jti: r.get(1)?,
+                    })
+                },
+            )?;
+            Ok(issued.filter(|i| i.family_id.is_some() || i.access_jti.is_some()))
         })
         .await
     }

@@ -13,6 +13,7 @@ pub mod audit;
 pub mod clients;
 pub mod codes;
 pub mod error;
+mod governance;
 pub mod grants;
 pub mod keys;
 pub mod logos;
@@ -61,7 +62,8 @@ impl Backend {
     }
 }
 
-/// Everything Steward persists.
+/// Everything Steward persists, including what the governance room reads
+/// and changes through its port (`steward_governance::port::GovernanceStore`).
 #[async_trait]
 pub trait Store:
     ClientStore
@@ -76,6 +78,7 @@ pub trait Store:
     + AuditStore
     + AssertionStore
     + LogoStore
+    + steward_governance::port::GovernanceStore
     + Send
     + Sync
 {

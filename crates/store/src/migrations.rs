@@ -28,6 +28,11 @@ pub(crate) const SQLITE: &[Embedded] = &[
         "logos and auth_time",
         include_str!("../migrations/sqlite/0002_logos_and_auth_time.sql"),
     ),
+    (
+        7,
+        "governance",
+        include_str!("../migrations/sqlite/0007_governance.sql"),
+    ),
 ];
 
 pub(crate) const POSTGRES: &[Embedded] = &[
@@ -40,6 +45,11 @@ pub(crate) const POSTGRES: &[Embedded] = &[
         2,
         "logos and auth_time",
         include_str!("../migrations/postgres/0002_logos_and_auth_time.sql"),
+    ),
+    (
+        7,
+        "governance",
+        include_str!("../migrations/postgres/0007_governance.sql"),
     ),
 ];
 

@@ -38,53 +38,58 @@ impl DbVersionStore {
 
     /// Creates the inventory record of a metadata-document client the first
     /// time it is seen, and keeps its display name and last-seen time current.
+    ///
+    /// Targeted writes only: a fetch used to read the whole record and write
+    /// it back, which silently undid a suspension made in between (issue 13
+    /// §9). `refresh_client_metadata` never writes the lifecycle state, and
+    /// `insert_client` creates the record only if nobody else just did.
     async fn ensure_client(&self, client_id: &str, body: &str) -> Result<bool, StoreError> {
         let now = self.clock.now();
         let name = serde_json::from_str::<Value>(body)
             .ok()
             .and_then(|v| v.get("client_name").and_then(Value::as_str).map(str::to_owned));
-        match self.store.get_client(client_id).await? {
-            Some(mut existing) => {
-                existing.last_seen = now;
-                existing.updated_at = now;
-                if name.is_some() {
-                    existing.display_name = name;
-                }
-                self.store.upsert_client(&existing).await?;
-                Ok(false)
-            }
-            None => {
-                // Refusing here (a transient failure) keeps the inventory
-                // bounded; clients already known, used or not, are unaffected.
-                if self.store.count_unused_metadata_clients().await? >= self.limits.max_clients {
-                    metrics::counter!("steward_cimd_unused_client_cap_refusals_total").increment(1);
-                    return Err(StoreError::Database {
-                        reason: "too many metadata-document clients nobody has used yet",
-                        source: "cimd.max_unused_clients reached".into(),
-                    });
-                }
-                let record = ClientRecord {
-                    client_id: client_id.to_owned(),
-                    kind: ClientKind::MetadataDocument,
-                    display_name: name,
-                    first_seen: now,
-                    last_seen: now,
-                    state: LifecycleState::Active,
-                    owner_organization: None,
-                    owner_business: None,
-                    owner_technical: None,
-                    owner_contact: None,
-                    // A metadata document proves control of a URL, nothing more.
-                    trust_tier: TrustTier::Unverified,
-                    secret_hash: None,
-                    registration: "{}".to_owned(),
-                    created_at: now,
-                    updated_at: now,
-                };
-                self.store.upsert_client(&record).await?;
-                Ok(true)
-            }
+        if self
+            .store
+            .refresh_client_metadata(client_id, name.as_deref(), now)
+            .await?
+        {
+            return Ok(false);
         }
+        // Refusing here (a transient failure) keeps the inventory
+        // bounded; clients already known, used or not, are unaffected.
+        if self.store.count_unused_metadata_clients().await? >= self.limits.max_clients {
+            metrics::counter!("steward_cimd_unused_client_cap_refusals_total").increment(1);
+            return Err(StoreError::Database {
+                reason: "too many metadata-document clients nobody has used yet",
+                source: "cimd.max_unused_clients reached".into(),
+            });
+        }
+        let record = ClientRecord {
+            client_id: client_id.to_owned(),
+            kind: ClientKind::MetadataDocument,
+            display_name: name.clone(),
+            first_seen: now,
+            last_seen: now,
+            state: LifecycleState::Active,
+            owner_organization: None,
+            owner_business: None,
+            owner_technical: None,
+            owner_contact: None,
+            // A metadata document proves control of a URL, nothing more.
+            trust_tier: TrustTier::Unverified,
+            secret_hash: None,
+            registration: "{}".to_owned(),
+            created_at: now,
+            updated_at: now,
+        };
+        if self.store.insert_client(&record).await? {
+            return Ok(true);
+        }
+        // Another node created it between the two statements.
+        self.store
+            .refresh_client_metadata(client_id, name.as_deref(), now)
+            .await?;
+        Ok(false)
     }
 }
 

@@ -68,8 +68,26 @@ pub struct ClientFilter {
 pub trait ClientStore: Send + Sync {
     /// Inserts or replaces a client. On update `first_seen` and `created_at`
     /// keep their original values: the inventory remembers when a client
-    /// first appeared even after its metadata changes.
+    /// first appeared even after its metadata changes. On update `state` is
+    /// never written: a lifecycle move goes through governance's
+    /// compare-and-set transition only, so a writer holding an older copy of
+    /// the record cannot undo a concurrent suspension (issue 13 §9).
     async fn upsert_client(&self, client: &ClientRecord) -> Result<(), StoreError>;
+    /// Creates the client if no client has its id. `false` (and nothing
+    /// changed) if one does: two nodes meeting a new client at once create
+    /// it once.
+    async fn insert_client(&self, client: &ClientRecord) -> Result<bool, StoreError>;
+    /// What a metadata fetch changes, and nothing else: `last_seen` and
+    /// `updated_at` become `now`, and the display name is replaced when one
+    /// is given. A targeted update, never read-modify-write of the whole
+    /// record, so it cannot overwrite a lifecycle move, an owner change or a
+    /// tier made meanwhile. `false` if the client is unknown.
+    async fn refresh_client_metadata(
+        &self,
+        client_id: &str,
+        display_name: Option<&str>,
+        now: UnixTime,
+    ) -> Result<bool, StoreError>;
     async fn get_client(&self, client_id: &str) -> Result<Option<ClientRecord>, StoreError>;
     async fn list_clients(&self, filter: &ClientFilter) -> Result<Vec<ClientRecord>, StoreError>;
     /// Deletes the client and, by cascade, its metadata versions, grants,

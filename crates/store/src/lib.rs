@@ -15,6 +15,7 @@ pub mod clients;
 pub mod codes;
 pub mod deployment;
 pub mod error;
+mod governance;
 pub mod grants;
 pub mod keys;
 pub mod logos;
@@ -68,7 +69,8 @@ impl Backend {
     }
 }
 
-/// Everything Steward persists.
+/// Everything Steward persists, including what the governance room reads
+/// and changes through its port (`steward_governance::port::GovernanceStore`).
 #[async_trait]
 pub trait Store:
     ClientStore
@@ -86,6 +88,7 @@ pub trait Store:
     + AttemptStore
     + MaintenanceStore
     + DeploymentStore
+    + steward_governance::port::GovernanceStore
     + Send
     + Sync
 {

@@ -44,6 +44,11 @@ pub(crate) const SQLITE: &[Embedded] = &[
         "multi node",
         include_str!("../migrations/sqlite/0006_multi_node.sql"),
     ),
+    (
+        7,
+        "governance",
+        include_str!("../migrations/sqlite/0007_governance.sql"),
+    ),
 ];
 
 pub(crate) const POSTGRES: &[Embedded] = &[
@@ -71,6 +76,11 @@ pub(crate) const POSTGRES: &[Embedded] = &[
         6,
         "multi node",
         include_str!("../migrations/postgres/0006_multi_node.sql"),
+    ),
+    (
+        7,
+        "governance",
+        include_str!("../migrations/postgres/0007_governance.sql"),
     ),
 ];
 

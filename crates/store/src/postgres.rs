@@ -39,6 +39,7 @@ impl Default for PoolSettings {
         }
     }
 }
+mod governance;
 
 #[derive(Clone, Debug)]
 pub struct PostgresStore {
@@ -383,6 +384,25 @@ async fn complete_redemption_on(
     Ok(r.rows_affected() > 0)
 }
 
+/// Appends one audit event on the caller's connection, inside its
+/// transaction when it has one (governance changes write theirs with the
+/// change, issue 13 §8).
+async fn append_audit_on(conn: &mut PgConnection, e: &NewAuditEvent) -> Result<AuditEvent, StoreError> {
+    let row = sqlx::query(&format!(
+        "INSERT INTO audit_events (at, actor, action, client_id, subject, detail) \
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING {AUDIT_COLS}"
+    ))
+    .bind(e.at.0)
+    .bind(&e.actor)
+    .bind(&e.action)
+    .bind(&e.client_id)
+    .bind(&e.subject)
+    .bind(&e.detail)
+    .fetch_one(&mut *conn)
+    .await?;
+    audit_row(&row)
+}
+
 async fn touch_client_on(
     conn: &mut PgConnection,
     client_id: &str,
@@ -437,7 +457,7 @@ impl ClientStore for PostgresStore {
              registration, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
              ON CONFLICT (client_id) DO UPDATE SET kind = excluded.kind, display_name = excluded.display_name, \
-             last_seen = excluded.last_seen, state = excluded.state, \
+             last_seen = excluded.last_seen, \
              owner_organization = excluded.owner_organization, owner_business = excluded.owner_business, \
              owner_technical = excluded.owner_technical, owner_contact = excluded.owner_contact, \
              trust_tier = excluded.trust_tier, secret_hash = excluded.secret_hash, \
@@ -461,6 +481,50 @@ impl ClientStore for PostgresStore {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    async fn insert_client(&self, c: &ClientRecord) -> Result<bool, StoreError> {
+        let r = sqlx::query(&format!(
+            "INSERT INTO clients ({CLIENT_COLS}) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+             ON CONFLICT (client_id) DO NOTHING"
+        ))
+        .bind(&c.client_id)
+        .bind(c.kind.as_str())
+        .bind(&c.display_name)
+        .bind(c.first_seen.0)
+        .bind(c.last_seen.0)
+        .bind(c.state.as_str())
+        .bind(&c.owner_organization)
+        .bind(&c.owner_business)
+        .bind(&c.owner_technical)
+        .bind(&c.owner_contact)
+        .bind(c.trust_tier.as_str())
+        .bind(&c.secret_hash)
+        .bind(&c.registration)
+        .bind(c.created_at.0)
+        .bind(c.updated_at.0)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn refresh_client_metadata(
+        &self,
+        client_id: &str,
+        display_name: Option<&str>,
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "UPDATE clients SET last_seen = GREATEST(last_seen, $1), updated_at = $1, \
+             display_name = COALESCE($2, display_name) WHERE client_id = $3",
+        )
+        .bind(now.0)
+        .bind(display_name)
+        .bind(client_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() > 0)
     }
 
     async fn get_client(&self, client_id: &str) -> Result<Option<ClientRecord>, StoreError> {
@@ -1218,19 +1282,8 @@ impl DeploymentStore for PostgresStore {
 #[async_trait]
 impl AuditStore for PostgresStore {
     async fn append_audit(&self, e: &NewAuditEvent) -> Result<AuditEvent, StoreError> {
-        let row = sqlx::query(&format!(
-            "INSERT INTO audit_events (at, actor, action, client_id, subject, detail) \
-             VALUES ($1, $2, $3, $4, $5, $6) RETURNING {AUDIT_COLS}"
-        ))
-        .bind(e.at.0)
-        .bind(&e.actor)
-        .bind(&e.action)
-        .bind(&e.client_id)
-        .bind(&e.subject)
-        .bind(&e.detail)
-        .fetch_one(&self.pool)
-        .await?;
-        audit_row(&row)
+        let mut conn = self.pool.acquire().await?;
+        append_audit_on(&mut conn, e).await
     }
 
     async fn list_audit(&self, f: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError> {

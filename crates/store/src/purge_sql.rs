@@ -2,13 +2,18 @@
 //! and the condition its deletable rows meet, with the cutoff as parameter 1.
 
 /// A metadata-document client nobody has used: no grant, token or family,
-/// no owner recorded, never moved out of `active` by an operator.
+/// no owner recorded, no access request or approval (the governance
+/// tables cascade from `clients`, so reaping such a client would delete a
+/// request an approver has yet to see), never moved out of `active`.
 pub(crate) const UNUSED_METADATA_CLIENT: &str = "kind = 'metadata_document' AND state = 'active' \
      AND owner_organization IS NULL AND owner_business IS NULL \
      AND owner_technical IS NULL AND owner_contact IS NULL \
      AND NOT EXISTS (SELECT 1 FROM grants g WHERE g.client_id = clients.client_id) \
      AND NOT EXISTS (SELECT 1 FROM access_tokens a WHERE a.client_id = clients.client_id) \
-     AND NOT EXISTS (SELECT 1 FROM refresh_families f WHERE f.client_id = clients.client_id)";
+     AND NOT EXISTS (SELECT 1 FROM refresh_families f WHERE f.client_id = clients.client_id) \
+     AND NOT EXISTS (SELECT 1 FROM client_owners o WHERE o.client_id = clients.client_id) \
+     AND NOT EXISTS (SELECT 1 FROM access_requests r WHERE r.client_id = clients.client_id) \
+     AND NOT EXISTS (SELECT 1 FROM approvals p WHERE p.client_id = clients.client_id)";
 
 /// Which cutoff of the plan a selection uses.
 #[derive(Clone, Copy)]

@@ -19,6 +19,10 @@ use std::sync::Arc;
 use steward_core::{ClientKind, LifecycleState, TrustTier, UnixTime};
 use steward_store::*;
 
+#[path = "conformance/governance.rs"]
+mod governance;
+use governance::*;
+
 // ---------------------------------------------------------------- harness
 
 /// Backend-specific setup; the checks themselves never branch on backend.
@@ -199,10 +203,24 @@ conformance!(
         concurrent_attempt_reservations_never_exceed_the_limit,
         purge_pass_is_bounded_and_removes_what_anonymous_requests_leave,
         unused_metadata_versions_are_trimmed_to_the_newest,
+        roles_are_replaced_with_their_event,
+        owners_keep_succession_order_and_skip_disabled_accounts,
+        organization_and_contact_are_set_with_their_event,
+        transition_is_compare_and_set,
+        suspension_keeps_refresh_families_and_revocation_ends_them,
+        access_requests_are_stored_listed_and_filtered,
+        decision_is_compare_and_set_and_approval_lands_whole,
+        a_failed_approval_changes_nothing_and_writes_no_event,
+        client_views_carry_the_latest_digest_owners_and_approvals,
+        policy_events_are_appended_alone,
+        metadata_refresh_never_undoes_a_suspension,
+        insert_client_creates_once,
     ],
     harnesses: [
         migrations_twice_is_a_no_op_and_reopen_keeps_data,
         newer_schema_is_refused,
+        two_transitions_at_once_exactly_one_wins,
+        two_approvers_at_once_exactly_one_wins,
     ]
 );
 

@@ -719,6 +719,22 @@ fn complete_redemption_in(
     )? > 0)
 }
 
+/// Appends one audit event inside the caller's transaction (governance
+/// changes write theirs with the change, issue 13 §8).
+fn append_audit_in(db: &Connection, e: &NewAuditEvent) -> Result<AuditEvent, StoreError> {
+    one(
+        db,
+        concat!(
+            "INSERT INTO audit_events (at, actor, action, client_id, subject, detail) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING ",
+            audit_cols!()
+        ),
+        params![e.at.0, e.actor, e.action, e.client_id, e.subject, e.detail],
+        audit_row,
+    )?
+    .ok_or(StoreError::NotFound)
+}
+
 fn touch_client_in(db: &Connection, id: &str, now: UnixTime) -> Result<bool, StoreError> {
     Ok(exec(
         db,
@@ -726,6 +742,9 @@ fn touch_client_in(db: &Connection, id: &str, now: UnixTime) -> Result<bool, Sto
         params![now.0, id],
     )? > 0)
 }
+
+// After the column macros, which it uses.
+mod governance;
 
 #[async_trait]
 impl ClientStore for SqliteStore {
@@ -740,7 +759,7 @@ impl ClientStore for SqliteStore {
                  registration, created_at, updated_at) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) \
                  ON CONFLICT (client_id) DO UPDATE SET kind = excluded.kind, display_name = excluded.display_name, \
-                 last_seen = excluded.last_seen, state = excluded.state, \
+                 last_seen = excluded.last_seen, \
                  owner_organization = excluded.owner_organization, owner_business = excluded.owner_business, \
                  owner_technical = excluded.owner_technical, owner_contact = excluded.owner_contact, \
                  trust_tier = excluded.trust_tier, secret_hash = excluded.secret_hash, \
@@ -766,6 +785,65 @@ impl ClientStore for SqliteStore {
             Ok(())
         })
         .await;
+        self.clients.forget(client_id);
+        result
+    }
+
+    async fn insert_client(&self, c: &ClientRecord) -> Result<bool, StoreError> {
+        let client_id = c.client_id.as_str();
+        let c = c.clone();
+        let result = self
+            .write(move |db| {
+                Ok(exec(
+                    db,
+                    concat!(
+                        "INSERT INTO clients (",
+                        client_cols!(),
+                        ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) \
+                         ON CONFLICT (client_id) DO NOTHING"
+                    ),
+                    params![
+                        c.client_id,
+                        c.kind.as_str(),
+                        c.display_name,
+                        c.first_seen.0,
+                        c.last_seen.0,
+                        c.state.as_str(),
+                        c.owner_organization,
+                        c.owner_business,
+                        c.owner_technical,
+                        c.owner_contact,
+                        c.trust_tier.as_str(),
+                        c.secret_hash,
+                        c.registration,
+                        c.created_at.0,
+                        c.updated_at.0,
+                    ],
+                )? > 0)
+            })
+            .await;
+        self.clients.forget(client_id);
+        result
+    }
+
+    async fn refresh_client_metadata(
+        &self,
+        client_id: &str,
+        display_name: Option<&str>,
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
+        let id = client_id.to_owned();
+        let name = display_name.map(str::to_owned);
+        let result = self
+            .write(move |db| {
+                Ok(exec(
+                    db,
+                    "UPDATE clients SET last_seen = max(last_seen, ?1), updated_at = ?1, \
+                     display_name = coalesce(?2, display_name) WHERE client_id = ?3",
+                    params![now.0, name, id],
+                )? > 0)
+            })
+            .await;
         self.clients.forget(client_id);
         result
     }
@@ -1675,20 +1753,7 @@ impl DeploymentStore for SqliteStore {
 impl AuditStore for SqliteStore {
     async fn append_audit(&self, e: &NewAuditEvent) -> Result<AuditEvent, StoreError> {
         let e = e.clone();
-        self.write(move |db| {
-            one(
-                db,
-                concat!(
-                    "INSERT INTO audit_events (at, actor, action, client_id, subject, detail) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING ",
-                    audit_cols!()
-                ),
-                params![e.at.0, e.actor, e.action, e.client_id, e.subject, e.detail],
-                audit_row,
-            )?
-            .ok_or(StoreError::NotFound)
-        })
-        .await
+        self.write(move |db| append_audit_in(db, &e)).await
     }
 
     async fn list_audit(&self, f: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError> {

@@ -513,6 +513,63 @@ impl Governance {
         }
     }
 
+    /// Applies a `[[clients]]` entry's `organization` and `owners`: the
+    /// configuration that declares a client is its approval (issue 13 item
+    /// 3), so this acts as the system (`system:config`), adds the owners it
+    /// names that are missing and sets the organization when it differs.
+    /// Owners added by people are left alone. Returns how many changes it made.
+    pub async fn apply_configured_ownership(
+        &self,
+        client_id: &str,
+        organization: Option<&str>,
+        owners: &[(String, OwnerKind)],
+    ) -> Result<usize, GovernanceError> {
+        let view = self.view(client_id).await?;
+        let actor = crate::model::system_actor("config");
+        let now = self.clock.now();
+        let mut changes = 0;
+        if let Some(org) = organization.filter(|o| !o.is_empty())
+            && view.ownership.organization.as_deref() != Some(org)
+        {
+            let e = GovernanceEvent::new(now, &actor, GovernanceAction::OrganizationSet)
+                .client(client_id)
+                .detail(json!({ "organization": org }));
+            if !self.store.set_organization(client_id, Some(org), &e).await? {
+                return Err(GovernanceError::UnknownClient(client_id.to_owned()));
+            }
+            changes += 1;
+        }
+        for (username, kind) in owners {
+            let u = self.user(username).await?;
+            if view
+                .ownership
+                .owners
+                .iter()
+                .any(|o| o.user_id == u.id && o.kind == *kind)
+            {
+                continue;
+            }
+            separation::enabled(&u)?;
+            let owner = Owner {
+                user_id: u.id,
+                username: u.username,
+                kind: *kind,
+            };
+            let e = GovernanceEvent::new(now, &actor, GovernanceAction::OwnerAdded)
+                .client(client_id)
+                .subject(&owner.username)
+                .detail(json!({ "kind": kind.as_str(), "source": "configuration" }));
+            match self.store.add_owner(client_id, &owner, &e).await? {
+                OwnerChange::Applied => changes += 1,
+                OwnerChange::Unchanged => {}
+                OwnerChange::UnknownClient => {
+                    return Err(GovernanceError::UnknownClient(client_id.to_owned()));
+                }
+            }
+        }
+        Ok(changes)
+    }
+
     /// Removes `username`'s ownership (of `kind`, or every kind). Operators
     /// and approvers only.
     pub async fn remove_owner(

@@ -16,6 +16,8 @@ pub struct DbVersionStore {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     limits: UnusedLimits,
+    /// A client from a quarantined host is created `pending` (issue 13 item 6).
+    domains: steward_governance::domains::DomainLists,
 }
 
 /// Bounds on what anonymous requests can make Steward persist (issue 11
@@ -32,8 +34,18 @@ pub struct UnusedLimits {
 }
 
 impl DbVersionStore {
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, limits: UnusedLimits) -> Self {
-        Self { store, clock, limits }
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        limits: UnusedLimits,
+        domains: steward_governance::domains::DomainLists,
+    ) -> Self {
+        Self {
+            store,
+            clock,
+            limits,
+            domains,
+        }
     }
 
     /// Creates the inventory record of a metadata-document client the first
@@ -70,7 +82,19 @@ impl DbVersionStore {
             display_name: name.clone(),
             first_seen: now,
             last_seen: now,
-            state: LifecycleState::Active,
+            // A quarantined host's client awaits an approver; any other
+            // starts active and gets what the policy gives it.
+            state: match url::Url::parse(client_id)
+                .ok()
+                .and_then(|u| u.host_str().map(str::to_owned))
+            {
+                Some(h)
+                    if self.domains.status(&h) == steward_governance::domains::DomainStatus::Quarantined =>
+                {
+                    LifecycleState::Pending
+                }
+                _ => LifecycleState::Active,
+            },
             owner_organization: None,
             owner_business: None,
             owner_technical: None,

@@ -4,6 +4,7 @@
 
 pub mod cimd;
 pub mod error;
+pub mod governance;
 pub mod keyring;
 pub mod metrics;
 pub mod oauth;
@@ -60,6 +61,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/authorize/login", post(oauth::authorize::login_post))
         .route("/authorize/consent", post(oauth::authorize::consent_post))
+        .route("/authorize/request", post(oauth::authorize::request_post))
         .route(
             "/logout",
             get(oauth::logout::logout_get).post(oauth::logout::logout_post),

@@ -38,10 +38,11 @@ pub struct Settings {
     pub clients: Vec<ClientSettings>,
     pub login: LoginSettings,
     pub purge: PurgeSettings,
+    pub governance: GovernanceConfig,
     pub dev: DevSettings,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ResourceSettings {
     /// The resource's canonical URI; tokens for it carry it as `aud`.
@@ -55,9 +56,13 @@ pub struct ResourceSettings {
     /// to introspect tokens issued for this resource (RFC 7662 §4).
     #[serde(default)]
     pub introspection_clients: Vec<String>,
+    /// What a client nobody approved may get here (issue 13 item 5).
+    /// Unset: those of `scopes` that are in `default_scopes`.
+    #[serde(default)]
+    pub self_service_scopes: Option<Vec<String>>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClientSettings {
     /// Issued ids must not start with `https://`; an `https://` id names a
@@ -82,6 +87,14 @@ pub struct ClientSettings {
     pub scopes: Vec<String>,
     #[serde(default)]
     pub redirect_uris: Vec<String>,
+    /// The accountable organisation (issue 13 item 3).
+    #[serde(default)]
+    pub organization: Option<String>,
+    /// Owners, `"username:business"` or `"username:technical"`; each must be
+    /// a Steward user. Without any the client is active and unowned, with the
+    /// operator accountable.
+    #[serde(default)]
+    pub owners: Vec<String>,
 }
 
 impl ClientSettings {
@@ -93,6 +106,50 @@ impl ClientSettings {
             self.grant_types.clone()
         }
     }
+}
+
+/// `[governance]`: who decides what each client may get (issue 13).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GovernanceConfig {
+    /// A single-person installation may approve its own requests; every
+    /// such approval is marked in the audit trail.
+    pub allow_self_approval: bool,
+    /// Days an access request waits for a decision before it expires.
+    pub request_expiry_days: u32,
+    /// Which clients need owners to be active: `above_self_service`,
+    /// `all_undeclared` or `never`.
+    pub owners_required: String,
+    /// Operator Cedar policy files, added to (or replacing) the default set.
+    pub policy_files: Vec<PathBuf>,
+    /// Start from the default policy set.
+    pub include_default_policies: bool,
+    pub domains: DomainSettings,
+}
+
+impl Default for GovernanceConfig {
+    fn default() -> Self {
+        Self {
+            allow_self_approval: false,
+            request_expiry_days: 14,
+            owners_required: "above_self_service".to_owned(),
+            policy_files: Vec::new(),
+            include_default_policies: true,
+            domains: DomainSettings::default(),
+        }
+    }
+}
+
+/// `[governance.domains]`: exact hosts or `*.example.com` suffixes.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DomainSettings {
+    /// Non-empty: metadata-document hosts outside it are refused.
+    pub allow: Vec<String>,
+    /// Refused before any DNS lookup or fetch.
+    pub deny: Vec<String>,
+    /// Accepted only as `pending`: every scope needs an approval.
+    pub quarantine: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -187,6 +244,7 @@ impl Default for Settings {
             clients: Vec::new(),
             login: LoginSettings::default(),
             purge: PurgeSettings::default(),
+            governance: GovernanceConfig::default(),
             dev: DevSettings::default(),
         }
     }
@@ -741,6 +799,7 @@ mod tests {
             grant_types: vec![],
             scopes: vec!["mcp:tools".to_owned()],
             redirect_uris: vec![],
+            ..Default::default()
         });
         s.validate().unwrap();
         s.clients[0].redirect_uris = vec!["https://evil.example/cb".to_owned()];
@@ -804,6 +863,7 @@ mod tests {
             name: String::new(),
             scopes: std::collections::BTreeMap::new(),
             introspection_clients: Vec::new(),
+            self_service_scopes: Some(Vec::new()),
         });
         s.clients.push(ClientSettings {
             client_id: String::new(),
@@ -813,6 +873,8 @@ mod tests {
             grant_types: Vec::new(),
             scopes: Vec::new(),
             redirect_uris: Vec::new(),
+            organization: Some(String::new()),
+            owners: Vec::new(),
         });
         let mut value = serde_json::to_value(&s).unwrap();
         // Lists of tables: document their entries' fields as `resources.uri`.

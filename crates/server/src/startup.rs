@@ -42,6 +42,8 @@ pub enum StartError {
     Tls(#[from] crate::serve::TlsLoadError),
     #[error("clients: {0}")]
     Clients(String),
+    #[error("governance: {0}")]
+    Governance(String),
     #[error("dev.auto_approve_user: {0}")]
     Dev(String),
     #[error("listen: cannot bind {addr}: {source}")]
@@ -152,6 +154,11 @@ pub async fn prepare(settings: Settings, clock: Arc<dyn Clock>) -> Result<Prepar
         tracing::warn!(user = %name, "[dev] auto_approve_user is set: every authorization request is approved as this user");
     }
 
+    // Before anything else is created: an invalid policy set or domain list
+    // refuses the start, naming the file and position.
+    let governance = Arc::new(
+        crate::governance::build(&settings, store.clone(), clock.clone()).map_err(StartError::Governance)?,
+    );
     let egress = egress_from(&settings)?;
     let fetcher: Arc<dyn DocumentFetcher> = Arc::new(egress.clone());
     let versions = Arc::new(DbVersionStore::new(
@@ -161,6 +168,7 @@ pub async fn prepare(settings: Settings, clock: Arc<dyn Clock>) -> Result<Prepar
             max_clients: settings.cimd.max_unused_clients,
             max_versions: settings.cimd.max_unused_versions,
         },
+        governance.settings().domains.clone(),
     ));
     let cimd = Arc::new(Resolver::new(
         fetcher,
@@ -199,6 +207,7 @@ pub async fn prepare(settings: Settings, clock: Arc<dyn Clock>) -> Result<Prepar
         issuer: Arc::from(issuer.as_str()),
         admin_token_digest: crate::routes::admin::token_digest(settings.admin.token.as_deref()),
         oauth: Arc::new(oauth),
+        governance,
         refusals: crate::cimd::RefusalAudit::new(
             settings.cimd.refusal_audit_window_secs,
             settings.cimd.refusal_audit_max_hosts,
@@ -276,10 +285,14 @@ pub async fn run(prepared: Prepared, shutdown: impl std::future::Future<Output =
         }
     });
     let purge = crate::purge::spawn(state.clone());
+    let reload = spawn_policy_reload(state.clone());
     let http = state.settings.http.clone();
     let app = crate::router(state);
     let result = crate::serve::serve(listener, tls, app, &http, shutdown).await;
     upkeep.abort();
+    if let Some(task) = reload {
+        task.abort();
+    }
     if let Some(task) = purge {
         task.abort();
     }
@@ -287,6 +300,36 @@ pub async fn run(prepared: Prepared, shutdown: impl std::future::Future<Output =
         task.abort();
     }
     result
+}
+
+/// SIGHUP rereads `governance.policy_files` (issue 13 item 5): a valid set
+/// replaces the running one at once; an invalid one is refused with its
+/// error and the running set stays. Both outcomes are audited by the room.
+fn spawn_policy_reload(state: crate::state::AppState) -> Option<tokio::task::JoinHandle<()>> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hup = match signal(SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP; policy reload only by restart");
+                return None;
+            }
+        };
+        Some(tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                match state.governance.reload("system:sighup").await {
+                    Ok(ids) => tracing::info!(policies = ids.len(), "policy set reloaded on SIGHUP"),
+                    Err(e) => tracing::error!(error = %e, "policy reload refused; the running set stays"),
+                }
+            }
+        }))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = state;
+        None
+    }
 }
 
 /// `sqlite://` or `sqlite:` with no file name (and not `:memory:`).

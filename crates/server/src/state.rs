@@ -50,6 +50,8 @@ pub struct AppStateInner {
     pub refusals: crate::cimd::RefusalAudit,
     /// Protocol state: resources, client-secret key, login limits.
     pub oauth: Arc<crate::oauth::OAuth>,
+    /// The governance room: every protocol decision and lifecycle change.
+    pub governance: Arc<steward_governance::Governance>,
 }
 
 impl AppState {

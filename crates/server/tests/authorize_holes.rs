@@ -245,6 +245,7 @@ async fn an_operator_verified_metadata_client_gets_its_errors_redirected() {
             grant_types: vec![],
             scopes: vec![],
             redirect_uris: vec![],
+            ..Default::default()
         });
     })
     .await;

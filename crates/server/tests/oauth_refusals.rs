@@ -728,6 +728,7 @@ async fn require_listed_admits_only_allow_listed_documents_with_their_settings()
             grant_types: vec!["authorization_code".to_owned()],
             scopes: vec![],
             redirect_uris: vec![],
+            ..Default::default()
         });
     })
     .await;

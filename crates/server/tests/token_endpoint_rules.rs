@@ -93,6 +93,7 @@ async fn code_server(url: Option<String>) -> TestServer {
         grant_types: vec!["authorization_code".to_owned()],
         scopes: vec![],
         redirect_uris: vec!["https://app.example/cb".to_owned()],
+        ..Default::default()
     });
     use_database(&mut s, url);
     TestServer::start_with(s, dir).await

@@ -43,6 +43,7 @@ pub async fn create(settings: Settings, req: CreateRequest) -> Result<ExitCode> 
         grant_types: req.grant_types,
         scopes: req.scopes,
         redirect_uris: req.redirect_uris,
+        ..Default::default()
     };
     let secret = (!req.public).then(random_token);
     let secret_hash = match &secret {

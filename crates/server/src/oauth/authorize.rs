@@ -54,6 +54,7 @@ enum Refusal {
 }
 
 /// A request that passed validation: the client, and where to send the answer.
+#[derive(Clone)]
 struct Validated {
     client: Client,
     to: Destination,
@@ -217,6 +218,14 @@ fn client_error_page(e: &ClientError, request_id: &RequestId) -> Response {
             StatusCode::BAD_REQUEST,
             "Unknown application",
             "The client_id is not known to this server.",
+            request_id,
+            None,
+        ),
+        ClientError::DomainRefused => pages::error_page_with_id(
+            StatusCode::FORBIDDEN,
+            "This application is not allowed",
+            "This server's administrators do not allow applications from this domain. Ask them if you \
+             need it; quote the request id.",
             request_id,
             None,
         ),
@@ -406,9 +415,18 @@ async fn authorize(state: &AppState, headers: &HeaderMap, raw: String) -> Respon
             return refuse(state, &to, user.as_deref(), &e, &request_id).await;
         }
     };
-    // Development auto-approval: signs in as the configured user and approves.
+    // Development auto-approval: signs in as the configured user and approves
+    // (what the policy grants; an approval it needs is requested for them).
     if let Some(user_id) = &state.oauth.dev_user_id {
-        return issue_code(state, &v, user_id, state.clock.now()).await;
+        let mut v = v;
+        return match govern(state, &mut v, user_id).await {
+            Ok(()) => issue_code(state, &v, user_id, state.clock.now()).await,
+            Err(Governed::Refused(e)) => refuse(state, &v.to, Some(user_id), &e, &request_id).await,
+            Err(Governed::NeedsApproval(needed)) => {
+                let reason = "requested by [dev] auto_approve_user";
+                send_access_request(state, &v, user_id, &needed, reason, &request_id).await
+            }
+        };
     }
     let session = if v.prompt.login {
         None
@@ -428,6 +446,25 @@ async fn authorize(state: &AppState, headers: &HeaderMap, raw: String) -> Respon
 /// The user is signed in: ask for consent when it is needed, else issue the
 /// code. The consent form's CSRF value is bound to `session`.
 async fn signed_in(state: &AppState, v: &Validated, session: &Session, request_id: &RequestId) -> Response {
+    let mut v = v.clone();
+    let v = &mut v;
+    match govern(state, v, &session.user_id).await {
+        Ok(()) => {}
+        Err(Governed::Refused(e)) => {
+            return refuse(state, &v.to, Some(&session.user_id), &e, request_id).await;
+        }
+        Err(Governed::NeedsApproval(needed)) => {
+            if v.prompt.none {
+                let e = OAuthError::new(
+                    ErrorCode::AccessDenied,
+                    "the platform team must approve this client for the requested scopes",
+                );
+                return refuse(state, &v.to, Some(&session.user_id), &e, request_id).await;
+            }
+            return access_request_page(state, v, session, &needed);
+        }
+    }
+    let v = &*v;
     let warnings = consent_warnings(state, v, &session.user_id).await;
     if v.prompt.consent || warnings.needs_consent {
         if v.prompt.none {
@@ -772,6 +809,20 @@ pub async fn consent_post(State(state): State<AppState>, headers: HeaderMap, bod
             return refuse(&state, &to, Some(&session.user_id), &e, &request_id).await;
         }
     };
+    let mut v = v;
+    if p.get("decision") == Some("approve") {
+        // Decided again: the policy, the client's state or its approvals
+        // may have changed while the consent page was open.
+        match govern(&state, &mut v, &session.user_id).await {
+            Ok(()) => {}
+            Err(Governed::Refused(e)) => {
+                return refuse(&state, &v.to, Some(&session.user_id), &e, &request_id).await;
+            }
+            Err(Governed::NeedsApproval(needed)) => {
+                return access_request_page(&state, &v, &session, &needed);
+            }
+        }
+    }
     match p.get("decision") {
         Some("approve") => {
             audit(
@@ -807,6 +858,160 @@ pub async fn consent_post(State(state): State<AppState>, headers: HeaderMap, bod
             "Choose Allow or Deny.",
             None,
         ),
+    }
+}
+
+// ---- governance: policy above identity (issue 13) ----------------------------
+
+/// Why the governance room stopped a request.
+enum Governed {
+    /// An OAuth error for the client (every scope refused).
+    Refused(OAuthError),
+    /// These scopes need an approver's decision first.
+    NeedsApproval(Vec<String>),
+}
+
+/// The signed-in user as the policy sees them.
+async fn user_context(state: &AppState, user_id: &str) -> Option<steward_governance::UserContext> {
+    match state.store.get_user(user_id).await {
+        Ok(Some(u)) => Some(steward_governance::UserContext {
+            id: u.id,
+            username: u.username,
+        }),
+        _ => None,
+    }
+}
+
+/// Asks the room whether this client may have the requested scopes now
+/// (`authorize` action), and narrows `v.scopes` to what it grants.
+async fn govern(state: &AppState, v: &mut Validated, user_id: &str) -> Result<(), Governed> {
+    let user = user_context(state, user_id).await;
+    let ask = crate::governance::Ask {
+        client_id: &v.client.id,
+        action: steward_governance::Action::Authorize,
+        resource: &v.resource.uri,
+        scopes: &v.scopes,
+        user: user.as_ref(),
+        address: None,
+    };
+    match crate::governance::ask(&state.governance, &ask).await {
+        Ok(crate::governance::Outcome::Granted(granted)) => {
+            v.scopes = granted;
+            Ok(())
+        }
+        Ok(crate::governance::Outcome::NeedsApproval { needed, .. }) => Err(Governed::NeedsApproval(needed)),
+        Err(e) => Err(Governed::Refused(e)),
+    }
+}
+
+fn access_request_view<'a>(
+    v: &'a Validated,
+    host: &'a str,
+    needed: &[String],
+) -> pages::AccessRequestView<'a> {
+    pages::AccessRequestView {
+        client_host: host,
+        client_id: &v.client.id,
+        resource_name: &v.resource.name,
+        scopes: needed
+            .iter()
+            .map(|s| {
+                (
+                    s.clone(),
+                    v.resource.scopes.get(s).cloned().unwrap_or_else(|| s.clone()),
+                )
+            })
+            .collect(),
+    }
+}
+
+/// No code: the page that names the client and the scopes waiting for
+/// approval, with a field for the user's justification.
+fn access_request_page(state: &AppState, v: &Validated, session: &Session, needed: &[String]) -> Response {
+    let csrf = session::session_csrf(state, session);
+    let action = format!("{}/authorize/request", state.issuer.trim_end_matches('/'));
+    let host = host_of(&v.client.id);
+    pages::access_request(&action, &csrf, &v.raw, &access_request_view(v, &host, needed))
+}
+
+/// Stores the access request (the room dedupes a pending one for the same
+/// client, user, resource and scopes) and says it was sent.
+async fn send_access_request(
+    state: &AppState,
+    v: &Validated,
+    user_id: &str,
+    needed: &[String],
+    justification: &str,
+    request_id: &RequestId,
+) -> Response {
+    let Some(user) = user_context(state, user_id).await else {
+        return pages::error_page_with_id(
+            StatusCode::FORBIDDEN,
+            "Sign in again",
+            "Your account could not be found. Sign in again from the application.",
+            request_id,
+            None,
+        );
+    };
+    match state
+        .governance
+        .open_request(&v.client.id, &v.resource.uri, needed, &user, justification, None)
+        .await
+    {
+        Ok(r) => {
+            let host = host_of(&v.client.id);
+            pages::access_requested(&r.id, &access_request_view(v, &host, needed))
+        }
+        Err(e) => {
+            tracing::warn!(request_id = request_id.as_str(), error = %e, "access request not stored");
+            pages::error_page_with_id(
+                StatusCode::BAD_REQUEST,
+                "The request could not be sent",
+                "Steward could not record this access request. Try again; if it keeps failing, quote the \
+                 request id to the administrator.",
+                request_id,
+                None,
+            )
+        }
+    }
+}
+
+/// `POST /authorize/request`: the user asks the platform team to approve
+/// what the policy would not grant without them.
+pub async fn request_post(State(state): State<AppState>, headers: HeaderMap, body: String) -> Response {
+    let p = Params::parse(&body);
+    if !session::same_origin(&state, &headers) {
+        return form_refused();
+    }
+    let request_id = RequestId::new();
+    let raw = p.get("request").unwrap_or_default().to_owned();
+    let Some(session) = session::current(&state, &headers).await else {
+        return match validate(&state, &raw, &request_id).await {
+            Ok(v) => login_page(&state, &headers, &v),
+            Err(Refusal::Page(res)) => res,
+            Err(Refusal::Client(to, e)) => refuse(&state, &to, None, &e, &request_id).await,
+        };
+    };
+    if !session::session_csrf_ok(&state, &session, p.get("csrf")) {
+        return form_refused();
+    }
+    let mut v = match validate(&state, &raw, &request_id).await {
+        Ok(v) => v,
+        Err(Refusal::Page(res)) => return res,
+        Err(Refusal::Client(to, e)) => {
+            return refuse(&state, &to, Some(&session.user_id), &e, &request_id).await;
+        }
+    };
+    let justification = p.get("justification").unwrap_or_default().trim().to_owned();
+    match govern(&state, &mut v, &session.user_id).await {
+        Err(Governed::NeedsApproval(needed)) if justification.is_empty() => {
+            access_request_page(&state, &v, &session, &needed)
+        }
+        Err(Governed::NeedsApproval(needed)) => {
+            send_access_request(&state, &v, &session.user_id, &needed, &justification, &request_id).await
+        }
+        // Approved meanwhile (or refused): carry on as a fresh request would.
+        Ok(()) | Err(Governed::Refused(_)) => signed_in(&state, &v, &session, &request_id).await,
     }
 }
 

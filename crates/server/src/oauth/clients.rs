@@ -69,6 +69,10 @@ pub enum ClientError {
     Unknown,
     #[error("the client is {0}")]
     NotActive(LifecycleState),
+    /// The `client_id` host is denied, or missing from a non-empty allow
+    /// list (`governance.domains`): refused before any lookup or fetch.
+    #[error("the client's domain is not allowed on this server")]
+    DomainRefused,
     #[error("the client's metadata document could not be used: {0}")]
     Metadata(ResolveError),
     #[error("storage: {0}")]
@@ -104,6 +108,21 @@ fn listed_or_unknown(state: &AppState, client_id: &str) -> Result<(), ClientErro
     Ok(())
 }
 
+/// `governance.domains`: a denied host (or one outside a non-empty allow
+/// list) is refused here, before the resolver looks anything up.
+fn domain_allowed(state: &AppState, client_id: &str) -> Result<(), ClientError> {
+    let host = url::Url::parse(client_id)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_ascii_lowercase));
+    match host {
+        Some(h) if crate::governance::host_refused(&state.governance, &h) => {
+            metrics::counter!("steward_cimd_resolutions_total", "outcome" => "domain_refused").increment(1);
+            Err(ClientError::DomainRefused)
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Resolves a client at the authorization endpoint. May fetch a metadata
 /// document; a refusal is logged and audited under `request_id`.
 pub async fn resolve_for_authorize(
@@ -113,6 +132,7 @@ pub async fn resolve_for_authorize(
 ) -> Result<Client, ClientError> {
     if is_metadata_document(state, client_id) {
         listed_or_unknown(state, client_id)?;
+        domain_allowed(state, client_id)?;
         let resolved = crate::cimd::resolve_for_request(state, client_id, Some(request_id))
             .await
             .map_err(ClientError::Metadata)?;
@@ -149,6 +169,7 @@ pub async fn resolve_for_token(
 ) -> Result<Client, ClientError> {
     if is_metadata_document(state, client_id) {
         listed_or_unknown(state, client_id)?;
+        domain_allowed(state, client_id)?;
         let id = crate::cimd::parse_client_id(state, client_id)
             .await
             .map_err(ClientError::Metadata)?;
@@ -167,7 +188,8 @@ pub async fn resolve_for_token(
 
 fn check_active(record: Option<&ClientRecord>) -> Result<(), ClientError> {
     match record.map(|r| r.state) {
-        None | Some(LifecycleState::Active) => Ok(()),
+        // A pending client gets what the policy gives it (self-service at most).
+        None | Some(LifecycleState::Active | LifecycleState::Pending) => Ok(()),
         Some(other) => Err(ClientError::NotActive(other)),
     }
 }
@@ -314,6 +336,43 @@ pub async fn sync_configured_clients(
             .await
             .map_err(SyncError::Store)?;
         synced += 1;
+    }
+    // Accountability named in configuration (metadata-document entries too,
+    // once the document has been seen and the client exists).
+    for c in &state.settings.clients {
+        if c.organization.is_none() && c.owners.is_empty() {
+            continue;
+        }
+        let owners = c
+            .owners
+            .iter()
+            .map(|o| crate::governance::parse_owner(o))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|reason| ConfiguredClientError {
+                client_id: c.client_id.clone(),
+                reason,
+            })?;
+        match state
+            .governance
+            .apply_configured_ownership(&c.client_id, c.organization.as_deref(), &owners)
+            .await
+        {
+            Ok(_) => {}
+            Err(steward_governance::GovernanceError::UnknownClient(_))
+                if steward_cimd::looks_like_metadata_document_id(&c.client_id) => {}
+            Err(steward_governance::GovernanceError::UnknownUser(u)) => {
+                return Err(SyncError::Config(ConfiguredClientError {
+                    client_id: c.client_id.clone(),
+                    reason: format!("owners: no user {u:?} (create it with `steward users add {u}`)"),
+                }));
+            }
+            Err(e) => {
+                return Err(SyncError::Config(ConfiguredClientError {
+                    client_id: c.client_id.clone(),
+                    reason: format!("owners: {e}"),
+                }));
+            }
+        }
     }
     Ok(synced)
 }

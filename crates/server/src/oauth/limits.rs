@@ -49,26 +49,31 @@ pub enum Sharing {
 pub struct Check {
     /// The metric label, from a fixed set (never attacker data).
     pub limit: &'static str,
-    /// Digest of the label and the keyed values: fixed size, and no user
-    /// name or address is written to the database.
-    key: String,
+    /// The label and the keyed values, NUL-separated. This node counts under
+    /// a keyed hash of it; the database only ever sees [`Check::store_key`].
+    joined: String,
     max: u32,
 }
 
 impl Check {
     /// A limit of `max` attempts per window for the values in `parts`.
     pub fn new(limit: &'static str, parts: &[&str], max: u32) -> Check {
-        let mut ctx = digest::Context::new(&digest::SHA256);
-        ctx.update(limit.as_bytes());
+        let mut joined =
+            String::with_capacity(limit.len() + parts.iter().map(|p| p.len() + 1).sum::<usize>());
+        joined.push_str(limit);
         for p in parts {
-            ctx.update(&[0]);
-            ctx.update(p.as_bytes());
+            joined.push('\0');
+            joined.push_str(p);
         }
-        Check {
-            limit,
-            key: hex::encode(ctx.finish().as_ref()),
-            max,
-        }
+        Check { limit, joined, max }
+    }
+
+    /// The shared counter's key: a SHA-256 digest of the label and values,
+    /// fixed size, so no user name or address is written to the database.
+    /// Computed only when the database is written (a failure, or
+    /// [`Sharing::Strict`]), never on a successful client authentication.
+    fn store_key(&self) -> String {
+        hex::encode(digest::digest(&digest::SHA256, self.joined.as_bytes()).as_ref())
     }
 }
 
@@ -139,8 +144,8 @@ pub enum Refused {
 pub struct AttemptLimiter {
     window: i64,
     sharing: Sharing,
-    /// Per key: (window start, attempts counted in it), on this node.
-    local: moka::sync::Cache<String, (i64, u32)>,
+    /// This node's counts (in-flight reservations plus failures).
+    local: LocalCounts,
 }
 
 /// Attempts reserved for one request; say how it ended with
@@ -149,7 +154,142 @@ pub struct AttemptLimiter {
 pub struct Reservation<'l> {
     limiter: &'l AttemptLimiter,
     window_start: i64,
-    checks: Vec<Check>,
+    /// The checks taken, each with its local slot.
+    checks: Vec<(Check, Slot)>,
+}
+
+/// Where one check is counted on this node: its keyed hash, and whether the
+/// table had room for it (see [`LocalCounts`]).
+#[derive(Clone, Copy, Debug)]
+struct Slot {
+    hash: u64,
+    tracked: bool,
+}
+
+/// Per-node attempt counts: `(window start, count)` per keyed hash, in
+/// mutex-guarded shards. A plain map rather than a general cache because
+/// every client authentication passes through it twice (reserve, give
+/// back): one short lock and no allocation each time. The hash is SipHash
+/// under a per-process random key, so a stranger cannot aim collisions at
+/// someone else's counter. An entry whose count returns to zero is removed,
+/// so successful authentications leave nothing behind; the table holds only
+/// keys with attempts in flight or failures counted. Bounded: when a shard
+/// is full, entries of past windows go first, then those below their limit
+/// (a lockout is kept longest); if it is still full the attempt proceeds
+/// counted only in the database (a flood of that many distinct keys is the
+/// per-address limits' and the shared counters' business).
+struct LocalCounts {
+    hasher: std::hash::RandomState,
+    shards: Box<[std::sync::Mutex<std::collections::HashMap<u64, Count>>]>,
+    per_shard: usize,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Count {
+    window_start: i64,
+    n: u32,
+    max: u32,
+}
+
+const SHARDS: usize = 16;
+const CAPACITY: usize = 100_000;
+
+impl LocalCounts {
+    fn new() -> Self {
+        Self {
+            hasher: std::hash::RandomState::new(),
+            shards: (0..SHARDS).map(|_| std::sync::Mutex::default()).collect(),
+            per_shard: CAPACITY / SHARDS,
+        }
+    }
+
+    fn hash(&self, check: &Check) -> u64 {
+        use std::hash::BuildHasher;
+        self.hasher.hash_one(check.joined.as_bytes())
+    }
+
+    fn shard(&self, hash: u64) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, Count>> {
+        // The low bits pick the shard; a poisoned shard only held counts.
+        let i = (hash as usize) % SHARDS;
+        self.shards[i].lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes one attempt if the count is below `max`: `None` when refused.
+    fn take(&self, check: &Check, window_start: i64) -> Option<Slot> {
+        let hash = self.hash(check);
+        let mut shard = self.shard(hash);
+        if let Some(c) = shard.get_mut(&hash) {
+            if c.window_start != window_start {
+                *c = Count {
+                    window_start,
+                    n: 0,
+                    max: check.max,
+                };
+            }
+            if c.n >= check.max {
+                return None;
+            }
+            c.n += 1;
+            return Some(Slot { hash, tracked: true });
+        }
+        if check.max == 0 {
+            return None;
+        }
+        if shard.len() >= self.per_shard {
+            shard.retain(|_, c| c.window_start == window_start);
+            if shard.len() >= self.per_shard {
+                shard.retain(|_, c| c.n >= c.max);
+            }
+            if shard.len() >= self.per_shard {
+                return Some(Slot { hash, tracked: false });
+            }
+        }
+        shard.insert(
+            hash,
+            Count {
+                window_start,
+                n: 1,
+                max: check.max,
+            },
+        );
+        Some(Slot { hash, tracked: true })
+    }
+
+    fn give_back(&self, slot: Slot, window_start: i64) {
+        if !slot.tracked {
+            return;
+        }
+        let mut shard = self.shard(slot.hash);
+        if let Some(c) = shard.get_mut(&slot.hash)
+            && c.window_start == window_start
+        {
+            c.n = c.n.saturating_sub(1);
+            if c.n == 0 {
+                shard.remove(&slot.hash);
+            }
+        }
+    }
+
+    /// Raises this node's count to the shared one learned from the database.
+    fn learn(&self, slot: Slot, check: &Check, window_start: i64, shared: u32) {
+        if !slot.tracked {
+            return;
+        }
+        let mut shard = self.shard(slot.hash);
+        let c = shard.entry(slot.hash).or_insert(Count {
+            window_start,
+            n: 0,
+            max: check.max,
+        });
+        if c.window_start != window_start {
+            *c = Count {
+                window_start,
+                n: 0,
+                max: check.max,
+            };
+        }
+        c.n = c.n.max(shared);
+    }
 }
 
 impl AttemptLimiter {
@@ -158,56 +298,12 @@ impl AttemptLimiter {
         AttemptLimiter {
             window: i64::try_from(window).unwrap_or(i64::MAX),
             sharing,
-            local: moka::sync::Cache::builder()
-                .max_capacity(100_000)
-                // Memory only: an entry of an older window is ignored anyway.
-                .time_to_live(Duration::from_secs(window.saturating_mul(2)))
-                .build(),
+            local: LocalCounts::new(),
         }
     }
 
     fn window_start(&self, now: UnixTime) -> i64 {
         now.0 - now.0.rem_euclid(self.window)
-    }
-
-    /// Takes one attempt on this node if the count is below `max`.
-    fn take_local(&self, check: &Check, window_start: i64) -> bool {
-        let mut taken = false;
-        self.local.entry_by_ref(&check.key).and_compute_with(|entry| {
-            let count = entry
-                .map(|e| e.into_value())
-                .filter(|(start, _)| *start == window_start)
-                .map_or(0, |(_, n)| n);
-            if count < check.max {
-                taken = true;
-                moka::ops::compute::Op::Put((window_start, count + 1))
-            } else {
-                moka::ops::compute::Op::Nop
-            }
-        });
-        taken
-    }
-
-    fn give_back_local(&self, check: &Check, window_start: i64) {
-        self.local
-            .entry_by_ref(&check.key)
-            .and_compute_with(|entry| match entry.map(|e| e.into_value()) {
-                Some((start, n)) if start == window_start && n > 0 => {
-                    moka::ops::compute::Op::Put((start, n - 1))
-                }
-                _ => moka::ops::compute::Op::Nop,
-            });
-    }
-
-    /// Raises this node's count to the shared one learned from the database.
-    fn learn(&self, check: &Check, window_start: i64, shared: u32) {
-        self.local.entry_by_ref(&check.key).and_compute_with(|entry| {
-            let count = entry
-                .map(|e| e.into_value())
-                .filter(|(start, _)| *start == window_start)
-                .map_or(0, |(_, n)| n);
-            moka::ops::compute::Op::Put((window_start, count.max(shared)))
-        });
     }
 
     /// Reserves one attempt under every check, in order, before the
@@ -221,27 +317,29 @@ impl AttemptLimiter {
         checks: Vec<Check>,
     ) -> Result<Reservation<'_>, Refused> {
         let window_start = self.window_start(now);
-        let mut taken: Vec<Check> = Vec::with_capacity(checks.len());
+        let mut taken: Vec<(Check, Slot)> = Vec::with_capacity(checks.len());
         let mut stored = 0;
         let mut refusal = None;
         for check in checks {
-            if !self.take_local(&check, window_start) {
-                refusal = Some(Refused::Locked(check.limit));
-                break;
+            match self.local.take(&check, window_start) {
+                Some(slot) => taken.push((check, slot)),
+                None => {
+                    refusal = Some(Refused::Locked(check.limit));
+                    break;
+                }
             }
-            taken.push(check);
         }
         if refusal.is_none() && self.sharing == Sharing::Strict {
             let end = UnixTime(window_start.saturating_add(self.window));
-            for check in &taken {
+            for (check, slot) in &taken {
                 match store
-                    .reserve_attempt(&check.key, UnixTime(window_start), end, check.max)
+                    .reserve_attempt(&check.store_key(), UnixTime(window_start), end, check.max)
                     .await
                 {
                     Ok(Some(_)) => stored += 1,
                     Ok(None) => {
                         // Another node counted the rest of this window.
-                        self.learn(check, window_start, check.max);
+                        self.local.learn(*slot, check, window_start, check.max);
                         refusal = Some(Refused::Locked(check.limit));
                         break;
                     }
@@ -272,6 +370,7 @@ impl AttemptLimiter {
 
 impl Reservation<'_> {
     /// The credential was right (or was never judged): nothing is counted.
+    /// With [`Sharing::Failures`] this touches no database and no digest.
     pub async fn succeeded(self, store: &dyn Store) {
         let stored = match self.limiter.sharing {
             Sharing::Strict => self.checks.len(),
@@ -288,34 +387,34 @@ impl Reservation<'_> {
         let limiter = self.limiter;
         let start = self.window_start;
         let end = UnixTime(start.saturating_add(limiter.window));
-        for check in &self.checks {
+        for (check, slot) in &self.checks {
             let kept = counts(check.limit);
             match (limiter.sharing, kept) {
                 (Sharing::Strict, true) => {}
                 (Sharing::Strict, false) => {
-                    limiter.give_back_local(check, start);
+                    limiter.local.give_back(*slot, start);
                     release(store, check, start).await;
                 }
                 (Sharing::Failures, true) => {
                     // Share the failure, and learn what other nodes counted.
                     match store
-                        .reserve_attempt(&check.key, UnixTime(start), end, u32::MAX)
+                        .reserve_attempt(&check.store_key(), UnixTime(start), end, u32::MAX)
                         .await
                     {
-                        Ok(Some(shared)) => limiter.learn(check, start, shared),
+                        Ok(Some(shared)) => limiter.local.learn(*slot, check, start, shared),
                         Ok(None) => {}
                         Err(e) => tracing::warn!(error = %e, "could not share a failed attempt"),
                     }
                 }
-                (Sharing::Failures, false) => limiter.give_back_local(check, start),
+                (Sharing::Failures, false) => limiter.local.give_back(*slot, start),
             }
         }
     }
 
     /// Gives back every local reservation, and the first `stored` shared ones.
     async fn give_back(self, store: &dyn Store, stored: usize) {
-        for (i, check) in self.checks.iter().enumerate() {
-            self.limiter.give_back_local(check, self.window_start);
+        for (i, (check, slot)) in self.checks.iter().enumerate() {
+            self.limiter.local.give_back(*slot, self.window_start);
             if i < stored {
                 release(store, check, self.window_start).await;
             }
@@ -324,7 +423,10 @@ impl Reservation<'_> {
 }
 
 async fn release(store: &dyn Store, check: &Check, window_start: i64) {
-    if let Err(e) = store.release_attempt(&check.key, UnixTime(window_start)).await {
+    if let Err(e) = store
+        .release_attempt(&check.store_key(), UnixTime(window_start))
+        .await
+    {
         tracing::warn!(error = %e, "could not release an attempt reservation");
     }
 }
@@ -448,5 +550,53 @@ mod tests {
         assert_ne!(address_key(a), address_key(c));
         let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
         assert_eq!(address_key(mapped), "192.0.2.7");
+    }
+
+    /// A successful attempt leaves no entry behind on this node, so a
+    /// stream of good authentications cannot grow the table.
+    #[tokio::test]
+    async fn successful_attempts_leave_no_local_entry() {
+        let s = store().await;
+        let l = AttemptLimiter::new(Duration::from_secs(60), Sharing::Failures);
+        let now = UnixTime(1_800_000_000);
+        for i in 0..50 {
+            let who = format!("client-{i}");
+            l.reserve(&*s, now, vec![Check::new("t", &[&who], 3)])
+                .await
+                .unwrap()
+                .succeeded(&*s)
+                .await;
+        }
+        let held: usize = l.local.shards.iter().map(|m| m.lock().unwrap().len()).sum();
+        assert_eq!(held, 0);
+    }
+
+    /// A full table keeps lockouts before anything else: flooding it with
+    /// fresh keys does not lift a lockout already reached.
+    #[tokio::test]
+    async fn a_full_table_keeps_its_lockouts() {
+        let s = store().await;
+        let l = AttemptLimiter::new(Duration::from_secs(60), Sharing::Failures);
+        let now = UnixTime(1_800_000_000);
+        let locked = || vec![Check::new("t", &["victim-of-guessing"], 1)];
+        l.reserve(&*s, now, locked())
+            .await
+            .unwrap()
+            .failed(&*s, |_| true)
+            .await;
+        let mut held = Vec::new();
+        for i in 0..(CAPACITY + CAPACITY / 4) {
+            let who = format!("flood-{i}");
+            if let Ok(r) = l.reserve(&*s, now, vec![Check::new("t", &[&who], 5)]).await {
+                held.push(r);
+            }
+        }
+        assert!(matches!(
+            l.reserve(&*s, now, locked()).await,
+            Err(Refused::Locked("t"))
+        ));
+        for r in held {
+            r.succeeded(&*s).await;
+        }
     }
 }

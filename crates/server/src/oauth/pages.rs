@@ -234,3 +234,65 @@ pub fn consent(action: &str, csrf: &str, request: &str, v: &ConsentView<'_>) -> 
     );
     page(StatusCode::OK, "Allow access?", &body)
 }
+
+/// What the access-request pages show (issue 13 item 7): the client by its
+/// `client_id` host first, the resource and the scopes waiting for approval.
+pub struct AccessRequestView<'a> {
+    pub client_host: &'a str,
+    pub client_id: &'a str,
+    pub resource_name: &'a str,
+    /// (scope, description) of the scopes that need an approver.
+    pub scopes: Vec<(String, String)>,
+}
+
+fn scope_list(scopes: &[(String, String)]) -> String {
+    scopes
+        .iter()
+        .map(|(s, d)| {
+            format!(
+                "<li>{} <span class=\"claim\">({})</span></li>",
+                escape_html(d),
+                escape_html(s)
+            )
+        })
+        .collect()
+}
+
+/// The policy wants an approver's decision before this client gets these
+/// scopes: no code is issued; the user may send a request with a reason.
+pub fn access_request(action: &str, csrf: &str, request: &str, v: &AccessRequestView<'_>) -> Response {
+    let body = format!(
+        "<h1>Approval needed</h1>\
+         <p>The application at <span class=\"host\">{ch}</span> asks for access to <strong>{res}</strong> \
+         that this server's platform team has not approved for it:</p><ul>{scopes}</ul>\
+         <p>You can ask them to approve it. Say why you need it; they will see your name and your reason.</p>\
+         <form method=\"post\" action=\"{action}\">{csrf}{req}\
+         <label>Why do you need this? <input type=\"text\" name=\"justification\" maxlength=\"2000\" required></label>\
+         <button type=\"submit\">Ask for approval</button></form>\
+         <p class=\"claim\">Client id: {cid}</p>",
+        ch = escape_html(v.client_host),
+        res = escape_html(v.resource_name),
+        scopes = scope_list(&v.scopes),
+        cid = escape_html(v.client_id),
+        action = escape_html(action),
+        csrf = hidden("csrf", csrf),
+        req = hidden("request", request),
+    );
+    page(StatusCode::FORBIDDEN, "Approval needed", &body)
+}
+
+/// The access request is stored and waits for the platform team.
+pub fn access_requested(request_id: &str, v: &AccessRequestView<'_>) -> Response {
+    let body = format!(
+        "<h1>Request sent</h1>\
+         <p>Your request for <span class=\"host\">{ch}</span> to access <strong>{res}</strong> was sent to \
+         the platform team:</p><ul>{scopes}</ul>\
+         <p>Once they approve it, start the sign-in from the application again. Nothing was shared with the \
+         application.</p><p class=\"claim\">Access request: <code class=\"request-id\">{rid}</code></p>",
+        ch = escape_html(v.client_host),
+        res = escape_html(v.resource_name),
+        scopes = scope_list(&v.scopes),
+        rid = escape_html(request_id),
+    );
+    page(StatusCode::ACCEPTED, "Request sent", &body)
+}

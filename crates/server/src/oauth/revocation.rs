@@ -169,6 +169,13 @@ pub async fn introspect(
         if !visible || a.revoked_at.is_some() || a.expires_at <= now {
             return inactive();
         }
+        // A suspended, revoked or expired client's tokens are inactive at
+        // once, on every node (issue 13 item 2). The caller's own client was
+        // checked when it authenticated; a resource server asking about
+        // another client's token needs that client's state read here.
+        if a.client_id != auth.client.id && !client_in_use(&state, &a.client_id).await? {
+            return inactive();
+        }
         let body = json!({
             "active": true,
             "scope": a.scopes,
@@ -207,4 +214,19 @@ pub async fn introspect(
         return Ok(no_store(Json(body).into_response()));
     }
     inactive()
+}
+
+/// Whether the client's lifecycle state lets its tokens be used.
+async fn client_in_use(state: &AppState, client_id: &str) -> Result<bool, WebError> {
+    let record = state
+        .store
+        .get_client(client_id)
+        .await
+        .map_err(WebError::internal)?;
+    Ok(record.is_some_and(|r| {
+        matches!(
+            r.state,
+            steward_core::LifecycleState::Active | steward_core::LifecycleState::Pending
+        )
+    }))
 }

@@ -16,6 +16,7 @@ use steward_core::pkce::CodeChallenge;
 use steward_core::scope::ScopeSet;
 use steward_core::secret::{ordered_id, token_hash};
 use steward_core::{ErrorCode, OAuthError};
+use steward_governance::Action;
 use steward_store::{CodeConsumption, NewAuditEvent, NewRefreshFamily, Rotation};
 
 use crate::error::WebError;
@@ -184,6 +185,18 @@ async fn authorization_code(
             .await
             .map_err(|_| invalid_grant("the client's metadata changed and is no longer valid"))?;
     }
+    // Policy above identity, at redemption too (issue 13 item 5): decided
+    // before the code is consumed, so a refusal changes nothing.
+    let asked = ScopeSet::parse(&record.scopes).unwrap_or_default();
+    let scopes = govern(
+        state,
+        &client.id,
+        Action::RedeemCode,
+        &resource,
+        &asked,
+        Some(&record.user_id),
+    )
+    .await?;
     let now = state.clock.now();
     let record = match state
         .store
@@ -219,7 +232,6 @@ async fn authorization_code(
         CodeConsumption::Expired => return Err(invalid_grant("the authorization code has expired")),
         CodeConsumption::NotFound => return Err(invalid_grant("the authorization code is invalid")),
     };
-    let scopes = ScopeSet::parse(&record.scopes).unwrap_or_default();
     let refresh = client.allows_grant("refresh_token").then(|| {
         let (token, first) = new_refresh_token(state);
         let family = NewRefreshFamily {
@@ -351,6 +363,17 @@ async fn refresh_token(
             "the resource was not authorized",
         )));
     }
+    // Decided before rotating: a refusal consumes nothing, and the family
+    // keeps its scopes, so what the policy restores later is restored.
+    let scopes = govern(
+        state,
+        &client.id,
+        Action::Refresh,
+        &resource,
+        &scopes,
+        current.family.user_id.as_deref(),
+    )
+    .await?;
     // Minted from the family as read: its fields never change but
     // `revoked_at`, which the rotation itself checks.
     let family = &current.family;
@@ -420,6 +443,15 @@ async fn client_credentials(
         .resources
         .grant_scopes(&resource, params.get("scope"), client)
         .map_err(WebError::oauth)?;
+    let scopes = govern(
+        state,
+        &client.id,
+        Action::ClientCredentials,
+        &resource.uri,
+        &scopes,
+        None,
+    )
+    .await?;
     let (access_token, expires_in) = issue_access_token(
         state,
         &AccessGrant {
@@ -440,4 +472,57 @@ async fn client_credentials(
         scope: scopes.to_string(),
         refresh_token: None,
     }))
+}
+
+/// Asks the governance room at the token endpoint; the scopes it grants
+/// (a subset of `asked`, and the response's `scope` says which). Nothing
+/// waits for an approver here: a scope that needs one is not granted.
+async fn govern(
+    state: &AppState,
+    client_id: &str,
+    action: Action,
+    resource: &str,
+    asked: &ScopeSet,
+    user_id: Option<&str>,
+) -> Result<ScopeSet, WebError> {
+    let user = match user_id {
+        Some(id) => state
+            .store
+            .get_user(id)
+            .await
+            .map_err(WebError::internal)?
+            .map(|u| steward_governance::UserContext {
+                id: u.id,
+                username: u.username,
+            }),
+        None => None,
+    };
+    let ask = crate::governance::Ask {
+        client_id,
+        action,
+        resource,
+        scopes: asked,
+        user: user.as_ref(),
+        address: None,
+    };
+    match crate::governance::ask(&state.governance, &ask).await {
+        Ok(crate::governance::Outcome::Granted(g)) => Ok(g),
+        Ok(crate::governance::Outcome::NeedsApproval { granted, needed }) => {
+            if granted.is_empty() && !asked.is_empty() {
+                tracing::warn!(
+                    client_id,
+                    action = action.as_str(),
+                    ?needed,
+                    "policy denial: approval needed"
+                );
+                Err(WebError::oauth(OAuthError::new(
+                    ErrorCode::InvalidScope,
+                    "the requested scopes need the platform team's approval for this client",
+                )))
+            } else {
+                Ok(granted)
+            }
+        }
+        Err(e) => Err(WebError::oauth(e)),
+    }
 }

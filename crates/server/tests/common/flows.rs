@@ -29,6 +29,7 @@ pub fn base_settings(dir: &std::path::Path) -> Settings {
             name: "Example MCP".to_owned(),
             introspection_clients: vec!["bench".to_owned()],
             scopes: scopes.clone(),
+            ..Default::default()
         },
         // A second resource whose tokens `bench` may not introspect.
         ResourceSettings {
@@ -36,6 +37,7 @@ pub fn base_settings(dir: &std::path::Path) -> Settings {
             name: "Other MCP".to_owned(),
             introspection_clients: vec![],
             scopes,
+            ..Default::default()
         },
     ];
     s.default_resource = Some(RESOURCE.to_owned());
@@ -64,6 +66,7 @@ pub fn base_settings(dir: &std::path::Path) -> Settings {
                 "http://127.0.0.1/cb".to_owned(),
                 "https://app.example/cb".to_owned(),
             ],
+            ..Default::default()
         },
         // Every redirect URI is loopback: consent is asked every time.
         ClientSettings {
@@ -74,6 +77,7 @@ pub fn base_settings(dir: &std::path::Path) -> Settings {
             grant_types: vec!["authorization_code".to_owned(), "refresh_token".to_owned()],
             scopes: vec![],
             redirect_uris: vec!["http://localhost/callback".to_owned()],
+            ..Default::default()
         },
         ClientSettings {
             client_id: "bench".to_owned(),
@@ -86,6 +90,7 @@ pub fn base_settings(dir: &std::path::Path) -> Settings {
             grant_types: vec!["client_credentials".to_owned()],
             scopes: vec!["mcp:tools".to_owned()],
             redirect_uris: vec![],
+            ..Default::default()
         },
     ];
     s

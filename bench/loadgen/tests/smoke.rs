@@ -69,6 +69,7 @@ async fn every_scenario_runs_without_errors() {
         name: "Smoke MCP".to_owned(),
         scopes: BTreeMap::from([("mcp:tools".to_owned(), "Tools".to_owned())]),
         introspection_clients: vec!["bench".to_owned()],
+        ..Default::default()
     }];
     s.default_resource = Some("https://mcp.example.com/mcp".to_owned());
     s.default_scopes = vec!["mcp:tools".to_owned()];
@@ -82,6 +83,7 @@ async fn every_scenario_runs_without_errors() {
             grant_types: vec!["authorization_code".to_owned(), "refresh_token".to_owned()],
             scopes: vec![],
             redirect_uris: vec![REDIRECT.to_owned()],
+            ..Default::default()
         },
         ClientSettings {
             client_id: "bench".to_owned(),
@@ -91,6 +93,7 @@ async fn every_scenario_runs_without_errors() {
             grant_types: vec!["client_credentials".to_owned()],
             scopes: vec!["mcp:tools".to_owned()],
             redirect_uris: vec![],
+            ..Default::default()
         },
     ];
     // The dev auto-approve user must exist before start-up, as with `steward users add`.

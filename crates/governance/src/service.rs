@@ -950,6 +950,46 @@ impl Governance {
         }
     }
 
+    /// The scopes of `needed` an approver has already decided against for
+    /// this client and resource on its current metadata digest: denied, or
+    /// narrowed away from an approval. The authorization endpoint drops
+    /// them rather than send the user to ask again, so that after a
+    /// narrowing approval "the same authorization request succeeds for the
+    /// approved scopes" (issue 13 item 7). A changed document (another
+    /// digest) reopens the question.
+    pub async fn already_decided(
+        &self,
+        client_id: &str,
+        resource: &str,
+        needed: &[String],
+    ) -> Result<Vec<String>, GovernanceError> {
+        let view = self.view(client_id).await?;
+        let digest = ClientFacts::derive(&view).digest;
+        let decided = self
+            .store
+            .list_access_requests(&RequestFilter {
+                state: None,
+                client_id: Some(client_id.to_owned()),
+            })
+            .await?;
+        let settled: BTreeSet<&str> = decided
+            .iter()
+            .filter(|r| r.resource == resource && r.metadata_digest == digest)
+            .filter(|r| matches!(r.state, RequestState::Approved | RequestState::Denied))
+            .flat_map(|r| {
+                r.scopes
+                    .iter()
+                    .filter(|s| !r.granted_scopes.contains(s))
+                    .map(String::as_str)
+            })
+            .collect();
+        Ok(needed
+            .iter()
+            .filter(|s| settled.contains(s.as_str()))
+            .cloned()
+            .collect())
+    }
+
     /// The request-expiry sweep: marks undecided requests past their expiry
     /// `expired`, and moves a pending client whose every request has expired
     /// to `expired`. Returns the ids of the requests it expired.

@@ -889,3 +889,35 @@ async fn disabled_user_may_not_act() {
         "{e}"
     );
 }
+
+#[tokio::test]
+async fn scopes_narrowed_away_or_denied_are_already_decided_not_asked_again() {
+    let w = world();
+    let id = w.open(&["files:write", "admin"]).await;
+    let opts = ApproveOptions {
+        scopes: Some(scopes(&["files:write"])),
+        ..ApproveOptions::default()
+    };
+    w.gov.approve(&id, "alice", "writes only", &opts).await.unwrap();
+    // The approved scope is granted; the narrowed-away one is settled.
+    assert_eq!(
+        w.granted(&["files:read", "files:write", "admin"]).await,
+        scopes(&["files:read", "files:write"])
+    );
+    let settled = w
+        .gov
+        .already_decided(CLIENT, RES, &scopes(&["admin"]))
+        .await
+        .unwrap();
+    assert_eq!(settled, scopes(&["admin"]));
+    // A pending request settles nothing.
+    let w = world();
+    w.open(&["admin"]).await;
+    assert!(
+        w.gov
+            .already_decided(CLIENT, RES, &scopes(&["admin"]))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

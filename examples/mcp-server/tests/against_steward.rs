@@ -97,6 +97,7 @@ async fn start_steward(
         grant_types: vec!["client_credentials".to_owned()],
         scopes: vec![scope.to_owned()],
         redirect_uris: vec![],
+        ..Default::default()
     };
     let mut scopes = BTreeMap::new();
     scopes.insert("mcp:tools".to_owned(), "Use the example's tools".to_owned());
@@ -113,12 +114,14 @@ async fn start_steward(
             name: "Example MCP server".to_owned(),
             scopes: scopes.clone(),
             introspection_clients: vec![],
+            ..Default::default()
         },
         ResourceSettings {
             uri: OTHER_RESOURCE.to_owned(),
             name: "Another server".to_owned(),
             scopes,
             introspection_clients: vec![],
+            ..Default::default()
         },
     ];
     s.clients = vec![

@@ -899,7 +899,29 @@ async fn govern(state: &AppState, v: &mut Validated, user_id: &str) -> Result<()
             v.scopes = granted;
             Ok(())
         }
-        Ok(crate::governance::Outcome::NeedsApproval { needed, .. }) => Err(Governed::NeedsApproval(needed)),
+        Ok(crate::governance::Outcome::NeedsApproval { granted, needed }) => {
+            // What an approver already decided against is dropped, not asked again.
+            let settled = state
+                .governance
+                .already_decided(&v.client.id, &v.resource.uri, &needed)
+                .await
+                .map_err(|e| {
+                    tracing::error!(error = %e, "could not read decided access requests");
+                    Governed::Refused(OAuthError::server_error())
+                })?;
+            let open: Vec<String> = needed.into_iter().filter(|s| !settled.contains(s)).collect();
+            if !open.is_empty() {
+                return Err(Governed::NeedsApproval(open));
+            }
+            if granted.is_empty() && !v.scopes.is_empty() {
+                return Err(Governed::Refused(OAuthError::new(
+                    ErrorCode::InvalidScope,
+                    "the platform team did not approve the requested scopes for this client",
+                )));
+            }
+            v.scopes = granted;
+            Ok(())
+        }
         Err(e) => Err(Governed::Refused(e)),
     }
 }

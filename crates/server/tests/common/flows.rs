@@ -222,3 +222,99 @@ pub async fn introspect(server: &TestServer, token: &str) -> Value {
     assert_eq!(res.headers()["cache-control"], "no-store");
     res.json().await.unwrap()
 }
+
+pub const PASSWORD: &str = "a-long-enough-password";
+
+/// A browser: a cookie jar, and optional headers sent with every request.
+pub struct Browser<'a> {
+    pub server: &'a TestServer,
+    pub jar: HashMap<String, String>,
+}
+
+impl<'a> Browser<'a> {
+    pub fn new(server: &'a TestServer) -> Self {
+        Browser {
+            server,
+            jar: HashMap::new(),
+        }
+    }
+
+    pub async fn get(&mut self, url: &str) -> reqwest::Response {
+        let res = client()
+            .get(url)
+            .header("cookie", jar_string(&self.jar))
+            .send()
+            .await
+            .unwrap();
+        cookie_header(&res, &mut self.jar);
+        res
+    }
+
+    pub async fn post_with(
+        &mut self,
+        path: &str,
+        form: &[(&str, &str)],
+        headers: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let mut req = client()
+            .post(self.server.url(path))
+            .header("cookie", jar_string(&self.jar))
+            .form(form);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let res = req.send().await.unwrap();
+        cookie_header(&res, &mut self.jar);
+        res
+    }
+
+    pub async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        self.post_with(path, form, &[]).await
+    }
+
+    pub async fn login(&mut self, html: &str, user: &str) -> reqwest::Response {
+        let (csrf, request) = (hidden_value(html, "csrf"), hidden_value(html, "request"));
+        self.post(
+            "/authorize/login",
+            &[
+                ("username", user),
+                ("password", PASSWORD),
+                ("csrf", &csrf),
+                ("request", &request),
+            ],
+        )
+        .await
+    }
+
+    pub async fn decide(&mut self, html: &str, decision: &str) -> reqwest::Response {
+        let (csrf, request) = (hidden_value(html, "csrf"), hidden_value(html, "request"));
+        self.post(
+            "/authorize/consent",
+            &[("decision", decision), ("csrf", &csrf), ("request", &request)],
+        )
+        .await
+    }
+
+    /// Opens `url` (signed out: the login page), signs in; returns the consent page.
+    pub async fn sign_in_to_consent(&mut self, url: &str, user: &str) -> String {
+        let html = self.get(url).await.text().await.unwrap();
+        assert!(html.contains("name=\"password\""), "{html}");
+        let res = self.login(&html, user).await;
+        assert_eq!(res.status(), 200, "consent page");
+        let html = res.text().await.unwrap();
+        assert!(html.contains("name=\"decision\""), "{html}");
+        html
+    }
+
+    pub fn session(&self) -> String {
+        self.jar["steward_session"].clone()
+    }
+}
+
+pub async fn add_user(server: &TestServer, name: &str) {
+    let hash = steward_server::oauth::users::hash_password(PASSWORD).unwrap();
+    let now = server.state.clock.now();
+    steward_server::oauth::users::create_user(server.state.store.as_ref(), name, hash, now)
+        .await
+        .unwrap();
+}

@@ -158,6 +158,10 @@ pub struct LoadedPolicies {
     pub(crate) origin: HashMap<String, String>,
     /// The sources, as loaded (for `explain` and `show`).
     pub(crate) sources: Vec<PolicySource>,
+    /// Decisions this set has made, by their whole input (see
+    /// [`super::DecisionMemo`]). Lives and dies with the set, so nothing
+    /// decided by one set is ever answered by another after a reload.
+    pub(crate) memo: super::DecisionMemo,
 }
 
 impl LoadedPolicies {
@@ -286,5 +290,10 @@ pub fn load(schema: &Schema, sources: Vec<PolicySource>) -> Result<LoadedPolicie
     if !diagnostics.is_empty() {
         return Err(PolicyError::Malformed(diagnostics));
     }
-    Ok(LoadedPolicies { set, origin, sources })
+    Ok(LoadedPolicies {
+        set,
+        origin,
+        sources,
+        memo: super::DecisionMemo::default(),
+    })
 }

@@ -273,6 +273,54 @@ pub struct ImpactRow {
     pub lost: Vec<String>,
 }
 
+/// Decisions of one policy set by their exact input. Keyed by the input's
+/// full serialization and compared whole (no hash stands in for equality,
+/// so two inputs can never share an answer). Bounded: when full it is
+/// emptied; entries of past seconds can never match again anyway, since
+/// `now` is part of the key.
+#[derive(Debug, Default)]
+pub(crate) struct DecisionMemo {
+    map: std::sync::Mutex<std::collections::HashMap<String, Decision>>,
+}
+
+const MEMO_CAPACITY: usize = 4096;
+
+impl DecisionMemo {
+    fn key(input: &DecisionInput<'_>) -> Option<String> {
+        serde_json::to_string(&(
+            input.action,
+            input.client,
+            input.resource,
+            input.scopes,
+            input.user,
+            input.address,
+            input.now.0,
+        ))
+        .ok()
+    }
+
+    fn get(&self, key: &str) -> Option<Decision> {
+        self.map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .cloned()
+    }
+
+    fn put(&self, key: String, decision: &Decision) {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= MEMO_CAPACITY {
+            map.clear();
+        }
+        map.insert(key, decision.clone());
+    }
+
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.map.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}
+
 /// The policy engine: the schema, the running set (swapped whole on a
 /// successful reload), and the evaluator.
 #[derive(Debug)]
@@ -333,9 +381,23 @@ impl PolicyEngine {
         Arc::clone(&self.running.read().unwrap_or_else(|p| p.into_inner()))
     }
 
-    /// Decides with the running set.
+    /// Decides with the running set. A decision is a pure function of the
+    /// set and the whole input (client attributes, action, resource, scopes,
+    /// user, address and `now` to the second), so the set remembers the
+    /// decisions it made by that input: the token endpoint asks the same
+    /// question for the same client many times a second, and evaluating
+    /// Cedar costs tens of microseconds where the lookup costs one or two.
     pub fn decide(&self, input: &DecisionInput<'_>) -> Decision {
-        self.decide_with(&self.running(), input).0
+        let set = self.running();
+        let key = DecisionMemo::key(input);
+        if let Some(d) = key.as_deref().and_then(|k| set.memo.get(k)) {
+            return d;
+        }
+        let decision = self.decide_with(&set, input).0;
+        if let Some(k) = key {
+            set.memo.put(k, &decision);
+        }
+        decision
     }
 
     /// Decides and says which policies made the decision.

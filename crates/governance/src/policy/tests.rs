@@ -608,3 +608,38 @@ fn action_names_round_trip() {
     }
     assert!("introspect".parse::<Action>().is_err());
 }
+
+/// The memo answers exactly what evaluation would, for the exact input
+/// only, and a reload starts from an empty memo: a decision of the old set
+/// is never given by the new one.
+#[test]
+fn remembered_decisions_match_evaluation_and_die_with_their_set() {
+    let engine = default_engine();
+    let c = client();
+    let first = decide(&engine, &c, Action::Authorize, &["files:read", "admin"]);
+    assert_eq!(engine.running().memo.len(), 1);
+    assert_eq!(
+        decide(&engine, &c, Action::Authorize, &["files:read", "admin"]),
+        first
+    );
+    // Another state is another input, decided afresh.
+    let suspended = ClientAttributes {
+        state: LifecycleState::Suspended,
+        ..client()
+    };
+    assert!(
+        decide(&engine, &suspended, Action::Authorize, &["files:read"])
+            .granted
+            .is_empty()
+    );
+    assert_eq!(engine.running().memo.len(), 2);
+    engine
+        .reload(vec![
+            PolicySource::default_set(),
+            PolicySource::new("ops.cedar", "@id(\"ops.no_read\")\nforbid (principal, action, resource is Scope) when { resource.name == \"files:read\" };"),
+        ])
+        .unwrap();
+    assert_eq!(engine.running().memo.len(), 0);
+    let after = decide(&engine, &c, Action::Authorize, &["files:read", "admin"]);
+    assert!(after.granted.is_empty(), "{after:?}");
+}

@@ -102,7 +102,13 @@ fn decision(c: &mut Criterion) {
             };
             let d = engine.decide(&input);
             assert!(d.is_granted("files:read") && d.policy_errors.is_empty());
+            // Evaluation itself (what a first question costs).
+            let set = engine.running();
             c.bench_function(&format!("decision/{name}/{n}"), |b| {
+                b.iter(|| engine.decide_with(&set, black_box(&input)).0)
+            });
+            // The same question again within the second: the set's memo.
+            c.bench_function(&format!("remembered/{name}/{n}"), |b| {
                 b.iter(|| engine.decide(black_box(&input)))
             });
         }

@@ -161,6 +161,28 @@ pub fn host_refused(governance: &Governance, host: &str) -> bool {
     )
 }
 
+/// The policy's view of the user `user_id` (`None` when there is no such
+/// user), read once per node: ids and usernames never change.
+pub async fn user_context(
+    state: &crate::state::AppState,
+    user_id: &str,
+) -> Result<Option<UserContext>, steward_store::StoreError> {
+    if let Some(username) = state.oauth.usernames.get(user_id) {
+        return Ok(Some(UserContext {
+            id: user_id.to_owned(),
+            username,
+        }));
+    }
+    let Some(u) = state.store.get_user(user_id).await? else {
+        return Ok(None);
+    };
+    state.oauth.usernames.insert(u.id.clone(), u.username.clone());
+    Ok(Some(UserContext {
+        id: u.id,
+        username: u.username,
+    }))
+}
+
 /// What the room decided for one protocol request, in the protocol's terms.
 pub enum Outcome {
     /// These scopes (possibly fewer than asked: OAuth 2.1 §3.2.3 lets the

@@ -873,13 +873,10 @@ enum Governed {
 
 /// The signed-in user as the policy sees them.
 async fn user_context(state: &AppState, user_id: &str) -> Option<steward_governance::UserContext> {
-    match state.store.get_user(user_id).await {
-        Ok(Some(u)) => Some(steward_governance::UserContext {
-            id: u.id,
-            username: u.username,
-        }),
-        _ => None,
-    }
+    crate::governance::user_context(state, user_id)
+        .await
+        .ok()
+        .flatten()
 }
 
 /// Asks the room whether this client may have the requested scopes now

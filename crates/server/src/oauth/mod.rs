@@ -40,6 +40,10 @@ pub struct OAuth {
     pub dummy_password_hash: String,
     /// `[dev] auto_approve_user`, resolved to a user id.
     pub dev_user_id: Option<String>,
+    /// User id → username, for the policy's user context. Exact: a user's
+    /// id and name never change once created (there is no rename), so the
+    /// token endpoint need not read the user at every refresh.
+    pub usernames: moka::sync::Cache<String, String>,
 }
 
 impl OAuth {
@@ -62,6 +66,7 @@ impl OAuth {
             ),
             dummy_password_hash: users::dummy_hash(),
             dev_user_id: None,
+            usernames: moka::sync::Cache::builder().max_capacity(100_000).build(),
         }
     }
 }

@@ -486,15 +486,9 @@ async fn govern(
     user_id: Option<&str>,
 ) -> Result<ScopeSet, WebError> {
     let user = match user_id {
-        Some(id) => state
-            .store
-            .get_user(id)
+        Some(id) => crate::governance::user_context(state, id)
             .await
-            .map_err(WebError::internal)?
-            .map(|u| steward_governance::UserContext {
-                id: u.id,
-                username: u.username,
-            }),
+            .map_err(WebError::internal)?,
         None => None,
     };
     let ask = crate::governance::Ask {

@@ -95,6 +95,55 @@ fn latest_row(r: &PgRow) -> Result<(String, Latest), StoreError> {
     ))
 }
 
+/// [`PostgresStore::client_view_on`]'s one statement: the client row, its
+/// latest metadata version (the order of `latest_metadata_version`), its
+/// owners who are not disabled in succession order, and its approvals
+/// oldest first, the last two as JSON arrays.
+const VIEW_OF_ONE: &str = concat!(
+    "SELECT c.client_id, c.kind, c.display_name, c.first_seen, c.last_seen, c.state, c.owner_organization, ",
+    "c.owner_business, c.owner_technical, c.owner_contact, c.trust_tier, c.secret_hash, c.registration, ",
+    "c.created_at, c.updated_at, ",
+    "lv.body AS latest_body, lv.content_hash AS latest_hash, ",
+    "(SELECT COALESCE(json_agg(json_build_object('user_id', o.user_id, 'username', u.username, 'kind', o.kind) ",
+    "ORDER BY o.seq), '[]'::json) FROM client_owners o JOIN users u ON u.id = o.user_id ",
+    "WHERE NOT u.disabled AND o.client_id = c.client_id)::text AS owners_json, ",
+    "(SELECT COALESCE(json_agg(json_build_object('id', a.id, 'resource', a.resource, 'scopes', a.scopes, ",
+    "'metadata_digest', a.metadata_digest, 'approved_by', a.approved_by, 'approved_at', a.approved_at, ",
+    "'expires_at', a.expires_at, 'request_id', a.request_id, 'self_approved', a.self_approved) ",
+    "ORDER BY a.approved_at, a.id), '[]'::json) FROM approvals a WHERE a.client_id = c.client_id)::text AS approvals_json ",
+    "FROM clients c LEFT JOIN LATERAL (SELECT v.body, v.content_hash FROM client_metadata_versions v ",
+    "WHERE v.client_id = c.client_id ORDER BY v.last_seen_at DESC, v.id DESC LIMIT 1) lv ON true ",
+    "WHERE c.client_id = $1"
+);
+
+#[derive(serde::Deserialize)]
+struct OwnerJson {
+    user_id: String,
+    username: String,
+    kind: String,
+}
+
+#[derive(serde::Deserialize)]
+struct ApprovalJson {
+    id: String,
+    resource: String,
+    scopes: String,
+    metadata_digest: Option<String>,
+    approved_by: String,
+    approved_at: i64,
+    expires_at: Option<i64>,
+    request_id: Option<String>,
+    self_approved: bool,
+}
+
+fn json_column<T: serde::de::DeserializeOwned>(row: &PgRow, column: &'static str) -> Result<T, StoreError> {
+    let text: String = row.try_get(column)?;
+    serde_json::from_str(&text).map_err(|e| StoreError::Database {
+        reason: "a governance view column is not the JSON it should be",
+        source: format!("{column}: {e}").into(),
+    })
+}
+
 async fn gov_user_on(
     conn: &mut PgConnection,
     sql: &str,
@@ -180,33 +229,51 @@ async fn insert_approval_on(conn: &mut PgConnection, a: &Approval) -> Result<(),
 }
 
 impl PostgresStore {
+    /// One client's view in one round trip: the token endpoint asks at
+    /// every request, and four queries cost four round trips.
     async fn client_view_on(&self, client_id: &str) -> Result<Option<ClientView>, StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        let Some(row) = sqlx::query(&format!("SELECT {CLIENT_COLS} FROM clients WHERE client_id = $1"))
+        let Some(row) = sqlx::query(VIEW_OF_ONE)
             .bind(client_id)
-            .fetch_optional(&mut *conn)
+            .fetch_optional(&self.pool)
             .await?
         else {
             return Ok(None);
         };
         let client = client_row(&row)?;
-        let latest = sqlx::query(
-            "SELECT client_id, body, content_hash FROM client_metadata_versions WHERE client_id = $1 \
-             ORDER BY last_seen_at DESC, id DESC LIMIT 1",
-        )
-        .bind(client_id)
-        .fetch_optional(&mut *conn)
-        .await?
-        .as_ref()
-        .map(latest_row)
-        .transpose()?
-        .map(|(_, l)| l);
-        let rows = sqlx::query(&format!("{OWNERS} AND o.client_id = $1 ORDER BY o.seq"))
-            .bind(client_id)
-            .fetch_all(&mut *conn)
-            .await?;
-        let owners = collect(&rows, owner_row)?.into_iter().map(|(_, o)| o).collect();
-        let approvals = approvals_on(&mut conn, client_id).await?;
+        let latest = match (
+            row.try_get::<Option<String>, _>("latest_body")?,
+            row.try_get::<Option<String>, _>("latest_hash")?,
+        ) {
+            (Some(body), Some(digest)) => Some(Latest { body, digest }),
+            _ => None,
+        };
+        let owners: Vec<OwnerJson> = json_column(&row, "owners_json")?;
+        let owners = owners
+            .into_iter()
+            .map(|o| {
+                Ok(Owner {
+                    user_id: o.user_id,
+                    username: o.username,
+                    kind: parse_column("client_owners.kind", &o.kind)?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let approvals: Vec<ApprovalJson> = json_column(&row, "approvals_json")?;
+        let approvals = approvals
+            .into_iter()
+            .map(|a| Approval {
+                id: a.id,
+                client_id: client_id.to_owned(),
+                resource: a.resource,
+                scopes: split_scopes(&a.scopes),
+                metadata_digest: a.metadata_digest,
+                approved_by: a.approved_by,
+                approved_at: UnixTime(a.approved_at),
+                expires_at: a.expires_at.map(UnixTime),
+                request_id: a.request_id,
+                self_approved: a.self_approved,
+            })
+            .collect();
         Ok(Some(view_of(client, latest, owners, approvals)))
     }
 

@@ -18,9 +18,8 @@ use steward_core::{Clock, ManualClock, SystemClock, UnixTime};
 use steward_governance::UserContext;
 use steward_governance::lifecycle::SystemCause;
 use steward_governance::model::Role;
-use steward_governance::port::GovernanceStore;
 use steward_server::settings::{ResourceSettings, Settings};
-use steward_store::{DeploymentStore, Store};
+use steward_store::Store;
 
 const RESOURCE: &str = "https://mcp.test/mcp";
 
@@ -73,6 +72,9 @@ impl Env {
                 cmd.env_remove(k);
             }
         }
+        // The database driver's notices are logged at info; errors are
+        // what these tests read on standard error.
+        cmd.env("STEWARD_LOG", "warn");
         cmd
     }
 

@@ -239,6 +239,23 @@ impl Env {
             .to_owned()
     }
 
+    /// The audit trail's (actor, action) pairs for `client`, oldest first.
+    fn audit(&self, client: &str) -> Vec<(String, String)> {
+        block_on(async {
+            let mut events = self
+                .store()
+                .await
+                .list_audit(&steward_store::AuditFilter {
+                    client_id: Some(client.to_owned()),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            events.reverse();
+            events.into_iter().map(|e| (e.actor, e.action)).collect()
+        })
+    }
+
     fn generation(&self) -> i64 {
         block_on(async { self.store().await.policy_generation().await.unwrap() })
     }
@@ -310,6 +327,24 @@ fn users_roles_replaces_roles_and_a_principal_needs_the_operator_role() {
     assert!(err.contains("unknown role \"king\""), "{err}");
 }
 
+#[test]
+fn users_delete_passes_ownership_on_or_leaves_the_client_orphaned() {
+    let env = Env::sqlite();
+    people(&env);
+    env.create_client("app");
+    env.ok(&[
+        "clients", "owners", "app", "--add", "rita:business", "--add", "tom:business",
+        "--add", "rita:technical", "--as", "olga",
+    ]);
+    let text = env.ok(&["users", "delete", "rita"]);
+    assert!(text.contains("app: business owner is now tom"), "{text}");
+    assert!(text.contains("app: no technical owner left: the client is orphaned"), "{text}");
+    let v = env.json(&["clients", "owners", "app"]);
+    assert_eq!(v["owners"], serde_json::json!([{"username": "tom", "kind": "business"}]));
+    assert_eq!(v["status"], "orphaned");
+    assert!(env.refused(&["users", "delete", "rita"]).contains("unknown user rita"));
+}
+
 // ---------------------------------------------------------------- requests
 
 #[test]
@@ -361,6 +396,22 @@ fn requests_approve_refuses_self_approval() {
     assert!(err.contains("may not decide request"), "{err}");
     assert_eq!(env.request_state(&id), "pending", "nothing changed");
     assert_eq!(env.json(&["clients", "owners", "app"])["owners"], serde_json::json!([]));
+}
+
+#[test]
+fn requests_self_approval_when_allowed_is_marked() {
+    let env = Env::sqlite();
+    env.set_governance("allow_self_approval = true");
+    people(&env);
+    env.create_client("app");
+    let id = env.open_request("app", &["write"], "alice", 0);
+    let v = env.json(&[
+        "requests", "approve", &id, "--as", "alice", "--justification", "one-person shop",
+        "--owner", "alice:business", "--owner", "alice:technical",
+    ]);
+    assert_eq!(v["state"], "approved");
+    assert_eq!(v["approval"]["self_approved"], true);
+    assert!(env.audit("app").contains(&("alice".to_owned(), "request.approved".to_owned())));
 }
 
 #[test]
@@ -580,6 +631,19 @@ fn suspend_then_resume(env: &Env) {
     let text = env.ok(&["clients", "resume", "app", "--as", "alice", "--reason", "fixed"]);
     assert!(text.contains("client app is now active (was suspended)"), "{text}");
     assert_eq!(env.client_state("app"), "active");
+    // The trail records the --as principal of each move, and no refused one.
+    let moves: Vec<(String, String)> = env
+        .audit("app")
+        .into_iter()
+        .filter(|(_, a)| a == "client.suspended" || a == "client.resumed")
+        .collect();
+    assert_eq!(
+        moves,
+        vec![
+            ("olga".to_owned(), "client.suspended".to_owned()),
+            ("alice".to_owned(), "client.resumed".to_owned())
+        ]
+    );
 }
 
 #[test]

@@ -472,7 +472,9 @@ fn main() -> ExitCode {
             Command::Policy(PolicyCommand::Impact { files, out }) => {
                 commands::policy::impact(settings, files, out.output).await
             }
-            Command::Policy(PolicyCommand::Reload { out }) => commands::policy::reload(settings, out.output).await,
+            Command::Policy(PolicyCommand::Reload { out }) => {
+                commands::policy::reload(settings, out.output).await
+            }
         }
     });
     match result {

@@ -166,7 +166,10 @@ fn print_ownership(view: &ClientView, status: &OwnershipStatus) {
         "organization:   {}",
         view.ownership.organization.as_deref().unwrap_or("-")
     );
-    println!("contact:        {}", view.ownership.contact.as_deref().unwrap_or("-"));
+    println!(
+        "contact:        {}",
+        view.ownership.contact.as_deref().unwrap_or("-")
+    );
     if view.ownership.owners.is_empty() {
         println!("owners:         -");
     }
@@ -177,7 +180,11 @@ fn print_ownership(view: &ClientView, status: &OwnershipStatus) {
     println!("ownership:      {}", status_text(status));
 }
 
-async fn view(room: &Governance, store: &dyn GovernanceStore, client_id: &str) -> Result<(ClientView, OwnershipStatus)> {
+async fn view(
+    room: &Governance,
+    store: &dyn GovernanceStore,
+    client_id: &str,
+) -> Result<(ClientView, OwnershipStatus)> {
     let view = store
         .client_view(client_id)
         .await?
@@ -300,7 +307,9 @@ pub async fn lifecycle(
                     "no authorization, code, refresh or client_credentials on any node from the next request; \
                      refresh families are kept for `steward clients resume`"
                 ),
-                Move::Revoke => println!("its refresh families and access tokens are revoked; revoked is final"),
+                Move::Revoke => {
+                    println!("its refresh families and access tokens are revoked; revoked is final")
+                }
                 Move::Resume => {}
             }
         }

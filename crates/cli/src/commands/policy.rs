@@ -112,7 +112,11 @@ pub async fn explain(settings: Settings, args: ExplainArgs, output: Output) -> R
         Some(r) => r,
         None => match room.settings().resources.as_slice() {
             [only] => only.uri.clone(),
-            _ => return Err(anyhow!("--resource is required: several resources are configured")),
+            _ => {
+                return Err(anyhow!(
+                    "--resource is required: several resources are configured"
+                ));
+            }
         },
     };
     let user = match &args.user {

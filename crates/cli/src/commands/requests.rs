@@ -114,7 +114,11 @@ fn print_request(r: &AccessRequest, now: UnixTime) {
     println!("requested by:   {}", r.requested_by_name);
     println!(
         "justification:  {}",
-        if r.justification.is_empty() { "-" } else { &r.justification }
+        if r.justification.is_empty() {
+            "-"
+        } else {
+            &r.justification
+        }
     );
     println!("metadata:       {}", r.metadata_digest.as_deref().unwrap_or("-"));
     println!("created:        {}", date(r.created_at));
@@ -132,7 +136,9 @@ fn print_request(r: &AccessRequest, now: UnixTime) {
         println!("granted scopes: {}", words(&r.granted_scopes));
         println!(
             "approval ends:  {}",
-            r.approval_expires_at.map(date).unwrap_or_else(|| "never".to_owned())
+            r.approval_expires_at
+                .map(date)
+                .unwrap_or_else(|| "never".to_owned())
         );
     }
 }
@@ -193,7 +199,10 @@ pub async fn approve(settings: Settings, args: ApproveArgs, output: Output) -> R
             println!(
                 "approval {} ends {}",
                 approval.id,
-                approval.expires_at.map(date).unwrap_or_else(|| "never".to_owned())
+                approval
+                    .expires_at
+                    .map(date)
+                    .unwrap_or_else(|| "never".to_owned())
             );
             if approval.self_approved {
                 println!("marked self-approved in the audit trail (governance.allow_self_approval)");

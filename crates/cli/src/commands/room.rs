@@ -92,11 +92,7 @@ pub fn time_json(t: UnixTime) -> Value {
 
 /// A list rendered for a text column: `-` when empty.
 pub fn words(v: &[String]) -> String {
-    if v.is_empty() {
-        "-".to_owned()
-    } else {
-        v.join(" ")
-    }
+    if v.is_empty() { "-".to_owned() } else { v.join(" ") }
 }
 
 #[cfg(test)]

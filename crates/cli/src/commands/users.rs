@@ -4,10 +4,10 @@
 //! argv, where they would land in shell history and `ps` output.
 
 use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
 use std::io::{BufRead, IsTerminal};
 use std::process::ExitCode;
 use steward_core::{Clock, SystemClock};
-use serde_json::{Value, json};
 use steward_governance::lifecycle::SystemCause;
 use steward_governance::model::{GovernanceUser, Role};
 use steward_governance::port::GovernanceStore;
@@ -193,7 +193,10 @@ pub async fn delete(settings: Settings, name: &str) -> Result<ExitCode> {
     for s in room.on_user_disabled(name).await? {
         match s.successor {
             Some(next) => println!("{}: {} owner is now {next}", s.client_id, s.kind),
-            None => println!("{}: no {} owner left: the client is orphaned", s.client_id, s.kind),
+            None => println!(
+                "{}: no {} owner left: the client is orphaned",
+                s.client_id, s.kind
+            ),
         }
     }
     store.delete_user(&user.id).await?;

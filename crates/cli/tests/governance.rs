@@ -1029,6 +1029,13 @@ fn policy_check_names_file_line_and_column() {
         text.contains("ops.no_read") && text.contains("steward.self_service"),
         "{text}"
     );
+    // Without FILES: the configured governance.policy_files.
+    env.set_governance(&format!("policy_files = [\"{}\"]", bad.display()));
+    let out = env.run(&["policy", "check"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("{}:3:", bad.display())));
+    env.set_governance(&format!("policy_files = [\"{}\"]", good.display()));
+    assert!(env.ok(&["policy", "check"]).contains("ops.no_read"));
     let missing = env.refused(&["policy", "check", "/nonexistent/x.cedar"]);
     assert!(missing.contains("/nonexistent/x.cedar"), "{missing}");
 }

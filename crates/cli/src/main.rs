@@ -50,11 +50,13 @@ enum Command {
     /// The issuer recorded in the database, which every node must share.
     #[command(subcommand)]
     Issuer(IssuerCommand),
-    /// Manage local user accounts (who can sign in at the authorization endpoint).
+    /// Manage local user accounts (who can sign in at the authorization
+    /// endpoint) and their governance roles.
     #[command(subcommand)]
     Users(UsersCommand),
     /// Manage clients: create pre-registered clients, list and inspect every
-    /// client Steward knows (pre-registered, metadata-document, dynamic).
+    /// client Steward knows (pre-registered, metadata-document, dynamic),
+    /// suspend, resume or revoke them and name their owners.
     #[command(subcommand)]
     Clients(ClientsCommand),
     /// Client ID Metadata Document tools.

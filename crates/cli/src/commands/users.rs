@@ -88,9 +88,16 @@ pub async fn add(settings: Settings, name: &str, roles: &[String], output: Outpu
     let roles = parse_roles(roles)?;
     let password = read_password()?;
     let hash = tokio::task::spawn_blocking(move || users::hash_password(&password)).await??;
-    let (store, room) = room::open(&settings).await?;
+    // The room is opened before the account is created, so a configuration
+    // it refuses leaves nothing behind; without roles it is not needed.
+    let (store, room) = if roles.is_empty() {
+        (room::store(&settings).await?, None)
+    } else {
+        let (store, room) = room::open(&settings).await?;
+        (store, Some(room))
+    };
     let user = users::create_user(store.as_ref(), name, hash, SystemClock.now()).await?;
-    if !roles.is_empty() {
+    if let Some(room) = room {
         room.set_roles(By::System(SystemCause::Cli), name, &roles).await?;
     }
     let u = governance_user(store.as_ref(), name).await?;

@@ -5,6 +5,8 @@ mod config;
 mod logging;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use commands::clients::Move;
+use commands::room::OutputArg;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -48,16 +50,134 @@ enum Command {
     /// The issuer recorded in the database, which every node must share.
     #[command(subcommand)]
     Issuer(IssuerCommand),
-    /// Manage local user accounts (who can sign in at the authorization endpoint).
+    /// Manage local user accounts (who can sign in at the authorization
+    /// endpoint) and their governance roles.
     #[command(subcommand)]
     Users(UsersCommand),
     /// Manage clients: create pre-registered clients, list and inspect every
-    /// client Steward knows (pre-registered, metadata-document, dynamic).
+    /// client Steward knows (pre-registered, metadata-document, dynamic),
+    /// suspend, resume or revoke them and name their owners.
     #[command(subcommand)]
     Clients(ClientsCommand),
     /// Client ID Metadata Document tools.
     #[command(subcommand)]
     Cimd(CimdCommand),
+    /// Access requests: scopes the policy gives a client only with an
+    /// approver's decision.
+    #[command(subcommand)]
+    Requests(RequestsCommand),
+    /// The Cedar policy set that decides what each client may get
+    /// (docs/policy.md).
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum RequestsCommand {
+    /// List access requests, newest first.
+    List {
+        /// Only requests in this state: pending, approved, denied, expired.
+        #[arg(long)]
+        state: Option<String>,
+        /// Only requests for this client.
+        #[arg(long = "client", value_name = "ID")]
+        client: Option<String>,
+        #[command(flatten)]
+        out: OutputArg,
+    },
+    /// Show one access request.
+    Show {
+        id: String,
+        #[command(flatten)]
+        out: OutputArg,
+    },
+    /// Approve a pending request (an approver who neither made it nor owns
+    /// the client), optionally narrowing its scopes, ending the approval
+    /// and assigning owners.
+    Approve {
+        id: String,
+        /// The approver, by username.
+        #[arg(long = "as", value_name = "USER")]
+        actor: String,
+        /// Why (kept in the audit trail).
+        #[arg(long)]
+        justification: String,
+        /// Grant only these of the requested scopes (repeatable).
+        #[arg(long = "scopes", alias = "scope", value_name = "SCOPE", num_args = 1..)]
+        scopes: Vec<String>,
+        /// The approval lapses after this long: 90d, 12h, 30m, 3600s.
+        #[arg(long, value_name = "DURATION")]
+        expires_in: Option<String>,
+        /// Assign an owner, USER:business or USER:technical (repeatable).
+        #[arg(long = "owner", value_name = "USER:KIND")]
+        owners: Vec<String>,
+        #[command(flatten)]
+        out: OutputArg,
+    },
+    /// Deny a pending request (an approver, with a justification).
+    Deny {
+        id: String,
+        /// The approver, by username.
+        #[arg(long = "as", value_name = "USER")]
+        actor: String,
+        /// Why (kept in the audit trail).
+        #[arg(long)]
+        justification: String,
+        #[command(flatten)]
+        out: OutputArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Print the default policy set shipped in the binary.
+    ShowDefault {
+        #[command(flatten)]
+        out: OutputArg,
+    },
+    /// Validate policy files against the schema (the default set included
+    /// unless governance.include_default_policies = false). Without FILES,
+    /// the configured governance.policy_files. Errors name file, line and
+    /// column; exit 1 on any.
+    Check {
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        out: OutputArg,
+    },
+    /// The decision for a client and the policies that made it, with no
+    /// side effect.
+    Explain {
+        #[arg(long = "client", value_name = "ID")]
+        client: String,
+        /// The resource URI; may be left out when only one is configured.
+        #[arg(long, value_name = "URI")]
+        resource: Option<String>,
+        /// A scope to decide (repeatable).
+        #[arg(long = "scope", value_name = "SCOPE", required = true)]
+        scopes: Vec<String>,
+        /// authorize, redeem_code, refresh, client_credentials or register.
+        #[arg(long)]
+        action: String,
+        /// The signed-in user, by username (authorize).
+        #[arg(long, value_name = "NAME")]
+        user: Option<String>,
+        #[command(flatten)]
+        out: OutputArg,
+    },
+    /// Which clients would gain or lose which scopes with a candidate set
+    /// (the default set included unless excluded, plus FILES).
+    Impact {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        out: OutputArg,
+    },
+    /// Validate the configured policy set and ask every node sharing the
+    /// database to reload it. An invalid set is refused and nothing changes.
+    Reload {
+        #[command(flatten)]
+        out: OutputArg,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -88,11 +208,55 @@ enum ClientsCommand {
         public: bool,
     },
     /// List every client: id, kind, lifecycle state, trust tier, name.
-    List,
-    /// Show one client's inventory record and registration.
-    Show { client_id: String },
+    List {
+        #[command(flatten)]
+        out: OutputArg,
+    },
+    /// Show one client's inventory record, registration, lifecycle state,
+    /// organization, owners and ownership status (owned, unowned, orphaned).
+    Show {
+        client_id: String,
+        #[command(flatten)]
+        out: OutputArg,
+    },
     /// Delete a client with its grants, codes and tokens.
     Delete { client_id: String },
+    /// Suspend a client at once on every node (reversible: refresh
+    /// families are kept for `resume`).
+    Suspend(LifecycleArgs),
+    /// Resume a suspended client.
+    Resume(LifecycleArgs),
+    /// Revoke a client for good, with its refresh families and tokens.
+    Revoke(LifecycleArgs),
+    /// List a client's owners, organization and ownership status; with
+    /// --add or --remove, change them first.
+    Owners {
+        client_id: String,
+        /// Add an owner, USER:business or USER:technical (repeatable).
+        #[arg(long = "add", value_name = "USER:KIND")]
+        add: Vec<String>,
+        /// Remove an owner, USER (every kind) or USER:KIND (repeatable).
+        #[arg(long = "remove", value_name = "USER")]
+        remove: Vec<String>,
+        /// Who makes the change, by username (required with --add/--remove).
+        #[arg(long = "as", value_name = "USER")]
+        actor: Option<String>,
+        #[command(flatten)]
+        out: OutputArg,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct LifecycleArgs {
+    client_id: String,
+    /// Who makes the move, by username.
+    #[arg(long = "as", value_name = "USER")]
+    actor: String,
+    /// Why (kept in the audit trail).
+    #[arg(long)]
+    reason: String,
+    #[command(flatten)]
+    out: OutputArg,
 }
 
 #[derive(Debug, Subcommand)]
@@ -117,10 +281,37 @@ enum IssuerCommand {
 #[derive(Debug, Subcommand)]
 enum UsersCommand {
     /// Create a user. The password is read from standard input (one line), never from arguments:
-    /// `printf '%s\n' "$PASSWORD" | steward users add alice`
-    Add { name: String },
-    /// List users.
-    List,
+    /// `printf '%s\n' "$PASSWORD" | steward users add alice --role approver`
+    Add {
+        name: String,
+        /// A governance role: operator, approver, auditor (repeatable).
+        #[arg(long = "role", value_name = "ROLE")]
+        roles: Vec<String>,
+        #[command(flatten)]
+        out: OutputArg,
+    },
+    /// Replace a user's roles (operator, approver, auditor); without --role
+    /// or --clear, show them.
+    Roles {
+        name: String,
+        /// A role to hold (repeatable); the user's other roles are dropped.
+        #[arg(long = "role", value_name = "ROLE")]
+        roles: Vec<String>,
+        /// Remove every role.
+        #[arg(long)]
+        clear: bool,
+        /// Who assigns, by username (must be an operator); without it the
+        /// local CLI assigns as system:cli.
+        #[arg(long = "as", value_name = "USER")]
+        actor: Option<String>,
+        #[command(flatten)]
+        out: OutputArg,
+    },
+    /// List users with their roles.
+    List {
+        #[command(flatten)]
+        out: OutputArg,
+    },
     /// Delete a user with their sessions, grants and tokens.
     Delete { name: String },
 }
@@ -133,6 +324,15 @@ enum CimdCommand {
         /// The client_id URL, e.g. https://app.example.com/oauth/client.json
         url: String,
     },
+}
+
+/// `steward clients suspend|resume|revoke`.
+async fn lifecycle(
+    settings: steward_server::settings::Settings,
+    a: LifecycleArgs,
+    mv: Move,
+) -> anyhow::Result<ExitCode> {
+    commands::clients::lifecycle(settings, &a.client_id, mv, &a.actor, &a.reason, a.out.output).await
 }
 
 /// mimalloc instead of glibc malloc: a token request allocates and frees
@@ -184,17 +384,99 @@ fn main() -> ExitCode {
                 };
                 commands::clients::create(settings, req).await
             }
-            Command::Clients(ClientsCommand::List) => commands::clients::list(settings).await,
-            Command::Clients(ClientsCommand::Show { client_id }) => {
-                commands::clients::show(settings, &client_id).await
+            Command::Clients(ClientsCommand::List { out }) => {
+                commands::clients::list(settings, out.output).await
+            }
+            Command::Clients(ClientsCommand::Show { client_id, out }) => {
+                commands::clients::show(settings, &client_id, out.output).await
             }
             Command::Clients(ClientsCommand::Delete { client_id }) => {
                 commands::clients::delete(settings, &client_id).await
             }
+            Command::Clients(ClientsCommand::Suspend(a)) => lifecycle(settings, a, Move::Suspend).await,
+            Command::Clients(ClientsCommand::Resume(a)) => lifecycle(settings, a, Move::Resume).await,
+            Command::Clients(ClientsCommand::Revoke(a)) => lifecycle(settings, a, Move::Revoke).await,
+            Command::Clients(ClientsCommand::Owners {
+                client_id,
+                add,
+                remove,
+                actor,
+                out,
+            }) => {
+                commands::clients::owners(settings, &client_id, &add, &remove, actor.as_deref(), out.output)
+                    .await
+            }
             Command::Cimd(CimdCommand::Check { url }) => commands::cimd::check(settings, &url).await,
-            Command::Users(UsersCommand::Add { name }) => commands::users::add(settings, &name).await,
-            Command::Users(UsersCommand::List) => commands::users::list(settings).await,
+            Command::Users(UsersCommand::Add { name, roles, out }) => {
+                commands::users::add(settings, &name, &roles, out.output).await
+            }
+            Command::Users(UsersCommand::Roles {
+                name,
+                roles,
+                clear,
+                actor,
+                out,
+            }) => commands::users::roles(settings, &name, &roles, clear, actor.as_deref(), out.output).await,
+            Command::Users(UsersCommand::List { out }) => commands::users::list(settings, out.output).await,
             Command::Users(UsersCommand::Delete { name }) => commands::users::delete(settings, &name).await,
+            Command::Requests(RequestsCommand::List { state, client, out }) => {
+                commands::requests::list(settings, state, client, out.output).await
+            }
+            Command::Requests(RequestsCommand::Show { id, out }) => {
+                commands::requests::show(settings, &id, out.output).await
+            }
+            Command::Requests(RequestsCommand::Approve {
+                id,
+                actor,
+                justification,
+                scopes,
+                expires_in,
+                owners,
+                out,
+            }) => {
+                let args = commands::requests::ApproveArgs {
+                    id,
+                    actor,
+                    justification,
+                    scopes,
+                    expires_in,
+                    owners,
+                };
+                commands::requests::approve(settings, args, out.output).await
+            }
+            Command::Requests(RequestsCommand::Deny {
+                id,
+                actor,
+                justification,
+                out,
+            }) => commands::requests::deny(settings, &id, &actor, &justification, out.output).await,
+            Command::Policy(PolicyCommand::ShowDefault { out }) => commands::policy::show_default(out.output),
+            Command::Policy(PolicyCommand::Check { files, out }) => {
+                commands::policy::check(&settings, files, out.output)
+            }
+            Command::Policy(PolicyCommand::Explain {
+                client,
+                resource,
+                scopes,
+                action,
+                user,
+                out,
+            }) => {
+                let args = commands::policy::ExplainArgs {
+                    client,
+                    resource,
+                    scopes,
+                    action,
+                    user,
+                };
+                commands::policy::explain(settings, args, out.output).await
+            }
+            Command::Policy(PolicyCommand::Impact { files, out }) => {
+                commands::policy::impact(settings, files, out.output).await
+            }
+            Command::Policy(PolicyCommand::Reload { out }) => {
+                commands::policy::reload(settings, out.output).await
+            }
         }
     });
     match result {

@@ -23,6 +23,11 @@ pub enum SystemCause {
     Sweep,
     /// The access requests of a pending client expired undecided.
     RequestExpiry,
+    /// The `steward` CLI: a trusted local operator working on the database
+    /// directly (it bootstraps roles before any operator exists). It appears
+    /// in no row of [`TABLE`], so it makes no lifecycle move; people act
+    /// through the CLI with `--as USER`.
+    Cli,
 }
 
 impl SystemCause {
@@ -32,6 +37,7 @@ impl SystemCause {
             Self::Drift => "drift",
             Self::Sweep => "sweep",
             Self::RequestExpiry => "request_expiry",
+            Self::Cli => "cli",
         }
     }
 }
@@ -344,6 +350,16 @@ mod tests {
         for from in ALL {
             for to in ALL {
                 assert!(check(from, to, &auditor).is_err(), "{from} -> {to}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_cli_cause_moves_nothing() {
+        let cli = Capacities::system(SystemCause::Cli);
+        for from in ALL {
+            for to in ALL {
+                assert!(check(from, to, &cli).is_err(), "{from} -> {to}");
             }
         }
     }

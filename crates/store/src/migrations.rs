@@ -49,6 +49,11 @@ pub(crate) const SQLITE: &[Embedded] = &[
         "governance",
         include_str!("../migrations/sqlite/0007_governance.sql"),
     ),
+    (
+        8,
+        "policy generation",
+        include_str!("../migrations/sqlite/0008_policy_generation.sql"),
+    ),
 ];
 
 pub(crate) const POSTGRES: &[Embedded] = &[
@@ -81,6 +86,11 @@ pub(crate) const POSTGRES: &[Embedded] = &[
         7,
         "governance",
         include_str!("../migrations/postgres/0007_governance.sql"),
+    ),
+    (
+        8,
+        "policy generation",
+        include_str!("../migrations/postgres/0008_policy_generation.sql"),
     ),
 ];
 

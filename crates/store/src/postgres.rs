@@ -1277,6 +1277,28 @@ impl DeploymentStore for PostgresStore {
         tx.commit().await?;
         Ok(previous)
     }
+
+    async fn request_policy_reload(&self, now: UnixTime) -> Result<i64, StoreError> {
+        // The upsert takes the row lock: concurrent requests queue on it and
+        // each increments the value the previous one committed.
+        let generation: i64 = sqlx::query_scalar(
+            "INSERT INTO policy_generation (id, generation, requested_at) VALUES (1, 1, $1) \
+             ON CONFLICT (id) DO UPDATE SET generation = policy_generation.generation + 1, \
+             requested_at = excluded.requested_at RETURNING generation",
+        )
+        .bind(now.0)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(generation)
+    }
+
+    async fn policy_generation(&self) -> Result<i64, StoreError> {
+        let generation: Option<i64> =
+            sqlx::query_scalar("SELECT generation FROM policy_generation WHERE id = 1")
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(generation.unwrap_or(0))
+    }
 }
 
 #[async_trait]

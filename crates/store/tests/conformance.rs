@@ -192,6 +192,7 @@ conformance!(
         signing_key_rotation_keeps_one_active,
         first_signing_key_is_one_decision,
         issuer_is_recorded_once_for_every_node,
+        policy_reload_requests_each_get_their_own_generation,
         audit_is_listed_newest_first_with_filters,
         assertion_jti_replay_is_refused,
         assertion_jti_concurrent_first_use_has_one_winner,
@@ -221,6 +222,7 @@ conformance!(
         newer_schema_is_refused,
         two_transitions_at_once_exactly_one_wins,
         two_approvers_at_once_exactly_one_wins,
+        a_policy_reload_request_is_seen_by_every_node,
     ]
 );
 
@@ -1289,6 +1291,43 @@ async fn issuer_is_recorded_once_for_every_node(s: Arc<dyn Store>) {
         s.claim_issuer("https://other.example").await.unwrap(),
         "https://moved.example"
     );
+}
+
+/// `steward policy reload` bumps one counter every node polls: it starts at
+/// 0, and concurrent requests never lose an increment (each returns its own
+/// number), so no node can miss a reload by reading a stale value.
+async fn policy_reload_requests_each_get_their_own_generation(s: Arc<dyn Store>) {
+    assert_eq!(s.policy_generation().await.unwrap(), 0, "no reload requested yet");
+    assert_eq!(s.request_policy_reload(T0).await.unwrap(), 1);
+    assert_eq!(s.policy_generation().await.unwrap(), 1);
+    let mut racers = Vec::new();
+    for i in 0..6 {
+        let s = s.clone();
+        racers.push(tokio::spawn(async move {
+            s.request_policy_reload(T0.plus_secs(i)).await.unwrap()
+        }));
+    }
+    let mut seen = Vec::new();
+    for r in racers {
+        seen.push(r.await.unwrap());
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, (2..=7).collect::<Vec<i64>>(), "one number per request");
+    assert_eq!(s.policy_generation().await.unwrap(), 7);
+}
+
+/// A reload requested through one connection (the CLI) is read by another
+/// (a running node), and survives a reopen.
+async fn a_policy_reload_request_is_seen_by_every_node(h: Arc<dyn Harness>) {
+    let cli = h.open().await.unwrap();
+    let node = h.open().await.unwrap();
+    let before = node.policy_generation().await.unwrap();
+    let requested = cli.request_policy_reload(T0).await.unwrap();
+    assert!(requested > before);
+    assert_eq!(node.policy_generation().await.unwrap(), requested);
+    drop((cli, node));
+    let again = h.open().await.unwrap();
+    assert_eq!(again.policy_generation().await.unwrap(), requested);
 }
 
 async fn audit_is_listed_newest_first_with_filters(s: Arc<dyn Store>) {

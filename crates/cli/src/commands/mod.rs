@@ -4,6 +4,9 @@ pub mod cimd;
 pub mod clients;
 pub mod issuer;
 pub mod keys;
+pub mod policy;
+pub mod requests;
+pub mod room;
 pub mod serve;
 pub mod users;
 

@@ -1747,6 +1747,36 @@ impl DeploymentStore for SqliteStore {
         })
         .await
     }
+
+    async fn request_policy_reload(&self, now: UnixTime) -> Result<i64, StoreError> {
+        // One statement on the single writer: the increment cannot be lost
+        // to a concurrent request, on this node or another process.
+        self.write(move |db| {
+            one(
+                db,
+                "INSERT INTO policy_generation (id, generation, requested_at) VALUES (1, 1, ?1) \
+                 ON CONFLICT (id) DO UPDATE SET generation = policy_generation.generation + 1, \
+                 requested_at = excluded.requested_at RETURNING generation",
+                [now.0],
+                |r| Ok(r.get::<_, i64>(0)?),
+            )?
+            .ok_or(StoreError::NotFound)
+        })
+        .await
+    }
+
+    async fn policy_generation(&self) -> Result<i64, StoreError> {
+        self.read(|db| {
+            Ok(one(
+                db,
+                "SELECT generation FROM policy_generation WHERE id = 1",
+                [],
+                |r| Ok(r.get::<_, i64>(0)?),
+            )?
+            .unwrap_or(0))
+        })
+        .await
+    }
 }
 
 #[async_trait]

@@ -24,7 +24,7 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use steward_core::{Clock, LifecycleState, UnixTime};
+use steward_core::{ClientKind, Clock, LifecycleState, UnixTime};
 
 /// Governance settings (`[governance]`; docs/configuration.md).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -151,6 +151,14 @@ impl Governance {
         self.settings.domains.status(host)
     }
 
+    /// Approved by the operator who made it: a pre-registered client —
+    /// declared in `[[clients]]` or created by `steward clients create`
+    /// (both are operator acts on the deployment) — or an allow-list entry
+    /// for a metadata-document URL in `[[clients]]`.
+    fn declared(&self, view: &ClientView) -> bool {
+        view.kind == ClientKind::PreRegistered || self.settings.declared_clients.contains(&view.client_id)
+    }
+
     fn resource(&self, uri: &str) -> Result<&ResourceInfo, GovernanceError> {
         self.settings
             .resources
@@ -167,7 +175,7 @@ impl Governance {
         resource: &str,
         now: UnixTime,
     ) -> ClientAttributes {
-        let declared = self.settings.declared_clients.contains(&view.client_id);
+        let declared = self.declared(view);
         let digest = facts.digest.as_deref();
         let for_resource: Vec<&Approval> = view.approvals.iter().filter(|a| a.resource == resource).collect();
         let mut approved: Vec<String> = Vec::new();
@@ -431,7 +439,7 @@ impl Governance {
         };
         let mv = lifecycle::check(view.state, to, &capacities)?;
         if to == LifecycleState::Active && matches!(by, By::User(_)) {
-            let declared = self.settings.declared_clients.contains(client_id);
+            let declared = self.declared(&view);
             if ownership::owners_required(&view, declared, self.settings.owner_requirement)
                 && !view.ownership.is_complete()
             {
@@ -465,7 +473,7 @@ impl Governance {
 
     /// Where the client stands with its owners (`steward clients show`).
     pub fn ownership_status(&self, view: &ClientView) -> OwnershipStatus {
-        let declared = self.settings.declared_clients.contains(&view.client_id);
+        let declared = self.declared(view);
         ownership::status(
             &view.ownership,
             ownership::owners_required(view, declared, self.settings.owner_requirement),
@@ -837,7 +845,7 @@ impl Governance {
         }
         let resource = self.resource(&req.resource)?;
         let above_self_service = granted.iter().any(|s| !resource.self_service_scopes.contains(s));
-        let declared = self.settings.declared_clients.contains(&req.client_id);
+        let declared = self.declared(&view);
         if above_self_service
             && !declared
             && self.settings.owner_requirement != OwnerRequirement::Never

@@ -302,34 +302,57 @@ pub async fn run(prepared: Prepared, shutdown: impl std::future::Future<Output =
     result
 }
 
-/// SIGHUP rereads `governance.policy_files` (issue 13 item 5): a valid set
-/// replaces the running one at once; an invalid one is refused with its
-/// error and the running set stays. Both outcomes are audited by the room.
+/// How often a node looks for a `steward policy reload` made elsewhere.
+const POLICY_GENERATION_POLL: Duration = Duration::from_secs(2);
+
+/// Rereads `governance.policy_files` on SIGHUP, and when `steward policy
+/// reload` (run on any host) has bumped the deployment's policy generation,
+/// which every node sharing the database sees within
+/// [`POLICY_GENERATION_POLL`] (issue 13 item 5). A valid set replaces the
+/// running one at once; an invalid one is refused with its error and the
+/// running set stays. Both outcomes are audited by the room.
 fn spawn_policy_reload(state: crate::state::AppState) -> Option<tokio::task::JoinHandle<()>> {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut hup = match signal(SignalKind::hangup()) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGHUP; policy reload only by restart");
-                return None;
-            }
-        };
-        Some(tokio::spawn(async move {
-            while hup.recv().await.is_some() {
-                match state.governance.reload("system:sighup").await {
-                    Ok(ids) => tracing::info!(policies = ids.len(), "policy set reloaded on SIGHUP"),
-                    Err(e) => tracing::error!(error = %e, "policy reload refused; the running set stays"),
+    Some(tokio::spawn(async move {
+        #[cfg(unix)]
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .map_err(|e| tracing::warn!(error = %e, "cannot listen for SIGHUP"))
+            .ok();
+        let mut seen = state.store.policy_generation().await.unwrap_or(0);
+        let mut tick = tokio::time::interval(POLICY_GENERATION_POLL);
+        tick.tick().await;
+        loop {
+            #[cfg(unix)]
+            let cause = match hup.as_mut() {
+                Some(h) => tokio::select! {
+                    _ = h.recv() => "system:sighup",
+                    _ = tick.tick() => "system:policy_reload",
+                },
+                None => {
+                    tick.tick().await;
+                    "system:policy_reload"
+                }
+            };
+            #[cfg(not(unix))]
+            let cause = {
+                tick.tick().await;
+                "system:policy_reload"
+            };
+            if cause == "system:policy_reload" {
+                match state.store.policy_generation().await {
+                    Ok(g) if g != seen => seen = g,
+                    Ok(_) => continue,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not read the policy generation");
+                        continue;
+                    }
                 }
             }
-        }))
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = state;
-        None
-    }
+            match state.governance.reload(cause).await {
+                Ok(ids) => tracing::info!(policies = ids.len(), cause, "policy set reloaded"),
+                Err(e) => tracing::error!(error = %e, cause, "policy reload refused; the running set stays"),
+            }
+        }
+    }))
 }
 
 /// `sqlite://` or `sqlite:` with no file name (and not `:memory:`).

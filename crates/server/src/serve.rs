@@ -94,6 +94,9 @@ fn read(path: &Path) -> std::io::Result<Vec<u8>> {
 struct ConnectionCaps {
     total: usize,
     per_address: usize,
+    /// Reverse proxies carry every client's connections: held to the total
+    /// cap only, or one busy proxy would be refused for everyone.
+    proxies: crate::client_address::TrustedProxies,
     open: std::sync::Mutex<(usize, std::collections::HashMap<String, usize>)>,
 }
 
@@ -117,7 +120,7 @@ impl ConnectionCaps {
             return Err("total");
         }
         let from_address = open.1.get(&address).copied().unwrap_or(0);
-        if from_address >= self.per_address {
+        if from_address >= self.per_address && !self.proxies.contains(peer) {
             return Err("per_address");
         }
         open.0 += 1;
@@ -165,6 +168,8 @@ pub async fn serve(
     let caps = Arc::new(ConnectionCaps {
         total: http.max_connections.max(1),
         per_address: http.max_connections_per_address.max(1),
+        proxies: crate::client_address::TrustedProxies::parse(&http.trusted_proxies, http.forwarded_header)
+            .unwrap_or_default(),
         open: std::sync::Mutex::default(),
     });
     tokio::pin!(shutdown);

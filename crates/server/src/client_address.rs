@@ -94,7 +94,11 @@ impl TrustedProxies {
 /// Walks `hops` (left to right as sent) from the right: the first address
 /// not trusted is the client; an unparsable hop stops at the last trusted
 /// one; a chain of trusted hops only gives its leftmost.
-pub fn rightmost_untrusted(peer: IpAddr, hops: &[Option<IpAddr>], trusted: impl Fn(IpAddr) -> bool) -> IpAddr {
+pub fn rightmost_untrusted(
+    peer: IpAddr,
+    hops: &[Option<IpAddr>],
+    trusted: impl Fn(IpAddr) -> bool,
+) -> IpAddr {
     let mut last_trusted = peer;
     for hop in hops.iter().rev().take(MAX_HOPS) {
         match hop {
@@ -312,7 +316,10 @@ mod tests {
     #[test]
     fn many_hops_skip_every_trusted_proxy_from_the_right() {
         let p = proxies(&["10.0.0.0/8", "192.168.1.1"], XFF);
-        let h = headers("x-forwarded-for", &["1.2.3.4, 203.0.113.9, 10.1.1.1", "192.168.1.1, 10.2.2.2"]);
+        let h = headers(
+            "x-forwarded-for",
+            &["1.2.3.4, 203.0.113.9, 10.1.1.1", "192.168.1.1, 10.2.2.2"],
+        );
         assert_eq!(p.client_address(ip("10.0.0.5"), &h), ip("203.0.113.9"));
     }
 
@@ -326,7 +333,10 @@ mod tests {
     #[test]
     fn no_header_from_a_trusted_proxy_is_the_proxy() {
         let p = proxies(&["10.0.0.5"], XFF);
-        assert_eq!(p.client_address(ip("10.0.0.5"), &HeaderMap::new()), ip("10.0.0.5"));
+        assert_eq!(
+            p.client_address(ip("10.0.0.5"), &HeaderMap::new()),
+            ip("10.0.0.5")
+        );
     }
 
     #[test]
@@ -351,13 +361,17 @@ mod tests {
     fn non_utf8_header_bytes_are_garbage() {
         let p = proxies(&["10.0.0.5"], XFF);
         let mut h = HeaderMap::new();
-        h.insert("x-forwarded-for", HeaderValue::from_bytes(b"1.2.3.4\xff").unwrap());
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_bytes(b"1.2.3.4\xff").unwrap(),
+        );
         assert_eq!(p.client_address(ip("10.0.0.5"), &h), ip("10.0.0.5"));
     }
 
     #[test]
     fn ipv6_with_brackets_and_ports() {
-        let hops = x_forwarded_for(["2001:db8::1, [2001:db8::2], [2001:db8::3]:4711, 192.0.2.1:80"].into_iter());
+        let hops =
+            x_forwarded_for(["2001:db8::1, [2001:db8::2], [2001:db8::3]:4711, 192.0.2.1:80"].into_iter());
         assert_eq!(
             hops,
             vec![
@@ -397,7 +411,11 @@ mod tests {
         );
         assert_eq!(
             hops,
-            vec![Some(ip("192.0.2.60")), Some(ip("198.51.100.17")), Some(ip("2001:db8:cafe::17"))]
+            vec![
+                Some(ip("192.0.2.60")),
+                Some(ip("198.51.100.17")),
+                Some(ip("2001:db8:cafe::17"))
+            ]
         );
     }
 

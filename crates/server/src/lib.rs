@@ -80,15 +80,14 @@ pub fn router(state: AppState) -> Router {
     if state.settings.metrics.listen.is_none() {
         app = app.route("/metrics", get(routes::ops::metrics));
     }
-    app = app
-        .merge(
-            Router::new()
-                .route(
-                    &routes::discovery::well_known_path(&state.issuer),
-                    get(routes::discovery::metadata),
-                )
-                .layer(public_cors()),
-        );
+    app = app.merge(
+        Router::new()
+            .route(
+                &routes::discovery::well_known_path(&state.issuer),
+                get(routes::discovery::metadata),
+            )
+            .layer(public_cors()),
+    );
     app = if issuer_path.is_empty() {
         app.merge(issuer_routes)
     } else {
@@ -118,7 +117,10 @@ pub fn router(state: AppState) -> Router {
             header::REFERRER_POLICY,
             HeaderValue::from_static("no-referrer"),
         ))
-        .layer(axum::middleware::from_fn_with_state(request_layer, request_log::layer))
+        .layer(axum::middleware::from_fn_with_state(
+            request_layer,
+            request_log::layer,
+        ))
         .with_state(state)
 }
 

@@ -48,25 +48,101 @@ pub enum Kind {
 /// sources and fails on a name missing here, so a new metric cannot ship
 /// without its description.
 pub const DESCRIPTIONS: &[(&str, Kind, &str)] = &[
-    ("steward_http_requests_total", Kind::Counter, "HTTP requests answered, by route template, method and status."),
-    ("steward_http_request_duration_seconds", Kind::Histogram, "Time to answer an HTTP request, by route template, method and status."),
-    ("steward_connections_open", Kind::Gauge, "Open client connections on the main listener and the metrics listener."),
-    ("steward_connections_refused_total", Kind::Counter, "Connections closed on accept because a connection cap was reached, by cap (total, per_address)."),
-    ("steward_tokens_issued_total", Kind::Counter, "Successful token responses, by grant type and client kind."),
-    ("steward_token_errors_total", Kind::Counter, "Token endpoint error responses, by OAuth error code."),
-    ("steward_logins_total", Kind::Counter, "Password checks at sign-in, by outcome (succeeded, failed); refused attempts are in steward_auth_lockouts_total."),
-    ("steward_auth_lockouts_total", Kind::Counter, "Sign-in and client-authentication attempts refused because a failure limit was reached, by limit."),
-    ("steward_cimd_fetches_total", Kind::Counter, "Client ID Metadata Document fetches, by how the origin answered (ok, not_modified, or the failure reason)."),
-    ("steward_cimd_resolutions_total", Kind::Counter, "Metadata-document client resolutions, by outcome (ok, cache_hit, revalidated, stale, or the refusal reason)."),
-    ("steward_cimd_unused_client_cap_refusals_total", Kind::Counter, "Metadata-document clients not stored because cimd.max_unused_clients was reached."),
-    ("steward_egress_fetch_total", Kind::Counter, "Outbound fetches (metadata documents, jwks_uri, logo_uri), by outcome."),
-    ("steward_egress_global_limit_refusals_total", Kind::Counter, "Outbound fetches refused because the global concurrent-fetch limit was reached."),
-    ("steward_policy_errors_total", Kind::Counter, "Policies that failed to evaluate (each such failure refuses the request)."),
-    ("steward_policy_refusals_total", Kind::Counter, "Scopes refused by governance, by action and reason."),
-    ("steward_purge_rows_total", Kind::Counter, "Expired rows removed by the scheduled purge, by kind."),
-    ("steward_purge_failures_total", Kind::Counter, "Scheduled purge passes that failed."),
-    ("steward_store_queue_full_total", Kind::Counter, "SQLite writes that waited because the write queue was full."),
-    ("steward_store_batch_jobs", Kind::Histogram, "Writes committed together in one SQLite transaction."),
+    (
+        "steward_http_requests_total",
+        Kind::Counter,
+        "HTTP requests answered, by route template, method and status.",
+    ),
+    (
+        "steward_http_request_duration_seconds",
+        Kind::Histogram,
+        "Time to answer an HTTP request, by route template, method and status.",
+    ),
+    (
+        "steward_connections_open",
+        Kind::Gauge,
+        "Open client connections on the main listener and the metrics listener.",
+    ),
+    (
+        "steward_connections_refused_total",
+        Kind::Counter,
+        "Connections closed on accept because a connection cap was reached, by cap (total, per_address).",
+    ),
+    (
+        "steward_tokens_issued_total",
+        Kind::Counter,
+        "Successful token responses, by grant type and client kind.",
+    ),
+    (
+        "steward_token_errors_total",
+        Kind::Counter,
+        "Token endpoint error responses, by OAuth error code.",
+    ),
+    (
+        "steward_logins_total",
+        Kind::Counter,
+        "Password checks at sign-in, by outcome (succeeded, failed); refused attempts are in steward_auth_lockouts_total.",
+    ),
+    (
+        "steward_auth_lockouts_total",
+        Kind::Counter,
+        "Sign-in and client-authentication attempts refused because a failure limit was reached, by limit.",
+    ),
+    (
+        "steward_cimd_fetches_total",
+        Kind::Counter,
+        "Client ID Metadata Document fetches, by how the origin answered (ok, not_modified, or the failure reason).",
+    ),
+    (
+        "steward_cimd_resolutions_total",
+        Kind::Counter,
+        "Metadata-document client resolutions, by outcome (ok, cache_hit, revalidated, stale, or the refusal reason).",
+    ),
+    (
+        "steward_cimd_unused_client_cap_refusals_total",
+        Kind::Counter,
+        "Metadata-document clients not stored because cimd.max_unused_clients was reached.",
+    ),
+    (
+        "steward_egress_fetch_total",
+        Kind::Counter,
+        "Outbound fetches (metadata documents, jwks_uri, logo_uri), by outcome.",
+    ),
+    (
+        "steward_egress_global_limit_refusals_total",
+        Kind::Counter,
+        "Outbound fetches refused because the global concurrent-fetch limit was reached.",
+    ),
+    (
+        "steward_policy_errors_total",
+        Kind::Counter,
+        "Policies that failed to evaluate (each such failure refuses the request).",
+    ),
+    (
+        "steward_policy_refusals_total",
+        Kind::Counter,
+        "Scopes refused by governance, by action and reason.",
+    ),
+    (
+        "steward_purge_rows_total",
+        Kind::Counter,
+        "Expired rows removed by the scheduled purge, by kind.",
+    ),
+    (
+        "steward_purge_failures_total",
+        Kind::Counter,
+        "Scheduled purge passes that failed.",
+    ),
+    (
+        "steward_store_queue_full_total",
+        Kind::Counter,
+        "SQLite writes that waited because the write queue was full.",
+    ),
+    (
+        "steward_store_batch_jobs",
+        Kind::Histogram,
+        "Writes committed together in one SQLite transaction.",
+    ),
 ];
 
 fn describe() {
@@ -167,7 +243,9 @@ mod tests {
                 for (at, _) in text.match_indices(macro_name) {
                     let rest = text[at + macro_name.len()..].trim_start();
                     // A name passed as a variable is this file's own business (the describer).
-                    let Some(rest) = rest.strip_prefix('"') else { continue };
+                    let Some(rest) = rest.strip_prefix('"') else {
+                        continue;
+                    };
                     let name = rest.split('"').next().unwrap().to_owned();
                     // (This scan's own string literals are not metric names.)
                     if name.is_empty() || !name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
@@ -190,7 +268,10 @@ mod tests {
                 panic!("{name} (in {file}) has no entry in metrics::DESCRIPTIONS");
             };
             assert_eq!(described_kind, kind, "{name}: described as the wrong kind");
-            assert!(help.ends_with('.') && help.len() > 20, "{name}: write a real description");
+            assert!(
+                help.ends_with('.') && help.len() > 20,
+                "{name}: write a real description"
+            );
         }
         for (name, _, _) in DESCRIPTIONS {
             assert!(

@@ -87,7 +87,12 @@ mod tests {
 
     #[test]
     fn a_proxys_id_is_taken_only_when_short_and_plain() {
-        for good in ["abc", "3f2b1c9e-7d4a-4e2b-9f1a-0c2d3e4f5a6b", "Zm9v+YmFy/eg==", "trace:1.2"] {
+        for good in [
+            "abc",
+            "3f2b1c9e-7d4a-4e2b-9f1a-0c2d3e4f5a6b",
+            "Zm9v+YmFy/eg==",
+            "trace:1.2",
+        ] {
             assert_eq!(RequestId::from_proxy(good.as_bytes()).unwrap().as_str(), good);
         }
         let long = "a".repeat(super::MAX_LEN + 1);

@@ -98,11 +98,7 @@ fn cut(s: &str, max: usize) -> &str {
 }
 
 /// Audit actions that are security events: each also gets a `warn` line.
-const SECURITY_ACTIONS: &[&str] = &[
-    "user.login_failed",
-    "token.code_replayed",
-    "token.refresh_reused",
-];
+const SECURITY_ACTIONS: &[&str] = &["user.login_failed", "token.code_replayed", "token.refresh_reused"];
 
 /// Called by the audit writers: an audit event of a security kind
 /// ([`SECURITY_ACTIONS`]) is also logged at `warn`.

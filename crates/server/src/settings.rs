@@ -591,18 +591,26 @@ impl Settings {
                 });
             }
         }
-        if let Err(reason) =
-            crate::client_address::TrustedProxies::parse(&self.http.trusted_proxies, self.http.forwarded_header)
-        {
+        if let Err(reason) = crate::client_address::TrustedProxies::parse(
+            &self.http.trusted_proxies,
+            self.http.forwarded_header,
+        ) {
             return Err(SettingError {
                 key: "http.trusted_proxies",
                 reason,
             });
         }
-        if self.metrics.listen.is_some_and(|m| m == self.listen && m.port() != 0) {
+        if self
+            .metrics
+            .listen
+            .is_some_and(|m| m == self.listen && m.port() != 0)
+        {
             return Err(SettingError {
                 key: "metrics.listen",
-                reason: format!("{} is the main listen address; give the metrics listener its own", self.listen),
+                reason: format!(
+                    "{} is the main listen address; give the metrics listener its own",
+                    self.listen
+                ),
             });
         }
         let db = &self.database.url;

@@ -64,7 +64,12 @@ fn log_text() -> String {
 
 // ---- a full flow, with every security event -----------------------------------------
 
-async fn post_login(server: &TestServer, jar: &HashMap<String, String>, html: &str, password: &str) -> reqwest::Response {
+async fn post_login(
+    server: &TestServer,
+    jar: &HashMap<String, String>,
+    html: &str,
+    password: &str,
+) -> reqwest::Response {
     client()
         .post(server.url("/authorize/login"))
         .header("cookie", jar_string(jar))
@@ -90,7 +95,10 @@ async fn login_and_consent(server: &TestServer) -> (String, String) {
     assert_eq!(res.status(), 200, "login page");
     cookie_header(&res, &mut jar);
     let html = res.text().await.unwrap();
-    assert_eq!(post_login(server, &jar, &html, WRONG_PASSWORD).await.status(), 401);
+    assert_eq!(
+        post_login(server, &jar, &html, WRONG_PASSWORD).await.status(),
+        401
+    );
     let res = post_login(server, &jar, &html, PASSWORD).await;
     cookie_header(&res, &mut jar);
     let session = jar
@@ -200,7 +208,12 @@ async fn every_request_has_one_log_line_with_its_fields_and_no_secret() {
     let html = res.text().await.unwrap();
     let mut statuses = Vec::new();
     for _ in 0..2 {
-        statuses.push(post_login(&server, &jar, &html, WRONG_PASSWORD).await.status().as_u16());
+        statuses.push(
+            post_login(&server, &jar, &html, WRONG_PASSWORD)
+                .await
+                .status()
+                .as_u16(),
+        );
     }
     assert_eq!(statuses, vec![401, 429]);
     // A query string that carries something secret-looking is never logged.
@@ -240,7 +253,14 @@ async fn every_request_has_one_log_line_with_its_fields_and_no_secret() {
     assert!(requests.len() >= 15, "{} request lines", requests.len());
     for r in &requests {
         assert_eq!(r["level"], "INFO", "{r}");
-        for field in ["method", "route", "status", "duration_ms", "client_address", "request_id"] {
+        for field in [
+            "method",
+            "route",
+            "status",
+            "duration_ms",
+            "client_address",
+            "request_id",
+        ] {
             assert!(!r[field].is_null(), "{field} missing in {r}");
         }
         assert!(!r["route"].as_str().unwrap().contains('?'), "{r}");
@@ -255,12 +275,23 @@ async fn every_request_has_one_log_line_with_its_fields_and_no_secret() {
     assert_eq!(line["method"], "POST");
     assert_eq!(line["status"], 200);
     assert_eq!(line["client_id"], "public-app");
-    assert!(requests.iter().any(|r| r["route"] == "/authorize" && r["client_id"] == "public-app"));
-    assert!(requests.iter().any(|r| r["route"] == "/token" && r["client_id"] == "bench"));
+    assert!(
+        requests
+            .iter()
+            .any(|r| r["route"] == "/authorize" && r["client_id"] == "public-app")
+    );
+    assert!(
+        requests
+            .iter()
+            .any(|r| r["route"] == "/token" && r["client_id"] == "bench")
+    );
     assert!(requests.iter().any(|r| r["route"] == "/healthz"));
 
     // One warn line per security event, tied to a request line by its id.
-    let events: Vec<&Value> = lines.iter().filter(|l| l["message"] == "security event").collect();
+    let events: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["message"] == "security event")
+        .collect();
     for wanted in [
         "user.login_failed",
         "token.code_replayed",
@@ -307,20 +338,41 @@ async fn the_metrics_listener_serves_metrics_and_readiness_and_the_main_one_does
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
-    let res = token(&server, &[("grant_type", "refresh_token"), ("refresh_token", "nope"), ("client_id", "public-app")]).await;
+    let res = token(
+        &server,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", "nope"),
+            ("client_id", "public-app"),
+        ],
+    )
+    .await;
     assert_eq!(res.status(), 400);
 
     let main = client().get(server.url("/metrics")).send().await.unwrap();
-    assert_eq!(main.status(), 404, "the public listener no longer serves /metrics");
+    assert_eq!(
+        main.status(),
+        404,
+        "the public listener no longer serves /metrics"
+    );
 
-    let res = client().get(format!("http://{metrics}/metrics")).send().await.unwrap();
+    let res = client()
+        .get(format!("http://{metrics}/metrics"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
     let body = res.text().await.unwrap();
     assert!(
-        body.contains("steward_tokens_issued_total{grant_type=\"client_credentials\",client_kind=\"pre_registered\"}"),
+        body.contains(
+            "steward_tokens_issued_total{grant_type=\"client_credentials\",client_kind=\"pre_registered\"}"
+        ),
         "{body}"
     );
-    assert!(body.contains("steward_token_errors_total{error=\"invalid_grant\"}"), "{body}");
+    assert!(
+        body.contains("steward_token_errors_total{error=\"invalid_grant\"}"),
+        "{body}"
+    );
     // Every metric exposed carries its description.
     let mut typed = 0;
     for line in body.lines() {
@@ -331,10 +383,18 @@ async fn the_metrics_listener_serves_metrics_and_readiness_and_the_main_one_does
         }
     }
     assert!(typed >= 3, "{body}");
-    let ready = client().get(format!("http://{metrics}/readyz")).send().await.unwrap();
+    let ready = client()
+        .get(format!("http://{metrics}/readyz"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ready.status(), 200);
     // The private listener serves nothing else.
-    let other = client().get(format!("http://{metrics}/token")).send().await.unwrap();
+    let other = client()
+        .get(format!("http://{metrics}/token"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(other.status(), 404);
     server.stop().await.unwrap();
     assert!(
@@ -385,7 +445,10 @@ async fn logins_are_counted_by_outcome() {
         .unwrap();
     cookie_header(&res, &mut jar);
     let html = res.text().await.unwrap();
-    assert_eq!(post_login(&server, &jar, &html, WRONG_PASSWORD).await.status(), 401);
+    assert_eq!(
+        post_login(&server, &jar, &html, WRONG_PASSWORD).await.status(),
+        401
+    );
     assert_eq!(post_login(&server, &jar, &html, PASSWORD).await.status(), 200);
     let after = scrape().await;
     // Other tests in this process count too: at least one more of each.
@@ -393,7 +456,10 @@ async fn logins_are_counted_by_outcome() {
         "steward_logins_total{outcome=\"failed\"}",
         "steward_logins_total{outcome=\"succeeded\"}",
     ] {
-        assert!(count(&after, series) > count(&before, series), "{series}\n{after}");
+        assert!(
+            count(&after, series) > count(&before, series),
+            "{series}\n{after}"
+        );
     }
     server.stop().await.unwrap();
 }

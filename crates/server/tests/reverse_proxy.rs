@@ -74,9 +74,16 @@ async fn behind_a_trusted_proxy_one_clients_failures_do_not_lock_out_another() {
     let mut statuses = Vec::new();
     for i in 0..4 {
         // The leftmost value is the attacker's own forgery; the proxy appended the real one.
-        statuses.push(form.fail(&server, &format!("user{i}"), "198.51.100.1, 203.0.113.7").await);
+        statuses.push(
+            form.fail(&server, &format!("user{i}"), "198.51.100.1, 203.0.113.7")
+                .await,
+        );
     }
-    assert_eq!(statuses, vec![401, 401, 401, 429], "the attacker's address is locked");
+    assert_eq!(
+        statuses,
+        vec![401, 401, 401, 429],
+        "the attacker's address is locked"
+    );
     // Another client behind the same proxy is not.
     assert_eq!(form.fail(&server, "user9", "203.0.113.8").await, 401);
     // Nor is the address the attacker wrote at the left.
@@ -92,7 +99,10 @@ async fn behind_a_trusted_proxy_one_clients_failures_do_not_lock_out_another() {
         addresses.iter().any(|d| d.contains("203.0.113.7")),
         "{addresses:?}"
     );
-    assert!(!addresses.iter().any(|d| d.contains("127.0.0.1")), "{addresses:?}");
+    assert!(
+        !addresses.iter().any(|d| d.contains("127.0.0.1")),
+        "{addresses:?}"
+    );
     server.stop().await.unwrap();
 }
 
@@ -102,7 +112,10 @@ async fn without_a_trusted_proxy_forged_headers_change_nothing() {
     let form = login_form(&server).await;
     let mut statuses = Vec::new();
     for i in 0..4 {
-        statuses.push(form.fail(&server, &format!("user{i}"), &format!("203.0.113.{i}")).await);
+        statuses.push(
+            form.fail(&server, &format!("user{i}"), &format!("203.0.113.{i}"))
+                .await,
+        );
     }
     // Every attempt counted against the peer (127.0.0.1), whatever the header said.
     assert_eq!(statuses, vec![401, 401, 401, 429]);
@@ -144,14 +157,22 @@ async fn forwarded_proto_and_host_never_change_the_issuer() {
 async fn a_request_id_is_taken_from_a_trusted_proxy_and_shown_on_the_error_page() {
     let server = server(&["127.0.0.1"]).await;
     let res = client()
-        .get(authorize_url(&server, "no-such-client", "https://app.example/cb", ""))
+        .get(authorize_url(
+            &server,
+            "no-such-client",
+            "https://app.example/cb",
+            "",
+        ))
         .header("x-request-id", "edge-4f1c2a")
         .send()
         .await
         .unwrap();
     assert_eq!(res.headers()["x-request-id"], "edge-4f1c2a");
     let page = res.text().await.unwrap();
-    assert!(page.contains("edge-4f1c2a"), "the error page carries the id: {page}");
+    assert!(
+        page.contains("edge-4f1c2a"),
+        "the error page carries the id: {page}"
+    );
     // A hostile id is replaced by a fresh one.
     let res = client()
         .get(server.url("/healthz"))
@@ -168,7 +189,12 @@ async fn a_request_id_is_taken_from_a_trusted_proxy_and_shown_on_the_error_page(
 async fn a_request_id_from_an_untrusted_peer_is_not_taken() {
     let server = server(&[]).await;
     let res = client()
-        .get(authorize_url(&server, "no-such-client", "https://app.example/cb", ""))
+        .get(authorize_url(
+            &server,
+            "no-such-client",
+            "https://app.example/cb",
+            "",
+        ))
         .header("x-request-id", "forged-id-123")
         .send()
         .await

@@ -292,3 +292,41 @@ pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
 pub fn peer(req_ext: &http::Extensions) -> Option<SocketAddr> {
     req_ext.get::<ConnectInfo<SocketAddr>>().map(|c| c.0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client_address::TrustedProxies;
+    use crate::settings::ForwardedHeader;
+
+    fn caps(proxies: &[&str]) -> Arc<ConnectionCaps> {
+        let proxies: Vec<String> = proxies.iter().map(|p| (*p).to_owned()).collect();
+        Arc::new(ConnectionCaps {
+            total: 10,
+            per_address: 2,
+            proxies: TrustedProxies::parse(&proxies, ForwardedHeader::XForwardedFor).unwrap(),
+            open: std::sync::Mutex::default(),
+        })
+    }
+
+    #[test]
+    fn a_trusted_proxy_is_held_to_the_total_cap_only() {
+        let proxy: std::net::IpAddr = "10.0.0.5".parse().unwrap();
+        let other: std::net::IpAddr = "192.0.2.1".parse().unwrap();
+        let c = caps(&["10.0.0.5"]);
+        let mut slots = Vec::new();
+        for _ in 0..2 {
+            slots.push(c.admit(other).unwrap());
+        }
+        assert_eq!(c.admit(other).err(), Some("per_address"));
+        for _ in 0..8 {
+            slots.push(c.admit(proxy).unwrap());
+        }
+        assert_eq!(c.admit(proxy).err(), Some("total"));
+        // Without the proxy in the list, it is an address like any other.
+        let c = caps(&[]);
+        let _a = c.admit(proxy).unwrap();
+        let _b = c.admit(proxy).unwrap();
+        assert_eq!(c.admit(proxy).err(), Some("per_address"));
+    }
+}

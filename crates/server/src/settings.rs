@@ -967,6 +967,24 @@ mod tests {
     }
 
     #[test]
+    fn a_trusted_proxy_that_is_not_an_address_names_the_setting() {
+        let mut s = Settings::default();
+        s.http.trusted_proxies = vec!["10.0.0.0/8".into(), "proxy.internal".into()];
+        let e = s.validate().unwrap_err();
+        assert_eq!(e.key, "http.trusted_proxies");
+        assert!(e.to_string().contains("proxy.internal"), "{e}");
+    }
+
+    #[test]
+    fn the_metrics_listener_needs_its_own_address() {
+        let mut s = Settings::default();
+        s.metrics.listen = Some(s.listen);
+        assert_eq!(s.validate().unwrap_err().key, "metrics.listen");
+        s.metrics.listen = Some("127.0.0.1:9090".parse().unwrap());
+        s.validate().unwrap();
+    }
+
+    #[test]
     fn bad_algorithm_names_the_setting() {
         let mut s = Settings::default();
         s.keys.algorithm = "HS256".into();

@@ -498,6 +498,14 @@ impl Resolver {
             });
         }
         let response = self.inner.fetcher.fetch(&request).await;
+        // Every metadata-document fetch, by how the origin answered (before
+        // the document is validated: `steward_cimd_resolutions_total` says that).
+        let fetched = match &response {
+            Ok(r) if r.status == FetchStatus::Ok => "ok",
+            Ok(_) => "not_modified",
+            Err(e) => e.reason(),
+        };
+        metrics::counter!("steward_cimd_fetches_total", "outcome" => fetched).increment(1);
         let now = self.inner.clock.now();
         match response {
             Ok(resp) => match resp.status {

@@ -393,3 +393,75 @@ fn serves_shuts_down_gracefully_and_keeps_its_key() {
     again.sigterm();
     assert_eq!(again.wait(Duration::from_secs(15)).code(), Some(0));
 }
+
+/// `[metrics] listen`: a private listener for the scraper, named in the
+/// summary, stopped with the server; `--log-format json` writes one JSON
+/// request line per request with the request id it returned.
+#[test]
+fn a_private_metrics_listener_and_json_request_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let metrics_port = free_port();
+    let config = write(
+        dir.path(),
+        "steward.toml",
+        &format!(
+            "listen = \"127.0.0.1:{port}\"\n[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n\
+             [database]\nurl = \"sqlite://{0}/steward.db\"\n[keys]\nencryption_key_file = \"{0}/kek\"\n",
+            dir.path().display()
+        ),
+    );
+    let log = std::fs::File::create(dir.path().join("log.jsonl")).unwrap();
+    let mut child = steward(
+        dir.path(),
+        &["--config", &config, "--log-format", "json", "serve"],
+        &[],
+    )
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::from(log))
+    .spawn()
+    .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut summary = Vec::new();
+    while !summary.iter().any(|l: &String| l.contains("metadata:")) {
+        summary.push(lines.next().unwrap().unwrap());
+    }
+    let server = Server { child, summary };
+    assert!(
+        server
+            .summary
+            .iter()
+            .any(|l| l.contains(&format!("metrics:  http://127.0.0.1:{metrics_port}/metrics"))),
+        "{:?}",
+        server.summary
+    );
+    let health = get(port, "/healthz");
+    let request_id = health.header("x-request-id").unwrap().to_owned();
+    assert_eq!(get(port, "/metrics").status, 404, "not on the public listener");
+    let metrics = get(metrics_port, "/metrics");
+    assert_eq!(metrics.status, 200);
+    assert!(
+        metrics
+            .body
+            .contains("# HELP steward_http_requests_total HTTP requests answered"),
+        "{}",
+        metrics.body
+    );
+    assert_eq!(get(metrics_port, "/readyz").status, 200);
+    server.sigterm();
+    assert_eq!(server.wait(Duration::from_secs(15)).code(), Some(0));
+    assert!(TcpStream::connect(("127.0.0.1", metrics_port)).is_err());
+
+    let log = std::fs::read_to_string(dir.path().join("log.jsonl")).unwrap();
+    let line = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|l| l["message"] == "request" && l["request_id"] == request_id.as_str())
+        .unwrap_or_else(|| panic!("no request line for {request_id}: {log}"));
+    assert_eq!(line["route"], "/healthz");
+    assert_eq!(line["method"], "GET");
+    assert_eq!(line["status"], 200);
+    assert_eq!(line["client_address"], "127.0.0.1");
+    assert!(line["duration_ms"].is_number());
+}

@@ -478,7 +478,14 @@ async fn record_refusal(
     // The details (resolved addresses, connection and TLS failures, the
     // document's own text) belong here and in the audit trail, never on the
     // page an anonymous visitor sees.
-    tracing::info!(request_id = rid, client_id, reason = e.reason(), error = %e, "metadata document refused");
+    tracing::warn!(
+        event = "metadata_document_refused",
+        request_id = rid,
+        client_id,
+        reason = e.reason(),
+        error = %e,
+        "metadata document refused"
+    );
     if matches!(e, ResolveError::RecentFailure { .. }) {
         return;
     }

@@ -121,6 +121,8 @@ impl IntoResponse for WebError {
                 if let Some(v) = www_authenticate.and_then(|v| HeaderValue::from_str(&v).ok()) {
                     h.insert(header::WWW_AUTHENTICATE, v);
                 }
+                res.extensions_mut()
+                    .insert(crate::request_log::ErrorCodeSent(error.code.as_str()));
                 res
             }
             WebError::Page {
@@ -158,6 +160,9 @@ impl IntoResponse for WebError {
                 let h = res.headers_mut();
                 h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
                 h.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+                res.extensions_mut().insert(crate::request_log::ErrorCodeSent(
+                    ErrorCode::TemporarilyUnavailable.as_str(),
+                ));
                 res
             }
             WebError::Internal(cause) => {
@@ -169,6 +174,8 @@ impl IntoResponse for WebError {
                     .into_response();
                 res.headers_mut()
                     .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                res.extensions_mut()
+                    .insert(crate::request_log::ErrorCodeSent(ErrorCode::ServerError.as_str()));
                 res
             }
         }

@@ -3,6 +3,7 @@
 //! the guarded fetcher and the CIMD resolver.
 
 pub mod cimd;
+pub mod client_address;
 pub mod error;
 pub mod governance;
 pub mod keyring;
@@ -10,6 +11,7 @@ pub mod metrics;
 pub mod oauth;
 pub mod purge;
 pub mod request_id;
+pub mod request_log;
 pub mod routes;
 pub mod serve;
 pub mod settings;
@@ -72,20 +74,33 @@ pub fn router(state: AppState) -> Router {
 
     let mut app = Router::new()
         .route("/healthz", get(routes::ops::healthz))
-        .route("/readyz", get(routes::ops::readyz))
-        .route("/metrics", get(routes::ops::metrics))
-        .merge(
-            Router::new()
-                .route(
-                    &routes::discovery::well_known_path(&state.issuer),
-                    get(routes::discovery::metadata),
-                )
-                .layer(public_cors()),
-        );
+        .route("/readyz", get(routes::ops::readyz));
+    // With a private metrics listener (`metrics.listen`), the public one
+    // does not serve them: what is served there is for anyone who can connect.
+    if state.settings.metrics.listen.is_none() {
+        app = app.route("/metrics", get(routes::ops::metrics));
+    }
+    app = app.merge(
+        Router::new()
+            .route(
+                &routes::discovery::well_known_path(&state.issuer),
+                get(routes::discovery::metadata),
+            )
+            .layer(public_cors()),
+    );
     app = if issuer_path.is_empty() {
         app.merge(issuer_routes)
     } else {
         app.nest(&issuer_path, issuer_routes)
+    };
+
+    // `http.trusted_proxies` was checked by `Settings::validate`; an
+    // unparsable list here (a caller that skipped it) trusts no proxy.
+    let proxies = client_address::TrustedProxies::parse(&http.trusted_proxies, http.forwarded_header)
+        .unwrap_or_default();
+    let request_layer = request_log::RequestLayer {
+        proxies: std::sync::Arc::new(proxies),
+        token_route: format!("{issuer_path}/token").into(),
     };
 
     app.layer(axum::middleware::from_fn(metrics::track))
@@ -101,6 +116,24 @@ pub fn router(state: AppState) -> Router {
         .layer(SetResponseHeaderLayer::if_not_present(
             header::REFERRER_POLICY,
             HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            request_layer,
+            request_log::layer,
+        ))
+        .with_state(state)
+}
+
+/// The private operations listener (`metrics.listen`): metrics for the
+/// scraper, readiness and liveness for the orchestrator, nothing else.
+pub fn operations_router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(routes::ops::healthz))
+        .route("/readyz", get(routes::ops::readyz))
+        .route("/metrics", get(routes::ops::metrics))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_millis(state.settings.http.request_timeout_ms),
         ))
         .with_state(state)
 }

@@ -28,9 +28,131 @@ pub fn handle() -> Option<PrometheusHandle> {
                     &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0],
                 )
                 .ok()?;
-            builder.install_recorder().ok()
+            let handle = builder.install_recorder().ok()?;
+            describe();
+            Some(handle)
         })
         .clone()
+}
+
+/// What a metric is: a counter, a gauge or a histogram.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// Every metric Steward records, in any crate, with its `# HELP` text. A
+/// test (`every_metric_in_the_sources_is_described`) reads the workspace's
+/// sources and fails on a name missing here, so a new metric cannot ship
+/// without its description.
+pub const DESCRIPTIONS: &[(&str, Kind, &str)] = &[
+    (
+        "steward_http_requests_total",
+        Kind::Counter,
+        "HTTP requests answered, by route template, method and status.",
+    ),
+    (
+        "steward_http_request_duration_seconds",
+        Kind::Histogram,
+        "Time to answer an HTTP request, by route template, method and status.",
+    ),
+    (
+        "steward_connections_open",
+        Kind::Gauge,
+        "Open client connections on the main listener and the metrics listener.",
+    ),
+    (
+        "steward_connections_refused_total",
+        Kind::Counter,
+        "Connections closed on accept because a connection cap was reached, by cap (total, per_address).",
+    ),
+    (
+        "steward_tokens_issued_total",
+        Kind::Counter,
+        "Successful token responses, by grant type and client kind.",
+    ),
+    (
+        "steward_token_errors_total",
+        Kind::Counter,
+        "Token endpoint error responses, by OAuth error code.",
+    ),
+    (
+        "steward_logins_total",
+        Kind::Counter,
+        "Password checks at sign-in, by outcome (succeeded, failed); refused attempts are in steward_auth_lockouts_total.",
+    ),
+    (
+        "steward_auth_lockouts_total",
+        Kind::Counter,
+        "Sign-in and client-authentication attempts refused because a failure limit was reached, by limit.",
+    ),
+    (
+        "steward_cimd_fetches_total",
+        Kind::Counter,
+        "Client ID Metadata Document fetches, by how the origin answered (ok, not_modified, or the failure reason).",
+    ),
+    (
+        "steward_cimd_resolutions_total",
+        Kind::Counter,
+        "Metadata-document client resolutions, by outcome (ok, cache_hit, revalidated, stale, or the refusal reason).",
+    ),
+    (
+        "steward_cimd_unused_client_cap_refusals_total",
+        Kind::Counter,
+        "Metadata-document clients not stored because cimd.max_unused_clients was reached.",
+    ),
+    (
+        "steward_egress_fetch_total",
+        Kind::Counter,
+        "Outbound fetches (metadata documents, jwks_uri, logo_uri), by outcome.",
+    ),
+    (
+        "steward_egress_global_limit_refusals_total",
+        Kind::Counter,
+        "Outbound fetches refused because the global concurrent-fetch limit was reached.",
+    ),
+    (
+        "steward_policy_errors_total",
+        Kind::Counter,
+        "Policies that failed to evaluate (each such failure refuses the request).",
+    ),
+    (
+        "steward_policy_refusals_total",
+        Kind::Counter,
+        "Scopes refused by governance, by action and reason.",
+    ),
+    (
+        "steward_purge_rows_total",
+        Kind::Counter,
+        "Expired rows removed by the scheduled purge, by kind.",
+    ),
+    (
+        "steward_purge_failures_total",
+        Kind::Counter,
+        "Scheduled purge passes that failed.",
+    ),
+    (
+        "steward_store_queue_full_total",
+        Kind::Counter,
+        "SQLite writes that waited because the write queue was full.",
+    ),
+    (
+        "steward_store_batch_jobs",
+        Kind::Histogram,
+        "Writes committed together in one SQLite transaction.",
+    ),
+];
+
+fn describe() {
+    for (name, kind, help) in DESCRIPTIONS {
+        match kind {
+            Kind::Counter => metrics::describe_counter!(*name, *help),
+            Kind::Gauge => metrics::describe_gauge!(*name, *help),
+            Kind::Histogram => metrics::describe_histogram!(*name, *help),
+        }
+    }
 }
 
 /// The `method` label: the standard methods by name, anything else (hyper
@@ -89,6 +211,75 @@ pub async fn track(req: Request, next: Next) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every `metrics::counter!/gauge!/histogram!("name"` in the workspace's
+    /// sources, with its kind.
+    fn used_in_sources() -> Vec<(String, Kind, String)> {
+        fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+            for entry in std::fs::read_dir(dir).unwrap().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    if path.file_name().is_some_and(|n| n != "target") {
+                        walk(&path, out);
+                    }
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    out.push(path);
+                }
+            }
+        }
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let mut files = Vec::new();
+        for top in ["crates", "bench"] {
+            walk(&root.join(top), &mut files);
+        }
+        let mut used = Vec::new();
+        for file in files {
+            let text = std::fs::read_to_string(&file).unwrap();
+            for (macro_name, kind) in [
+                ("metrics::counter!(", Kind::Counter),
+                ("metrics::gauge!(", Kind::Gauge),
+                ("metrics::histogram!(", Kind::Histogram),
+            ] {
+                for (at, _) in text.match_indices(macro_name) {
+                    let rest = text[at + macro_name.len()..].trim_start();
+                    // A name passed as a variable is this file's own business (the describer).
+                    let Some(rest) = rest.strip_prefix('"') else {
+                        continue;
+                    };
+                    let name = rest.split('"').next().unwrap().to_owned();
+                    // (This scan's own string literals are not metric names.)
+                    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+                        continue;
+                    }
+                    used.push((name, kind, file.display().to_string()));
+                }
+            }
+        }
+        used
+    }
+
+    #[test]
+    fn every_metric_in_the_sources_is_described() {
+        let used = used_in_sources();
+        assert!(used.len() > 15, "the scan found too few metrics: {used:?}");
+        for (name, kind, file) in &used {
+            let described = DESCRIPTIONS.iter().find(|(n, _, _)| n == name);
+            let Some((_, described_kind, help)) = described else {
+                panic!("{name} (in {file}) has no entry in metrics::DESCRIPTIONS");
+            };
+            assert_eq!(described_kind, kind, "{name}: described as the wrong kind");
+            assert!(
+                help.ends_with('.') && help.len() > 20,
+                "{name}: write a real description"
+            );
+        }
+        for (name, _, _) in DESCRIPTIONS {
+            assert!(
+                used.iter().any(|(n, _, _)| n == name),
+                "{name} is described but never recorded"
+            );
+        }
+    }
 
     #[test]
     fn methods_map_to_a_fixed_set() {

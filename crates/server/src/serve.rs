@@ -94,6 +94,9 @@ fn read(path: &Path) -> std::io::Result<Vec<u8>> {
 struct ConnectionCaps {
     total: usize,
     per_address: usize,
+    /// Reverse proxies carry every client's connections: held to the total
+    /// cap only, or one busy proxy would be refused for everyone.
+    proxies: crate::client_address::TrustedProxies,
     open: std::sync::Mutex<(usize, std::collections::HashMap<String, usize>)>,
 }
 
@@ -117,7 +120,7 @@ impl ConnectionCaps {
             return Err("total");
         }
         let from_address = open.1.get(&address).copied().unwrap_or(0);
-        if from_address >= self.per_address {
+        if from_address >= self.per_address && !self.proxies.contains(peer) {
             return Err("per_address");
         }
         open.0 += 1;
@@ -165,6 +168,8 @@ pub async fn serve(
     let caps = Arc::new(ConnectionCaps {
         total: http.max_connections.max(1),
         per_address: http.max_connections_per_address.max(1),
+        proxies: crate::client_address::TrustedProxies::parse(&http.trusted_proxies, http.forwarded_header)
+            .unwrap_or_default(),
         open: std::sync::Mutex::default(),
     });
     tokio::pin!(shutdown);
@@ -286,4 +291,42 @@ pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
 /// The peer's socket address, for handlers that need it (rate limits).
 pub fn peer(req_ext: &http::Extensions) -> Option<SocketAddr> {
     req_ext.get::<ConnectInfo<SocketAddr>>().map(|c| c.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client_address::TrustedProxies;
+    use crate::settings::ForwardedHeader;
+
+    fn caps(proxies: &[&str]) -> Arc<ConnectionCaps> {
+        let proxies: Vec<String> = proxies.iter().map(|p| (*p).to_owned()).collect();
+        Arc::new(ConnectionCaps {
+            total: 10,
+            per_address: 2,
+            proxies: TrustedProxies::parse(&proxies, ForwardedHeader::XForwardedFor).unwrap(),
+            open: std::sync::Mutex::default(),
+        })
+    }
+
+    #[test]
+    fn a_trusted_proxy_is_held_to_the_total_cap_only() {
+        let proxy: std::net::IpAddr = "10.0.0.5".parse().unwrap();
+        let other: std::net::IpAddr = "192.0.2.1".parse().unwrap();
+        let c = caps(&["10.0.0.5"]);
+        let mut slots = Vec::new();
+        for _ in 0..2 {
+            slots.push(c.admit(other).unwrap());
+        }
+        assert_eq!(c.admit(other).err(), Some("per_address"));
+        for _ in 0..8 {
+            slots.push(c.admit(proxy).unwrap());
+        }
+        assert_eq!(c.admit(proxy).err(), Some("total"));
+        // Without the proxy in the list, it is an address like any other.
+        let c = caps(&[]);
+        let _a = c.admit(proxy).unwrap();
+        let _b = c.admit(proxy).unwrap();
+        assert_eq!(c.admit(proxy).err(), Some("per_address"));
+    }
 }

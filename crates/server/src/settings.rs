@@ -26,6 +26,7 @@ pub struct Settings {
     pub egress: EgressSettings,
     pub cimd: CimdSettings,
     pub http: HttpSettings,
+    pub metrics: MetricsSettings,
     pub tokens: TokenSettings,
     pub admin: AdminSettings,
     /// RFC 8707 resource used when a request names none.
@@ -236,6 +237,7 @@ impl Default for Settings {
             egress: EgressSettings::default(),
             cimd: CimdSettings::default(),
             http: HttpSettings::default(),
+            metrics: MetricsSettings::default(),
             tokens: TokenSettings::default(),
             admin: AdminSettings::default(),
             default_resource: None,
@@ -446,7 +448,45 @@ pub struct HttpSettings {
     /// database, outbound fetches and logs.
     pub max_connections: usize,
     /// Open connections allowed at once from one client address (IPv6: /64).
+    /// A trusted proxy's connections are not held to it (they carry everyone's).
     pub max_connections_per_address: usize,
+    /// Reverse proxies (addresses or CIDR ranges) whose forwarded-address
+    /// header is believed; from any other peer it is ignored
+    /// (crates/server/src/client_address.rs).
+    pub trusted_proxies: Vec<String>,
+    /// The header a trusted proxy reports the client in.
+    pub forwarded_header: ForwardedHeader,
+}
+
+/// Which header carries the client address from a trusted proxy. Exactly
+/// one is read: a proxy that appends to one usually passes the other through
+/// untouched, and that one is whatever the client wrote.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For` (nginx `$proxy_add_x_forwarded_for`, HAProxy `option forwardfor`).
+    #[default]
+    XForwardedFor,
+    /// `Forwarded` (RFC 7239).
+    Forwarded,
+}
+
+impl ForwardedHeader {
+    pub fn name(self) -> &'static str {
+        match self {
+            ForwardedHeader::XForwardedFor => "x-forwarded-for",
+            ForwardedHeader::Forwarded => "forwarded",
+        }
+    }
+}
+
+/// `[metrics]`: where Prometheus scrapes.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSettings {
+    /// A separate, private listener for `/metrics`, `/readyz` and `/healthz`
+    /// (plain HTTP). When set, the main listener no longer serves `/metrics`.
+    pub listen: Option<SocketAddr>,
 }
 
 impl Default for HttpSettings {
@@ -459,6 +499,8 @@ impl Default for HttpSettings {
             shutdown_grace_ms: 10_000,
             max_connections: 1024,
             max_connections_per_address: 256,
+            trusted_proxies: Vec::new(),
+            forwarded_header: ForwardedHeader::XForwardedFor,
         }
     }
 }
@@ -548,6 +590,28 @@ impl Settings {
                     reason: format!("{} does not exist or is not a file", tls.key_file.display()),
                 });
             }
+        }
+        if let Err(reason) = crate::client_address::TrustedProxies::parse(
+            &self.http.trusted_proxies,
+            self.http.forwarded_header,
+        ) {
+            return Err(SettingError {
+                key: "http.trusted_proxies",
+                reason,
+            });
+        }
+        if self
+            .metrics
+            .listen
+            .is_some_and(|m| m == self.listen && m.port() != 0)
+        {
+            return Err(SettingError {
+                key: "metrics.listen",
+                reason: format!(
+                    "{} is the main listen address; give the metrics listener its own",
+                    self.listen
+                ),
+            });
         }
         let db = &self.database.url;
         if !(db.starts_with("sqlite:") || db.starts_with("postgres://") || db.starts_with("postgresql://")) {
@@ -900,6 +964,24 @@ mod tests {
             missing.is_empty(),
             "settings missing from docs/configuration.md (a table row `| `key` |`): {missing:?}"
         );
+    }
+
+    #[test]
+    fn a_trusted_proxy_that_is_not_an_address_names_the_setting() {
+        let mut s = Settings::default();
+        s.http.trusted_proxies = vec!["10.0.0.0/8".into(), "proxy.internal".into()];
+        let e = s.validate().unwrap_err();
+        assert_eq!(e.key, "http.trusted_proxies");
+        assert!(e.to_string().contains("proxy.internal"), "{e}");
+    }
+
+    #[test]
+    fn the_metrics_listener_needs_its_own_address() {
+        let mut s = Settings::default();
+        s.metrics.listen = Some(s.listen);
+        assert_eq!(s.validate().unwrap_err().key, "metrics.listen");
+        s.metrics.listen = Some("127.0.0.1:9090".parse().unwrap());
+        s.validate().unwrap();
     }
 
     #[test]

@@ -63,6 +63,8 @@ pub struct StartSummary {
     pub kek_path: String,
     pub kek_created: bool,
     pub key: KeyRingStart,
+    /// The private operations listener (`metrics.listen`), as bound.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// A server ready to accept connections.
@@ -70,6 +72,8 @@ pub struct Prepared {
     pub state: AppState,
     pub listener: TcpListener,
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Bound when `metrics.listen` is set: `/metrics`, `/readyz`, `/healthz`.
+    pub metrics_listener: Option<TcpListener>,
     pub summary: StartSummary,
 }
 
@@ -194,7 +198,24 @@ pub async fn prepare(settings: Settings, clock: Arc<dyn Clock>) -> Result<Prepar
         source,
     })?;
 
+    let metrics_listener = match settings.metrics.listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::Bind { addr, source })?,
+        ),
+        None => None,
+    };
+    let metrics_listen = match &metrics_listener {
+        Some(l) => Some(l.local_addr().map_err(|source| StartError::Bind {
+            addr: settings.metrics.listen.unwrap_or(listen),
+            source,
+        })?),
+        None => None,
+    };
+
     let summary = StartSummary {
+        metrics_listen,
         issuer: issuer.clone(),
         listen,
         tls: tls.is_some(),
@@ -227,6 +248,7 @@ pub async fn prepare(settings: Settings, clock: Arc<dyn Clock>) -> Result<Prepar
         state,
         listener,
         tls,
+        metrics_listener,
         summary,
     })
 }
@@ -257,7 +279,11 @@ async fn dev_user(
 /// retirement) runs alongside.
 pub async fn run(prepared: Prepared, shutdown: impl std::future::Future<Output = ()>) -> std::io::Result<()> {
     let Prepared {
-        state, listener, tls, ..
+        state,
+        listener,
+        tls,
+        metrics_listener,
+        ..
     } = prepared;
     // The exporter keeps every histogram sample until they are folded into
     // buckets, which happens at a scrape or an upkeep; without a scraper the
@@ -287,8 +313,32 @@ pub async fn run(prepared: Prepared, shutdown: impl std::future::Future<Output =
     let purge = crate::purge::spawn(state.clone());
     let reload = spawn_policy_reload(state.clone());
     let http = state.settings.http.clone();
+    // One shutdown for both listeners: the operations listener stops when
+    // the main one is told to, so a draining node reports itself unready
+    // for no longer than the main listener still serves.
+    let (stopping, stop) = tokio::sync::watch::channel(false);
+    let operations = metrics_listener.map(|listener| {
+        let app = crate::operations_router(state.clone());
+        let http = http.clone();
+        let mut stop = stop.clone();
+        tokio::spawn(async move {
+            let stopped = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            if let Err(e) = crate::serve::serve(listener, None, app, &http, stopped).await {
+                tracing::error!(error = %e, "the metrics listener failed");
+            }
+        })
+    });
     let app = crate::router(state);
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stopping.send(true);
+    };
     let result = crate::serve::serve(listener, tls, app, &http, shutdown).await;
+    if let Some(task) = operations {
+        let _ = task.await;
+    }
     upkeep.abort();
     if let Some(task) = reload {
         task.abort();

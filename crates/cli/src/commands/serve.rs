@@ -40,6 +40,9 @@ pub async fn run(settings: Settings) -> Result<ExitCode> {
         s.key.active_kid,
         if s.key.created { "created" } else { "loaded" }
     );
+    if let Some(m) = s.metrics_listen {
+        println!("  metrics:  http://{m}/metrics (private listener; not served on the main one)");
+    }
     println!("  metadata: {}", metadata_url(&s.issuer));
     startup::run(prepared, steward_server::serve::shutdown_signal()).await?;
     println!("Steward stopped.");

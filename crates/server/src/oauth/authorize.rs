@@ -12,16 +12,16 @@
 //! page naming the destination host instead (RFC 9700 §4.11.2; see
 //! [`refuse`]).
 
-use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use std::net::SocketAddr;
 use steward_core::pkce::{CodeChallenge, PkceError};
 use steward_core::scope::ScopeSet;
 use steward_core::secret::{ordered_id, random_token, token_hash};
 use steward_core::{ErrorCode, OAuthError, TrustTier, UnixTime};
 use steward_store::{AuthorizationCode, NewAuditEvent, NewGrant, Session};
 
+use crate::client_address::ClientAddress;
 use crate::oauth::clients::{Client, ClientError, resolve_for_authorize};
 use crate::oauth::pages::{self, ConsentView};
 use crate::oauth::params::Params;
@@ -406,7 +406,7 @@ fn login_page(state: &AppState, headers: &HeaderMap, v: &Validated) -> Response 
 }
 
 async fn authorize(state: &AppState, headers: &HeaderMap, raw: String) -> Response {
-    let request_id = RequestId::new();
+    let request_id = RequestId::current();
     let v = match validate(state, &raw, &request_id).await {
         Ok(v) => v,
         Err(Refusal::Page(res)) => return res,
@@ -632,6 +632,7 @@ pub(crate) async fn audit(
         subject: subject.map(str::to_owned),
         detail: detail.to_string(),
     };
+    crate::request_log::audited(action, client_id);
     if let Err(e) = state.store.append_audit(&event).await {
         tracing::warn!(error = %e, "could not write audit event");
     }
@@ -641,7 +642,7 @@ pub(crate) async fn audit(
 
 pub async fn login_post(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddress(client_address): ClientAddress,
     headers: HeaderMap,
     body: String,
 ) -> Response {
@@ -650,7 +651,7 @@ pub async fn login_post(
     if !session::same_origin(&state, &headers) || !session::login_csrf_ok(&state, &headers, p.get("csrf")) {
         return form_refused();
     }
-    let request_id = RequestId::new();
+    let request_id = RequestId::current();
     let raw = p.get("request").unwrap_or_default().to_owned();
     let v = match validate(&state, &raw, &request_id).await {
         Ok(v) => v,
@@ -664,7 +665,7 @@ pub async fn login_post(
     let action = format!("{}/authorize/login", state.issuer.trim_end_matches('/'));
     let client_host = host_of(&v.client.id);
     // Reserved before the password is checked (issue 11 items 10-11).
-    let checks = crate::oauth::limits::login_checks(&state.settings.login, username, peer.ip());
+    let checks = crate::oauth::limits::login_checks(&state.settings.login, username, client_address);
     let reservation = state
         .oauth
         .login_failures
@@ -756,7 +757,7 @@ pub async fn login_post(
                 "user.login_failed",
                 Some(&v.client.id),
                 None,
-                serde_json::json!({ "address": peer.ip().to_string() }),
+                serde_json::json!({ "address": client_address.to_string() }),
             )
             .await;
             // The same words whether or not the user exists.
@@ -787,7 +788,7 @@ pub async fn consent_post(State(state): State<AppState>, headers: HeaderMap, bod
     if !session::same_origin(&state, &headers) {
         return form_refused();
     }
-    let request_id = RequestId::new();
+    let request_id = RequestId::current();
     let raw = p.get("request").unwrap_or_default().to_owned();
     let Some(session) = session::current(&state, &headers).await else {
         // The session ended meanwhile: sign in again (nothing is decided).
@@ -1002,7 +1003,7 @@ pub async fn request_post(State(state): State<AppState>, headers: HeaderMap, bod
     if !session::same_origin(&state, &headers) {
         return form_refused();
     }
-    let request_id = RequestId::new();
+    let request_id = RequestId::current();
     let raw = p.get("request").unwrap_or_default().to_owned();
     let Some(session) = session::current(&state, &headers).await else {
         return match validate(&state, &raw, &request_id).await {

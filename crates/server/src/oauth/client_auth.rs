@@ -203,8 +203,12 @@ pub async fn authenticate(
                 "client metadata is temporarily unavailable",
             )));
         }
-        Err(_) => return Err(invalid_client(via_header, "unknown or inactive client")),
+        Err(_) => {
+            crate::request_log::security_event("client_auth_failed", None, "unknown or inactive client");
+            return Err(invalid_client(via_header, "unknown or inactive client"));
+        }
     };
+    crate::request_log::note_client(&client.id, client.kind, params.get("grant_type"));
     if matches!(client.auth, ClientAuth::None) {
         return check_credential(state, client, presented, via_header, &mut false).await;
     }
@@ -226,7 +230,16 @@ pub async fn authenticate(
         Err(limits::Refused::Store(e)) => return Err(WebError::internal(e)),
     };
     let mut replayed = false;
+    let client_id = client.id.clone();
     let result = check_credential(state, client, presented, via_header, &mut replayed).await;
+    if result.is_err() {
+        let reason = if replayed {
+            "client assertion replayed"
+        } else {
+            "wrong credential"
+        };
+        crate::request_log::security_event("client_auth_failed", Some(&client_id), reason);
+    }
     match &result {
         Ok(_) => reservation.succeeded(&*state.store).await,
         // A replayed assertion is no guess at the client's key: counting it

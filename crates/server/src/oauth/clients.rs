@@ -130,7 +130,7 @@ pub async fn resolve_for_authorize(
     client_id: &str,
     request_id: &crate::request_id::RequestId,
 ) -> Result<Client, ClientError> {
-    if is_metadata_document(state, client_id) {
+    let client = if is_metadata_document(state, client_id) {
         listed_or_unknown(state, client_id)?;
         domain_allowed(state, client_id)?;
         let resolved = crate::cimd::resolve_for_request(state, client_id, Some(request_id))
@@ -154,7 +154,9 @@ pub async fn resolve_for_authorize(
         )
     } else {
         from_store(state, client_id).await
-    }
+    };
+    // For the request's log line: the client it was for, once it exists.
+    client.inspect(|c| crate::request_log::note_client(&c.id, c.kind, None))
 }
 
 /// Resolves a client at the token endpoint, from stored data only. A

@@ -360,6 +360,7 @@ impl AttemptLimiter {
             Some(refused) => {
                 if let Refused::Locked(limit) = &refused {
                     metrics::counter!("steward_auth_lockouts_total", "limit" => *limit).increment(1);
+                    crate::request_log::security_event("lockout", None, limit);
                 }
                 reservation.give_back(store, stored).await;
                 Err(refused)

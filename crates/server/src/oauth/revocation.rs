@@ -9,15 +9,15 @@
 //! a resource the caller may introspect is `{"active": false}` (§2.2).
 
 use axum::Json;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use std::net::SocketAddr;
 use steward_core::secret::token_hash;
 use steward_core::{ErrorCode, OAuthError};
 use steward_store::AccessTokenRecord;
 
+use crate::client_address::ClientAddress;
 use crate::error::WebError;
 use crate::oauth::client_auth;
 use crate::oauth::params::Params;
@@ -85,12 +85,12 @@ fn form_params(headers: &HeaderMap, body: &str) -> Result<Params, WebError> {
 
 pub async fn revoke(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddress(client_address): ClientAddress,
     headers: HeaderMap,
     body: String,
 ) -> Result<Response, WebError> {
     let params = form_params(&headers, &body)?;
-    let auth = client_auth::authenticate(&state, &headers, &params, peer.ip()).await?;
+    let auth = client_auth::authenticate(&state, &headers, &params, client_address).await?;
     let token = params
         .get("token")
         .ok_or_else(|| WebError::oauth(OAuthError::invalid_request("token is required")))?;
@@ -145,12 +145,12 @@ pub async fn revoke(
 
 pub async fn introspect(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddress(client_address): ClientAddress,
     headers: HeaderMap,
     body: String,
 ) -> Result<Response, WebError> {
     let params = form_params(&headers, &body)?;
-    let auth = client_auth::authenticate(&state, &headers, &params, peer.ip()).await?;
+    let auth = client_auth::authenticate(&state, &headers, &params, client_address).await?;
     if !auth.confidential {
         return Err(WebError::oauth(OAuthError::new(
             ErrorCode::InvalidClient,

@@ -7,11 +7,10 @@
 //! RFC 6749 §5.2 through `WebError`.
 
 use axum::Json;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use std::net::SocketAddr;
 use steward_core::pkce::CodeChallenge;
 use steward_core::scope::ScopeSet;
 use steward_core::secret::{ordered_id, token_hash};
@@ -19,6 +18,7 @@ use steward_core::{ErrorCode, OAuthError};
 use steward_governance::Action;
 use steward_store::{CodeConsumption, NewAuditEvent, NewRefreshFamily, Rotation};
 
+use crate::client_address::ClientAddress;
 use crate::error::WebError;
 use crate::oauth::client_auth::{self, Authenticated};
 use crate::oauth::params::Params;
@@ -65,7 +65,7 @@ fn form_only(headers: &HeaderMap) -> Result<(), WebError> {
 
 pub async fn token(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddress(client_address): ClientAddress,
     headers: HeaderMap,
     body: String,
 ) -> Result<Response, WebError> {
@@ -76,7 +76,7 @@ pub async fn token(
             "a parameter is repeated",
         )));
     }
-    let auth = client_auth::authenticate(&state, &headers, &params, peer.ip()).await?;
+    let auth = client_auth::authenticate(&state, &headers, &params, client_address).await?;
     match params.get("grant_type") {
         Some("authorization_code") => authorization_code(&state, &auth, &params).await,
         Some("refresh_token") => refresh_token(&state, &auth, &params).await,
@@ -113,6 +113,7 @@ async fn audit(
         subject: subject.map(str::to_owned),
         detail: detail.to_string(),
     };
+    crate::request_log::audited(action, Some(client_id));
     if let Err(e) = state.store.append_audit(&event).await {
         tracing::warn!(error = %e, "could not write audit event");
     }

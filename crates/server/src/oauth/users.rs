@@ -66,7 +66,10 @@ pub async fn verify_login(
     let ok = tokio::task::spawn_blocking(move || verify(&hash, &password))
         .await
         .unwrap_or(false);
-    Ok(user.filter(|u| ok && !u.disabled))
+    let user = user.filter(|u| ok && !u.disabled);
+    let outcome = if user.is_some() { "succeeded" } else { "failed" };
+    metrics::counter!("steward_logins_total", "outcome" => outcome).increment(1);
+    Ok(user)
 }
 
 /// Creates a user (for `steward users add` and the dev auto-approve user).

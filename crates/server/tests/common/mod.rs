@@ -20,6 +20,8 @@ pub struct TestServer {
     pub state: AppState,
     pub clock: ManualClock,
     pub dir: Arc<tempfile::TempDir>,
+    /// The private operations listener, when `metrics.listen` is set.
+    pub metrics_addr: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
@@ -56,6 +58,7 @@ impl TestServer {
             .await
             .expect("server prepares");
         let addr = prepared.summary.listen;
+        let metrics_addr = prepared.summary.metrics_listen;
         let state = prepared.state.clone();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(startup::run(prepared, async move {
@@ -67,6 +70,7 @@ impl TestServer {
             state,
             clock,
             dir,
+            metrics_addr,
             stop: Some(tx),
             task: Some(task),
         }

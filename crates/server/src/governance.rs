@@ -277,8 +277,10 @@ mod tests {
 
     #[test]
     fn self_service_defaults_to_the_resources_default_scopes() {
-        let mut s = Settings::default();
-        s.default_scopes = vec!["read".into(), "other".into()];
+        let mut s = Settings {
+            default_scopes: vec!["read".into(), "other".into()],
+            ..Settings::default()
+        };
         s.resources.push(ResourceSettings {
             uri: "https://mcp.example/mcp".into(),
             name: "m".into(),
@@ -297,8 +299,10 @@ mod tests {
 
     #[test]
     fn without_resources_the_issuer_is_the_resource_and_default_scopes_are_self_service() {
-        let mut s = Settings::default();
-        s.default_scopes = vec!["mcp".into()];
+        let s = Settings {
+            default_scopes: vec!["mcp".into()],
+            ..Settings::default()
+        };
         let g = settings_for(&s).unwrap();
         assert_eq!(g.resources.len(), 1);
         assert_eq!(g.resources[0].uri, s.effective_issuer());

@@ -17,7 +17,6 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use steward_core::pkce::s256_challenge;
 use steward_governance::model::{GovernanceAction, GovernanceEvent, OwnerKind, Role};
-use steward_governance::port::GovernanceStore;
 use steward_governance::{ApproveOptions, GovernanceError};
 use steward_server::settings::Settings;
 use steward_testkit::{DocumentHost, TestCa, TestNameserver, TestResponse};

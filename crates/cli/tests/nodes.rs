@@ -671,3 +671,152 @@ fn port_of(config: &Path) -> u16 {
     let at = text.find("listen = \"127.0.0.1:").unwrap() + "listen = \"127.0.0.1:".len();
     text[at..].split('"').next().unwrap().parse().unwrap()
 }
+
+// ---------------------------------------------------------------- governance
+
+/// Runs `steward ARGS` against `config`, feeding `stdin`; panics on failure.
+fn run_ok(dir: &Path, config: &Path, args: &[&str], stdin: &[u8]) -> String {
+    let mut full = vec!["--config", config.to_str().unwrap()];
+    full.extend(args);
+    let mut child = steward(dir, &full)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "steward {args:?}: {text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+fn client_credentials_for(port: u16, id: &str, secret: &str) -> Reply {
+    post_form(
+        port,
+        "/shared/token",
+        &format!(
+            "grant_type=client_credentials&client_id={id}&client_secret={secret}&scope=mcp%3Atools\
+             &resource=https%3A%2F%2Fmcp.test%2Fmcp"
+        ),
+    )
+}
+
+/// Polls `check` for up to `within`, returning whether it held.
+fn eventually(within: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if check() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Two real nodes on one PostgreSQL database: a suspension made with the
+/// CLI refuses the client on both nodes at the very next request, a resume
+/// restores both, and `steward policy reload` reaches both nodes (issue 13
+/// items 2 and 5).
+#[test]
+fn suspension_and_policy_reload_reach_every_node() {
+    let Some(schema) = Schema::create() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("ops.cedar");
+    std::fs::write(
+        &policy,
+        "@id(\"ops.nothing\")\nforbid (principal, action, resource) when { false };\n",
+    )
+    .unwrap();
+    let extra = format!(
+        "reload_seconds = 1\n[governance]\npolicy_files = [\"{}\"]\n\
+         [[resources]]\nuri = \"https://mcp.test/mcp\"\nname = \"Test\"\nscopes = {{ \"mcp:tools\" = \"Tools\" }}\n\
+         self_service_scopes = [\"mcp:tools\"]\n",
+        policy.display()
+    );
+    let issuer = "http://127.0.0.1/shared";
+    let (pa, pb) = (free_port(), free_port());
+    let ca = node_config(dir.path(), "a", issuer, pa, &schema.url(), &extra);
+    let cb = node_config(dir.path(), "b", issuer, pb, &schema.url(), &extra);
+    let a = Node::start(dir.path(), &ca, pa);
+    let b = Node::start(dir.path(), &cb, pb);
+    let (id, secret) = create_client(dir.path(), &ca);
+    for (name, role) in [("oscar", "operator"), ("bea", "approver"), ("ted", "approver")] {
+        run_ok(
+            dir.path(),
+            &ca,
+            &["users", "add", name, "--role", role],
+            b"correct horse battery staple\n",
+        );
+    }
+    // A client above self-service needs its owners to be resumed.
+    run_ok(
+        dir.path(),
+        &ca,
+        &[
+            "clients",
+            "owners",
+            &id,
+            "--add",
+            "bea:business",
+            "--add",
+            "ted:technical",
+            "--as",
+            "oscar",
+        ],
+        b"",
+    );
+    for n in [&a, &b] {
+        let r = client_credentials_for(n.port, &id, &secret);
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+
+    run_ok(
+        dir.path(),
+        &ca,
+        &["clients", "suspend", &id, "--as", "oscar", "--reason", "incident"],
+        b"",
+    );
+    for n in [&a, &b] {
+        let r = client_credentials_for(n.port, &id, &secret);
+        assert_eq!(r.status, 401, "refused at once on every node: {}", r.body);
+    }
+    run_ok(
+        dir.path(),
+        &ca,
+        &["clients", "resume", &id, "--as", "oscar", "--reason", "resolved"],
+        b"",
+    );
+    for n in [&a, &b] {
+        assert_eq!(client_credentials_for(n.port, &id, &secret).status, 200);
+    }
+
+    // A policy that forbids the scope, reloaded from the CLI: both nodes apply it.
+    std::fs::write(
+        &policy,
+        "@id(\"ops.no_tools\")\nforbid (principal, action, resource is Scope) when { resource.name == \"mcp:tools\" };\n",
+    )
+    .unwrap();
+    run_ok(dir.path(), &ca, &["policy", "reload"], b"");
+    for n in [&a, &b] {
+        assert!(
+            eventually(Duration::from_secs(10), || client_credentials_for(
+                n.port, &id, &secret
+            )
+            .status
+                == 400),
+            "node on port {} did not reload the policy set",
+            n.port
+        );
+    }
+    drop((a, b));
+    drop(schema);
+}

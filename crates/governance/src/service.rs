@@ -24,7 +24,7 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use steward_core::{ClientKind, Clock, LifecycleState, UnixTime};
+use steward_core::{Clock, LifecycleState, UnixTime};
 
 /// Governance settings (`[governance]`; docs/configuration.md).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -151,12 +151,12 @@ impl Governance {
         self.settings.domains.status(host)
     }
 
-    /// Approved by the operator who made it: a pre-registered client —
-    /// declared in `[[clients]]` or created by `steward clients create`
-    /// (both are operator acts on the deployment) — or an allow-list entry
-    /// for a metadata-document URL in `[[clients]]`.
+    /// Approved by the configuration that declares it (issue 13 item 3): a
+    /// `[[clients]]` entry. A client created with `steward clients create`
+    /// is not declared: it gets what the policy gives it (self-service
+    /// scopes) until an approver approves more, like any other client.
     fn declared(&self, view: &ClientView) -> bool {
-        view.kind == ClientKind::PreRegistered || self.settings.declared_clients.contains(&view.client_id)
+        self.settings.declared_clients.contains(&view.client_id)
     }
 
     fn resource(&self, uri: &str) -> Result<&ResourceInfo, GovernanceError> {

@@ -195,6 +195,9 @@ pub enum Outcome {
 /// One question at a protocol endpoint.
 pub struct Ask<'a> {
     pub client_id: &'a str,
+    /// The client's view as read with its record during this request;
+    /// `None`: read it now.
+    pub view: Option<&'a steward_governance::model::ClientView>,
     pub action: Action,
     pub resource: &'a str,
     pub scopes: &'a ScopeSet,
@@ -207,21 +210,23 @@ pub struct Ask<'a> {
 /// is logged and counted in `steward_policy_errors_total`.
 pub async fn ask(governance: &Governance, q: &Ask<'_>) -> Result<Outcome, OAuthError> {
     let scopes: Vec<String> = q.scopes.iter().map(str::to_owned).collect();
-    let decision = governance
-        .decide(&DecideRequest {
-            client_id: q.client_id,
-            action: q.action,
-            resource: q.resource,
-            scopes: &scopes,
-            user: q.user,
-            address: q.address,
-            facts: None,
-        })
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, client_id = q.client_id, "governance decision failed");
-            OAuthError::server_error()
-        })?;
+    let req = DecideRequest {
+        client_id: q.client_id,
+        action: q.action,
+        resource: q.resource,
+        scopes: &scopes,
+        user: q.user,
+        address: q.address,
+        facts: None,
+    };
+    let decision = match q.view {
+        Some(view) => governance.decide_for(view, &req),
+        None => governance.decide(&req).await,
+    }
+    .map_err(|e| {
+        tracing::error!(error = %e, client_id = q.client_id, "governance decision failed");
+        OAuthError::server_error()
+    })?;
     outcome(q, &decision)
 }
 

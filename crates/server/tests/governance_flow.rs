@@ -82,6 +82,14 @@ async fn world(pg: bool, tune: impl FnOnce(&mut Settings)) -> Option<World> {
     })
 }
 
+/// With `STEWARD_PAGE_DUMP=DIR`, keeps a page's HTML for a browser
+/// screenshot (the pages are checked by eye in headless Chromium).
+fn dump_page(name: &str, html: &str) {
+    if let Ok(dir) = std::env::var("STEWARD_PAGE_DUMP") {
+        std::fs::write(std::path::Path::new(&dir).join(format!("{name}.html")), html).unwrap();
+    }
+}
+
 async fn drop_schema(base: &str, url: &str) {
     use sqlx::Connection;
     let schema = url
@@ -199,6 +207,7 @@ async fn approval_story(pg: bool) {
     assert_eq!(res.status(), 403, "the access-request page");
     assert!(res.headers().get("location").is_none(), "no code, no redirect");
     let page = res.text().await.unwrap();
+    dump_page("access_request", &page);
     assert!(page.contains("Approval needed"), "{page}");
     assert!(page.contains("agent.test"), "names the client's host");
     assert!(
@@ -222,7 +231,9 @@ async fn approval_story(pg: bool) {
         )
         .await;
     assert_eq!(res.status(), 202);
-    assert!(res.text().await.unwrap().contains("Request sent"));
+    let sent = res.text().await.unwrap();
+    dump_page("request_sent", &sent);
+    assert!(sent.contains("Request sent"));
 
     let gov = &server.state.governance;
     let pending = server

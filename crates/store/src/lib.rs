@@ -94,6 +94,14 @@ pub trait Store:
 {
     /// A round trip to the database (readiness probes).
     async fn ping(&self) -> Result<(), StoreError>;
+    /// The client's record and its governance view, read together (one
+    /// round trip on PostgreSQL): the token endpoint authenticates the
+    /// client from the record and asks the policy with the view, and two
+    /// reads per request cost a round trip each.
+    async fn client_with_view(
+        &self,
+        client_id: &str,
+    ) -> Result<Option<(ClientRecord, steward_governance::model::ClientView)>, StoreError>;
     fn backend(&self) -> Backend;
 }
 

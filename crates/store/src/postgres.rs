@@ -1475,6 +1475,13 @@ impl LogoStore for PostgresStore {
 
 #[async_trait]
 impl Store for PostgresStore {
+    async fn client_with_view(
+        &self,
+        client_id: &str,
+    ) -> Result<Option<(ClientRecord, steward_governance::model::ClientView)>, StoreError> {
+        self.client_and_view_on(client_id).await
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())

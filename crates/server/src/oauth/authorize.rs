@@ -886,6 +886,7 @@ async fn govern(state: &AppState, v: &mut Validated, user_id: &str) -> Result<()
     let user = user_context(state, user_id).await;
     let ask = crate::governance::Ask {
         client_id: &v.client.id,
+        view: v.client.view.as_deref(),
         action: steward_governance::Action::Authorize,
         resource: &v.resource.uri,
         scopes: &v.scopes,

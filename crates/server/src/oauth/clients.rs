@@ -12,9 +12,11 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::sync::Arc;
 use steward_cimd::{AuthMethod, ClientMetadata, GrantType, ResolveError};
 use steward_core::scope::ScopeSet;
 use steward_core::{ClientKind, LifecycleState, RedirectUri, RedirectUriRules, TrustTier};
+use steward_governance::model::ClientView;
 use steward_store::{ClientRecord, StoreError};
 
 use crate::settings::ClientSettings;
@@ -51,6 +53,9 @@ pub struct Client {
     /// For metadata-document clients: the stored version this view came from.
     pub metadata_version: Option<i64>,
     pub trust_tier: TrustTier,
+    /// The client's governance view, read with its record: the policy is
+    /// asked with it during this request, without another read.
+    pub view: Option<Arc<ClientView>>,
 }
 
 impl Client {
@@ -145,13 +150,8 @@ pub async fn resolve_for_authorize(
         {
             state.cimd.key_sets().prefetch(uri).await;
         }
-        let record = state.store.get_client(client_id).await?;
-        from_metadata(
-            state,
-            &resolved.metadata,
-            Some(resolved.version_id),
-            record.as_ref(),
-        )
+        let read = state.store.client_with_view(client_id).await?;
+        from_metadata(state, &resolved.metadata, Some(resolved.version_id), read)
     } else {
         from_store(state, client_id).await
     };
@@ -181,8 +181,8 @@ pub async fn resolve_for_token(
         }
         .map_err(ClientError::Metadata)?
         .ok_or(ClientError::Unknown)?;
-        let record = state.store.get_client(client_id).await?;
-        from_metadata(state, &stored.metadata, Some(stored.version_id), record.as_ref())
+        let read = state.store.client_with_view(client_id).await?;
+        from_metadata(state, &stored.metadata, Some(stored.version_id), read)
     } else {
         from_store(state, client_id).await
     }
@@ -200,8 +200,13 @@ fn from_metadata(
     state: &AppState,
     m: &ClientMetadata,
     version: Option<i64>,
-    record: Option<&ClientRecord>,
+    read: Option<(ClientRecord, ClientView)>,
 ) -> Result<Client, ClientError> {
+    let (record, view) = match read {
+        Some((r, v)) => (Some(r), Some(Arc::new(v))),
+        None => (None, None),
+    };
+    let record = record.as_ref();
     check_active(record)?;
     let mut grant_types: Vec<String> = m
         .grant_types
@@ -244,13 +249,14 @@ fn from_metadata(
         auth,
         metadata_version: version,
         trust_tier,
+        view,
     })
 }
 
 async fn from_store(state: &AppState, client_id: &str) -> Result<Client, ClientError> {
-    let record = state
+    let (record, view) = state
         .store
-        .get_client(client_id)
+        .client_with_view(client_id)
         .await?
         .ok_or(ClientError::Unknown)?;
     if record.kind == ClientKind::MetadataDocument {
@@ -291,6 +297,7 @@ async fn from_store(state: &AppState, client_id: &str) -> Result<Client, ClientE
             .map_or(ClientAuth::None, ClientAuth::Secret),
         metadata_version: None,
         trust_tier: record.trust_tier,
+        view: Some(Arc::new(view)),
     })
 }
 

@@ -191,7 +191,7 @@ async fn authorization_code(
     let asked = ScopeSet::parse(&record.scopes).unwrap_or_default();
     let scopes = govern(
         state,
-        &client.id,
+        client,
         Action::RedeemCode,
         &resource,
         &asked,
@@ -368,7 +368,7 @@ async fn refresh_token(
     // keeps its scopes, so what the policy restores later is restored.
     let scopes = govern(
         state,
-        &client.id,
+        client,
         Action::Refresh,
         &resource,
         &scopes,
@@ -446,7 +446,7 @@ async fn client_credentials(
         .map_err(WebError::oauth)?;
     let scopes = govern(
         state,
-        &client.id,
+        client,
         Action::ClientCredentials,
         &resource.uri,
         &scopes,
@@ -480,7 +480,7 @@ async fn client_credentials(
 /// waits for an approver here: a scope that needs one is not granted.
 async fn govern(
     state: &AppState,
-    client_id: &str,
+    client: &crate::oauth::clients::Client,
     action: Action,
     resource: &str,
     asked: &ScopeSet,
@@ -492,8 +492,10 @@ async fn govern(
             .map_err(WebError::internal)?,
         None => None,
     };
+    let client_id = client.id.as_str();
     let ask = crate::governance::Ask {
         client_id,
+        view: client.view.as_deref(),
         action,
         resource,
         scopes: asked,

@@ -8,7 +8,7 @@
 
 use super::{CLIENT_COLS, PostgresStore, append_audit_on, client_row, collect};
 use crate::governance::{Latest, audit_of, join_scopes, port_error, split_scopes, view_of, views_of};
-use crate::{StoreError, error::parse_column};
+use crate::{ClientRecord, StoreError, error::parse_column};
 use async_trait::async_trait;
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
@@ -232,6 +232,14 @@ impl PostgresStore {
     /// One client's view in one round trip: the token endpoint asks at
     /// every request, and four queries cost four round trips.
     async fn client_view_on(&self, client_id: &str) -> Result<Option<ClientView>, StoreError> {
+        Ok(self.client_and_view_on(client_id).await?.map(|(_, v)| v))
+    }
+
+    /// The client's record and its view, from one statement.
+    pub(crate) async fn client_and_view_on(
+        &self,
+        client_id: &str,
+    ) -> Result<Option<(ClientRecord, ClientView)>, StoreError> {
         let Some(row) = sqlx::query(VIEW_OF_ONE)
             .bind(client_id)
             .fetch_optional(&self.pool)
@@ -274,7 +282,7 @@ impl PostgresStore {
                 self_approved: a.self_approved,
             })
             .collect();
-        Ok(Some(view_of(client, latest, owners, approvals)))
+        Ok(Some((client.clone(), view_of(client, latest, owners, approvals))))
     }
 
     async fn list_client_views_on(&self) -> Result<Vec<ClientView>, StoreError> {

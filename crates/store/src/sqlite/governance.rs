@@ -128,6 +128,14 @@ fn gov_user_in(db: &Connection, sql: &str, key: &str) -> Result<Option<Governanc
 }
 
 fn client_view_in(db: &Connection, client_id: &str) -> Result<Option<ClientView>, StoreError> {
+    Ok(client_and_view_in(db, client_id)?.map(|(_, v)| v))
+}
+
+/// The client's record and its view, from one read.
+pub(crate) fn client_and_view_in(
+    db: &Connection,
+    client_id: &str,
+) -> Result<Option<(ClientRecord, ClientView)>, StoreError> {
     let Some(c) = one(
         db,
         concat!("SELECT ", client_cols!(), " FROM clients WHERE client_id = ?1"),
@@ -155,7 +163,7 @@ fn client_view_in(db: &Connection, client_id: &str) -> Result<Option<ClientView>
     .map(|(_, o)| o)
     .collect();
     let approvals = approvals_in(db, client_id)?;
-    Ok(Some(view_of(c, latest, owners, approvals)))
+    Ok(Some((c.clone(), view_of(c, latest, owners, approvals))))
 }
 
 fn approvals_in(db: &Connection, client_id: &str) -> Result<Vec<Approval>, StoreError> {

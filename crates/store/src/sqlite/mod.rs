@@ -1956,6 +1956,14 @@ impl MaintenanceStore for SqliteStore {
 
 #[async_trait]
 impl Store for SqliteStore {
+    async fn client_with_view(
+        &self,
+        client_id: &str,
+    ) -> Result<Option<(ClientRecord, steward_governance::model::ClientView)>, StoreError> {
+        let id = client_id.to_owned();
+        self.read(move |db| governance::client_and_view_in(db, &id)).await
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         self.read(|db| {
             db.prepare_cached("SELECT 1")?.query_row([], |_| Ok(()))?;

@@ -559,21 +559,7 @@ where
     let mut s = base_settings(dir.path());
     s.database.url = url.clone();
     check(TestServer::start_with(s, dir).await).await;
-    drop_schema(&base, &url).await;
-}
-
-async fn drop_schema(base: &str, url: &str) {
-    use sqlx::Connection;
-    let schema = url
-        .rsplit_once("search_path%3D")
-        .map(|(_, s)| s.split('&').next().unwrap_or(s))
-        .unwrap();
-    assert!(schema.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
-    let mut conn = sqlx::PgConnection::connect(base).await.unwrap();
-    sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
-        .execute(&mut conn)
-        .await
-        .unwrap();
+    common::drop_schema(&base, &url).await;
 }
 
 async fn session_is_live(server: &TestServer, cookie: &str) -> bool {

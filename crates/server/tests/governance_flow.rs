@@ -35,7 +35,7 @@ impl World {
         let pg = self.pg.clone();
         drop(self);
         if let Some((base, url)) = pg {
-            drop_schema(&base, &url).await;
+            common::drop_schema(&base, &url).await;
         }
     }
 }
@@ -88,20 +88,6 @@ fn dump_page(name: &str, html: &str) {
     if let Ok(dir) = std::env::var("STEWARD_PAGE_DUMP") {
         std::fs::write(std::path::Path::new(&dir).join(format!("{name}.html")), html).unwrap();
     }
-}
-
-async fn drop_schema(base: &str, url: &str) {
-    use sqlx::Connection;
-    let schema = url
-        .rsplit_once("search_path%3D")
-        .map(|(_, s)| s.split('&').next().unwrap_or(s))
-        .unwrap();
-    assert!(schema.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
-    let mut conn = sqlx::PgConnection::connect(base).await.unwrap();
-    sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
-        .execute(&mut conn)
-        .await
-        .unwrap();
 }
 
 /// Publishes a metadata document for `host` and returns its client_id.

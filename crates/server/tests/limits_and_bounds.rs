@@ -292,7 +292,7 @@ async fn login_failures_are_shared_by_nodes_on_one_database_postgresql() {
         return;
     };
     login_failures_are_shared_by_nodes(Some(url.clone())).await;
-    drop_schema(&base, &url).await;
+    common::drop_schema(&base, &url).await;
 }
 
 // ---- item 17 folded into 10: a replay is no guess ----------------------------------
@@ -565,7 +565,7 @@ async fn expired_rows_are_purged_on_a_schedule_postgresql() {
         return;
     };
     expired_rows_are_purged_on_a_schedule(Some(url.clone())).await;
-    drop_schema(&base, &url).await;
+    common::drop_schema(&base, &url).await;
 }
 
 // ---- item 14: connection caps --------------------------------------------------------
@@ -645,19 +645,4 @@ async fn half_sent_requests_cannot_exhaust_the_connections() {
         "{m}"
     );
     assert!(m.contains("steward_connections_refused_total{cap=\"total\"}"));
-}
-
-/// Drops the schema `common::postgres_schema_url` made.
-async fn drop_schema(base: &str, url: &str) {
-    use sqlx::Connection;
-    let schema = url
-        .rsplit_once("search_path%3D")
-        .map(|(_, s)| s.split('&').next().unwrap_or(s))
-        .expect("the URL names its schema");
-    assert!(schema.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
-    let mut conn = sqlx::PgConnection::connect(base).await.unwrap();
-    sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
-        .execute(&mut conn)
-        .await
-        .unwrap();
 }

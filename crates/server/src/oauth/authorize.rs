@@ -785,30 +785,10 @@ pub async fn login_post(
 
 pub async fn consent_post(State(state): State<AppState>, headers: HeaderMap, body: String) -> Response {
     let p = Params::parse(&body);
-    if !session::same_origin(&state, &headers) {
-        return form_refused();
-    }
     let request_id = RequestId::current();
-    let raw = p.get("request").unwrap_or_default().to_owned();
-    let Some(session) = session::current(&state, &headers).await else {
-        // The session ended meanwhile: sign in again (nothing is decided).
-        return match validate(&state, &raw, &request_id).await {
-            Ok(v) => login_page(&state, &headers, &v),
-            Err(Refusal::Page(res)) => res,
-            Err(Refusal::Client(to, e)) => refuse(&state, &to, None, &e, &request_id).await,
-        };
-    };
-    // Bound to this session: a value from another browser, or from before
-    // this sign-in, is refused.
-    if !session::session_csrf_ok(&state, &session, p.get("csrf")) {
-        return form_refused();
-    }
-    let v = match validate(&state, &raw, &request_id).await {
-        Ok(v) => v,
-        Err(Refusal::Page(res)) => return res,
-        Err(Refusal::Client(to, e)) => {
-            return refuse(&state, &to, Some(&session.user_id), &e, &request_id).await;
-        }
+    let (session, v) = match signed_in_form(&state, &headers, &p, &request_id).await {
+        Ok(x) => x,
+        Err(res) => return res,
     };
     let mut v = v;
     if p.get("decision") == Some("approve") {
@@ -1001,27 +981,10 @@ async fn send_access_request(
 /// what the policy would not grant without them.
 pub async fn request_post(State(state): State<AppState>, headers: HeaderMap, body: String) -> Response {
     let p = Params::parse(&body);
-    if !session::same_origin(&state, &headers) {
-        return form_refused();
-    }
     let request_id = RequestId::current();
-    let raw = p.get("request").unwrap_or_default().to_owned();
-    let Some(session) = session::current(&state, &headers).await else {
-        return match validate(&state, &raw, &request_id).await {
-            Ok(v) => login_page(&state, &headers, &v),
-            Err(Refusal::Page(res)) => res,
-            Err(Refusal::Client(to, e)) => refuse(&state, &to, None, &e, &request_id).await,
-        };
-    };
-    if !session::session_csrf_ok(&state, &session, p.get("csrf")) {
-        return form_refused();
-    }
-    let mut v = match validate(&state, &raw, &request_id).await {
-        Ok(v) => v,
-        Err(Refusal::Page(res)) => return res,
-        Err(Refusal::Client(to, e)) => {
-            return refuse(&state, &to, Some(&session.user_id), &e, &request_id).await;
-        }
+    let (session, mut v) = match signed_in_form(&state, &headers, &p, &request_id).await {
+        Ok(x) => x,
+        Err(res) => return res,
     };
     let justification = p.get("justification").unwrap_or_default().trim().to_owned();
     match govern(&state, &mut v, &session.user_id).await {
@@ -1033,6 +996,38 @@ pub async fn request_post(State(state): State<AppState>, headers: HeaderMap, bod
         }
         // Approved meanwhile (or refused): carry on as a fresh request would.
         Ok(()) | Err(Governed::Refused(_)) => signed_in(&state, &v, &session, &request_id).await,
+    }
+}
+
+/// The checks every form posted by a signed-in user passes first: same
+/// origin, a live session (else the login page: nothing is decided), the
+/// session-bound CSRF value (a value from another browser, or from before
+/// this sign-in, is refused), and the authorization request it carries,
+/// validated again.
+async fn signed_in_form(
+    state: &AppState,
+    headers: &HeaderMap,
+    p: &Params,
+    request_id: &RequestId,
+) -> Result<(Session, Validated), Response> {
+    if !session::same_origin(state, headers) {
+        return Err(form_refused());
+    }
+    let raw = p.get("request").unwrap_or_default().to_owned();
+    let Some(session) = session::current(state, headers).await else {
+        return Err(match validate(state, &raw, request_id).await {
+            Ok(v) => login_page(state, headers, &v),
+            Err(Refusal::Page(res)) => res,
+            Err(Refusal::Client(to, e)) => refuse(state, &to, None, &e, request_id).await,
+        });
+    };
+    if !session::session_csrf_ok(state, &session, p.get("csrf")) {
+        return Err(form_refused());
+    }
+    match validate(state, &raw, request_id).await {
+        Ok(v) => Ok((session, v)),
+        Err(Refusal::Page(res)) => Err(res),
+        Err(Refusal::Client(to, e)) => Err(refuse(state, &to, Some(&session.user_id), &e, request_id).await),
     }
 }
 

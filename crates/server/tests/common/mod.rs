@@ -129,3 +129,18 @@ pub async fn postgres_schema_url(base: &str) -> Option<String> {
     let sep = if base.contains('?') { '&' } else { '?' };
     Some(format!("{base}{sep}options=-c%20search_path%3D{schema}"))
 }
+
+/// Drops the schema a [`postgres_schema_url`] URL names.
+pub async fn drop_schema(base: &str, url: &str) {
+    use sqlx::Connection;
+    let schema = url
+        .rsplit_once("search_path%3D")
+        .map(|(_, s)| s.split('&').next().unwrap_or(s))
+        .unwrap();
+    assert!(schema.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
+    let mut conn = sqlx::PgConnection::connect(base).await.unwrap();
+    sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+}

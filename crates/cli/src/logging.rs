@@ -8,8 +8,15 @@ use tracing_subscriber::EnvFilter;
 
 use crate::LogFormat;
 
+/// The default filter. PostgreSQL's informational notices (sqlx logs them
+/// at info) are held back: the migrator's `CREATE TABLE IF NOT EXISTS`
+/// made every start and every CLI command print `relation
+/// "_sqlx_migrations" already exists, skipping` (issue 15 item 4).
+/// Notices of warning level and above still show.
+const DEFAULT_FILTER: &str = "info,sqlx::postgres::notice=warn";
+
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_env("STEWARD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_env("STEWARD_LOG").unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -239,9 +239,14 @@ async fn the_token_endpoint_works_from_the_pinned_version_without_fetching() {
 
     // The code's check ran against the consented version, which still has
     // the redirect URI the newer one dropped.
-    let at_token = steward_server::oauth::clients::resolve_for_token(&s.server.state, &id, Some(pinned))
-        .await
-        .unwrap();
+    let at_token = steward_server::oauth::clients::resolve_for_token(
+        &s.server.state,
+        &id,
+        Some(pinned),
+        steward_server::oauth::clients::View::Skip,
+    )
+    .await
+    .unwrap();
     assert_eq!(at_token.metadata_version, Some(pinned));
     assert_eq!(at_token.name.as_deref(), Some("Version One"));
     assert_eq!(

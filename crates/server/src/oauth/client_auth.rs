@@ -187,6 +187,7 @@ pub async fn authenticate(
     headers: &HeaderMap,
     params: &Params,
     peer: std::net::IpAddr,
+    view: clients::View,
 ) -> Result<Authenticated, WebError> {
     let (presented, via_header) = presented(headers, params)?;
     let client_id = match &presented {
@@ -194,7 +195,7 @@ pub async fn authenticate(
         | Presented::Secret { client_id, .. }
         | Presented::Assertion { client_id, .. } => client_id.clone(),
     };
-    let client = match clients::resolve_for_token(state, &client_id, None).await {
+    let client = match clients::resolve_for_token(state, &client_id, None, view).await {
         Ok(c) => c,
         Err(ClientError::Store(e)) => return Err(WebError::internal(e)),
         Err(ClientError::Metadata(e)) if e.is_transient() => {

@@ -150,10 +150,10 @@ pub async fn resolve_for_authorize(
         {
             state.cimd.key_sets().prefetch(uri).await;
         }
-        let read = state.store.client_with_view(client_id).await?;
+        let read = read_client(state, client_id, View::Read).await?;
         from_metadata(state, &resolved.metadata, Some(resolved.version_id), read)
     } else {
-        from_store(state, client_id).await
+        from_store(state, client_id, View::Read).await
     };
     // For the request's log line: the client it was for, once it exists.
     client.inspect(|c| crate::request_log::note_client(&c.id, c.kind, None))
@@ -168,6 +168,7 @@ pub async fn resolve_for_token(
     state: &AppState,
     client_id: &str,
     pinned_version: Option<i64>,
+    view: View,
 ) -> Result<Client, ClientError> {
     if is_metadata_document(state, client_id) {
         listed_or_unknown(state, client_id)?;
@@ -181,11 +182,35 @@ pub async fn resolve_for_token(
         }
         .map_err(ClientError::Metadata)?
         .ok_or(ClientError::Unknown)?;
-        let read = state.store.client_with_view(client_id).await?;
+        let read = read_client(state, client_id, view).await?;
         from_metadata(state, &stored.metadata, Some(stored.version_id), read)
     } else {
-        from_store(state, client_id).await
+        from_store(state, client_id, view).await
     }
+}
+
+/// Whether the caller will ask the policy about this client in this
+/// request (the token endpoint) or only needs its record (introspection,
+/// revocation): the governance view costs a heavier read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum View {
+    Read,
+    Skip,
+}
+
+async fn read_client(
+    state: &AppState,
+    client_id: &str,
+    want: View,
+) -> Result<Option<(ClientRecord, Option<ClientView>)>, ClientError> {
+    Ok(match want {
+        View::Read => state
+            .store
+            .client_with_view(client_id)
+            .await?
+            .map(|(r, v)| (r, Some(v))),
+        View::Skip => state.store.get_client(client_id).await?.map(|r| (r, None)),
+    })
 }
 
 fn check_active(record: Option<&ClientRecord>) -> Result<(), ClientError> {
@@ -200,10 +225,10 @@ fn from_metadata(
     state: &AppState,
     m: &ClientMetadata,
     version: Option<i64>,
-    read: Option<(ClientRecord, ClientView)>,
+    read: Option<(ClientRecord, Option<ClientView>)>,
 ) -> Result<Client, ClientError> {
     let (record, view) = match read {
-        Some((r, v)) => (Some(r), Some(Arc::new(v))),
+        Some((r, v)) => (Some(r), v.map(Arc::new)),
         None => (None, None),
     };
     let record = record.as_ref();
@@ -253,10 +278,8 @@ fn from_metadata(
     })
 }
 
-async fn from_store(state: &AppState, client_id: &str) -> Result<Client, ClientError> {
-    let (record, view) = state
-        .store
-        .client_with_view(client_id)
+async fn from_store(state: &AppState, client_id: &str, want: View) -> Result<Client, ClientError> {
+    let (record, view) = read_client(state, client_id, want)
         .await?
         .ok_or(ClientError::Unknown)?;
     if record.kind == ClientKind::MetadataDocument {
@@ -297,7 +320,7 @@ async fn from_store(state: &AppState, client_id: &str) -> Result<Client, ClientE
             .map_or(ClientAuth::None, ClientAuth::Secret),
         metadata_version: None,
         trust_tier: record.trust_tier,
-        view: Some(Arc::new(view)),
+        view: view.map(Arc::new),
     })
 }
 

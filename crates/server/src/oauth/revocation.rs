@@ -90,7 +90,14 @@ pub async fn revoke(
     body: String,
 ) -> Result<Response, WebError> {
     let params = form_params(&headers, &body)?;
-    let auth = client_auth::authenticate(&state, &headers, &params, client_address).await?;
+    let auth = client_auth::authenticate(
+        &state,
+        &headers,
+        &params,
+        client_address,
+        crate::oauth::clients::View::Skip,
+    )
+    .await?;
     let token = params
         .get("token")
         .ok_or_else(|| WebError::oauth(OAuthError::invalid_request("token is required")))?;
@@ -150,7 +157,14 @@ pub async fn introspect(
     body: String,
 ) -> Result<Response, WebError> {
     let params = form_params(&headers, &body)?;
-    let auth = client_auth::authenticate(&state, &headers, &params, client_address).await?;
+    let auth = client_auth::authenticate(
+        &state,
+        &headers,
+        &params,
+        client_address,
+        crate::oauth::clients::View::Skip,
+    )
+    .await?;
     if !auth.confidential {
         return Err(WebError::oauth(OAuthError::new(
             ErrorCode::InvalidClient,

@@ -76,7 +76,14 @@ pub async fn token(
             "a parameter is repeated",
         )));
     }
-    let auth = client_auth::authenticate(&state, &headers, &params, client_address).await?;
+    let auth = client_auth::authenticate(
+        &state,
+        &headers,
+        &params,
+        client_address,
+        crate::oauth::clients::View::Read,
+    )
+    .await?;
     match params.get("grant_type") {
         Some("authorization_code") => authorization_code(&state, &auth, &params).await,
         Some("refresh_token") => refresh_token(&state, &auth, &params).await,
@@ -182,9 +189,14 @@ async fn authorization_code(
     }
     // The version the user consented to must still be usable.
     if let Some(version) = record.metadata_version_id {
-        crate::oauth::clients::resolve_for_token(state, &client.id, Some(version))
-            .await
-            .map_err(|_| invalid_grant("the client's metadata changed and is no longer valid"))?;
+        crate::oauth::clients::resolve_for_token(
+            state,
+            &client.id,
+            Some(version),
+            crate::oauth::clients::View::Skip,
+        )
+        .await
+        .map_err(|_| invalid_grant("the client's metadata changed and is no longer valid"))?;
     }
     // Policy above identity, at redemption too (issue 13 item 5): decided
     // before the code is consumed, so a refusal changes nothing.

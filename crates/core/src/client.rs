@@ -78,6 +78,17 @@ macro_rules! str_enum {
 }
 
 str_enum!(ClientKind { PreRegistered => "pre_registered", MetadataDocument => "metadata_document", Dynamic => "dynamic" });
+impl LifecycleState {
+    /// Whether the client may use its credentials and tokens at all: an
+    /// `active` client, or a `pending` one (which the policy holds to
+    /// self-service scopes at most). A suspended, revoked or expired client
+    /// is refused at every endpoint and its tokens introspect as inactive
+    /// (issue 13 item 2). The one statement of that rule.
+    pub const fn in_use(self) -> bool {
+        matches!(self, Self::Active | Self::Pending)
+    }
+}
+
 str_enum!(LifecycleState { Pending => "pending", Active => "active", Suspended => "suspended", Revoked => "revoked", Expired => "expired" });
 str_enum!(TrustTier { Unverified => "unverified", Verified => "verified", Trusted => "trusted" });
 

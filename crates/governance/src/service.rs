@@ -808,7 +808,7 @@ impl Governance {
         let view = self.view(&req.client_id).await?;
         let self_approved =
             separation::check_decider(&a, &req, &view.ownership, self.settings.allow_self_approval)?;
-        if !matches!(view.state, LifecycleState::Active | LifecycleState::Pending) {
+        if !view.state.in_use() {
             return Err(GovernanceError::ClientState {
                 client: req.client_id.clone(),
                 state: view.state,

@@ -84,10 +84,7 @@ impl DbVersionStore {
             last_seen: now,
             // A quarantined host's client awaits an approver; any other
             // starts active and gets what the policy gives it.
-            state: match url::Url::parse(client_id)
-                .ok()
-                .and_then(|u| u.host_str().map(str::to_owned))
-            {
+            state: match crate::governance::client_id_host(client_id) {
                 Some(h)
                     if self.domains.status(&h) == steward_governance::domains::DomainStatus::Quarantined =>
                 {

@@ -151,6 +151,14 @@ pub fn build(
     Governance::new(g, store, clock).map_err(|e| e.to_string())
 }
 
+/// The host of a metadata-document `client_id`, as the domain lists
+/// compare it (lowercase).
+pub fn client_id_host(client_id: &str) -> Option<String> {
+    url::Url::parse(client_id)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+}
+
 /// Is this metadata-document host refused outright by the domain lists
 /// (denied, or missing from a non-empty allow list)? Checked before any
 /// DNS lookup or fetch (issue 13 item 6).

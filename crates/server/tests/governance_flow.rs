@@ -41,9 +41,10 @@ impl World {
 }
 
 /// Steward with a third scope on the resource (`mcp:files`), beside a
-/// document host answering for `agent.test`, `denied.test` and `quar.test`.
+/// document host answering for `agent.test`, `denied.test`, `quar.test` and
+/// `other.test`.
 async fn world(pg: bool, tune: impl FnOnce(&mut Settings)) -> Option<World> {
-    let names = ["agent.test", "denied.test", "quar.test"];
+    let names = ["agent.test", "denied.test", "quar.test", "other.test"];
     let base = std::env::var("STEWARD_TEST_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
     let pg_url = if pg {
@@ -470,5 +471,40 @@ async fn a_policy_reload_with_a_broken_file_keeps_the_running_set() {
         200,
         "the new set runs at once"
     );
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn with_an_allow_list_other_hosts_are_refused_before_any_fetch() {
+    let w = world(false, |s| {
+        s.governance.domains.allow = vec!["agent.test".to_owned()]
+    })
+    .await
+    .unwrap();
+    add_user(&w.server, "carol").await;
+    let other = publish(&w, "other.test");
+    let res = client()
+        .get(authorize_for(
+            &w.server,
+            &other,
+            &w.host.url("other.test", "/cb"),
+            "mcp:tools",
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    assert!(res.headers().get("location").is_none());
+    assert_eq!(w.host.hits("/client.json"), 0, "no lookup, no fetch");
+    // The listed host is served as usual.
+    let id = publish(&w, "agent.test");
+    let mut carol = Browser::new(&w.server);
+    let html = carol
+        .sign_in_to_consent(
+            &authorize_for(&w.server, &id, &w.host.url("agent.test", "/cb"), "mcp:tools"),
+            "carol",
+        )
+        .await;
+    assert_eq!(carol.decide(&html, "approve").await.status(), 302);
     w.stop().await;
 }

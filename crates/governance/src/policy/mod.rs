@@ -626,7 +626,7 @@ impl PolicyEngine {
         denied: &[(&str, Evaluated)],
     ) -> Vec<(String, Vec<String>)> {
         let c = input.client;
-        if denied.is_empty() || !matches!(c.state, LifecycleState::Active | LifecycleState::Pending) {
+        if denied.is_empty() || !c.state.in_use() {
             return Vec::new();
         }
         let mut hypothetical = c.clone();

@@ -116,10 +116,7 @@ fn listed_or_unknown(state: &AppState, client_id: &str) -> Result<(), ClientErro
 /// `governance.domains`: a denied host (or one outside a non-empty allow
 /// list) is refused here, before the resolver looks anything up.
 fn domain_allowed(state: &AppState, client_id: &str) -> Result<(), ClientError> {
-    let host = url::Url::parse(client_id)
-        .ok()
-        .and_then(|u| u.host_str().map(str::to_ascii_lowercase));
-    match host {
+    match crate::governance::client_id_host(client_id) {
         Some(h) if crate::governance::host_refused(&state.governance, &h) => {
             metrics::counter!("steward_cimd_resolutions_total", "outcome" => "domain_refused").increment(1);
             Err(ClientError::DomainRefused)
@@ -215,8 +212,8 @@ async fn read_client(
 
 fn check_active(record: Option<&ClientRecord>) -> Result<(), ClientError> {
     match record.map(|r| r.state) {
-        // A pending client gets what the policy gives it (self-service at most).
-        None | Some(LifecycleState::Active | LifecycleState::Pending) => Ok(()),
+        None => Ok(()),
+        Some(s) if s.in_use() => Ok(()),
         Some(other) => Err(ClientError::NotActive(other)),
     }
 }

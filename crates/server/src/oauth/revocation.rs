@@ -237,10 +237,5 @@ async fn client_in_use(state: &AppState, client_id: &str) -> Result<bool, WebErr
         .get_client(client_id)
         .await
         .map_err(WebError::internal)?;
-    Ok(record.is_some_and(|r| {
-        matches!(
-            r.state,
-            steward_core::LifecycleState::Active | steward_core::LifecycleState::Pending
-        )
-    }))
+    Ok(record.is_some_and(|r| r.state.in_use()))
 }

@@ -819,6 +819,57 @@ fn suspension_and_policy_reload_reach_every_node() {
             n.port
         );
     }
+
+    // Each node keeps the client's governance view between requests; an
+    // ownership change made by the CLI decides the next request on both.
+    std::fs::write(
+        &policy,
+        "@id(\"ops.owned_machines\")\nforbid (principal, action == Action::\"client_credentials\", resource)\nunless { principal.owned };\n",
+    )
+    .unwrap();
+    run_ok(dir.path(), &ca, &["policy", "reload"], b"");
+    for n in [&a, &b] {
+        assert!(
+            eventually(Duration::from_secs(10), || client_credentials_for(
+                n.port, &id, &secret
+            )
+            .status
+                == 200),
+            "node on port {} did not reload the policy set",
+            n.port
+        );
+    }
+    run_ok(
+        dir.path(),
+        &ca,
+        &["clients", "owners", &id, "--remove", "ted", "--as", "oscar"],
+        b"",
+    );
+    for n in [&a, &b] {
+        let r = client_credentials_for(n.port, &id, &secret);
+        assert_eq!(
+            r.status, 400,
+            "an unowned client refused at once on every node: {}",
+            r.body
+        );
+    }
+    run_ok(
+        dir.path(),
+        &ca,
+        &[
+            "clients",
+            "owners",
+            &id,
+            "--add",
+            "ted:technical",
+            "--as",
+            "oscar",
+        ],
+        b"",
+    );
+    for n in [&a, &b] {
+        assert_eq!(client_credentials_for(n.port, &id, &secret).status, 200);
+    }
     drop((a, b));
     drop(schema);
 }

@@ -243,6 +243,12 @@ pub struct ClientView {
     pub ownership: Ownership,
     /// Every approval of the client, valid or not; the decision filters.
     pub approvals: Vec<Approval>,
+    /// The client's governance revision when this view was read. Every
+    /// write that could change the view moves it (the store's triggers), so
+    /// a node may reuse a view while the revision it reads with the client's
+    /// row is the same.
+    #[serde(default)]
+    pub revision: i64,
 }
 
 /// Which access requests to list; `None` fields do not filter. Rows come

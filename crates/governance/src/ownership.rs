@@ -160,6 +160,7 @@ mod tests {
             last_seen: UnixTime(0),
             ownership: Ownership::default(),
             approvals: vec![],
+            revision: 0,
         }
     }
 

@@ -58,6 +58,7 @@ fn client(owners: Vec<Owner>) -> ClientView {
             owners,
         },
         approvals: vec![],
+        revision: 0,
     }
 }
 

@@ -15,7 +15,8 @@ use std::sync::Arc;
 use steward_core::scope::ScopeSet;
 use steward_core::{Clock, ErrorCode, OAuthError};
 use steward_governance::domains::{DomainLists, DomainStatus};
-use steward_governance::model::OwnerKind;
+use steward_governance::facts::ClientFacts;
+use steward_governance::model::{ClientView, OwnerKind};
 use steward_governance::ownership::OwnerRequirement;
 use steward_governance::policy::{PolicyConfig, RefusalReason};
 use steward_governance::{
@@ -191,6 +192,24 @@ pub async fn user_context(
     }))
 }
 
+/// A client's governance view with the facts derived from it, as one node
+/// holds it between requests (see `oauth::OAuth::views`): deriving the
+/// facts parses the client's document, so it is done once per revision.
+#[derive(Debug)]
+pub struct HeldView {
+    pub view: ClientView,
+    pub facts: ClientFacts,
+}
+
+impl HeldView {
+    pub fn new(view: ClientView) -> Self {
+        Self {
+            facts: ClientFacts::derive(&view),
+            view,
+        }
+    }
+}
+
 /// What the room decided for one protocol request, in the protocol's terms.
 pub enum Outcome {
     /// These scopes (possibly fewer than asked: OAuth 2.1 §3.2.3 lets the
@@ -205,7 +224,7 @@ pub struct Ask<'a> {
     pub client_id: &'a str,
     /// The client's view as read with its record during this request;
     /// `None`: read it now.
-    pub view: Option<&'a steward_governance::model::ClientView>,
+    pub view: Option<&'a HeldView>,
     pub action: Action,
     pub resource: &'a str,
     pub scopes: &'a ScopeSet,
@@ -225,10 +244,10 @@ pub async fn ask(governance: &Governance, q: &Ask<'_>) -> Result<Outcome, OAuthE
         scopes: &scopes,
         user: q.user,
         address: q.address,
-        facts: None,
+        facts: q.view.map(|h| &h.facts),
     };
     let decision = match q.view {
-        Some(view) => governance.decide_for(view, &req),
+        Some(held) => governance.decide_for(&held.view, &req),
         None => governance.decide(&req).await,
     }
     .map_err(|e| {

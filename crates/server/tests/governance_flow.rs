@@ -508,3 +508,49 @@ async fn with_an_allow_list_other_hosts_are_refused_before_any_fetch() {
     assert_eq!(carol.decide(&html, "approve").await.status(), 302);
     w.stop().await;
 }
+
+/// The token endpoint keeps each client's governance view between requests
+/// and reuses it only while the client's revision is unchanged: a change
+/// made elsewhere (here the room's own service, as the CLI or another node
+/// would) decides the very next request, in both directions.
+#[tokio::test]
+async fn a_governance_change_decides_the_next_token_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ops.cedar");
+    std::fs::write(
+        &file,
+        "@id(\"ops.accountable_machines\")\nforbid (principal, action == Action::\"client_credentials\", resource is Scope)\nunless { principal.organization == \"Acme\" };\n",
+    )
+    .unwrap();
+    let f = file.clone();
+    let w = world(false, move |s| s.governance.policy_files = vec![f])
+        .await
+        .unwrap();
+    people(&w.server).await;
+    let gov = &w.server.state.governance;
+    for _ in 0..2 {
+        assert_eq!(
+            client_credentials(&w.server).await.status(),
+            400,
+            "no organization yet"
+        );
+    }
+    gov.set_accountability("bench", Some("Acme"), None, "bob")
+        .await
+        .unwrap();
+    assert_eq!(
+        client_credentials(&w.server).await.status(),
+        200,
+        "the organization just set counts at once"
+    );
+    assert_eq!(client_credentials(&w.server).await.status(), 200);
+    gov.set_accountability("bench", Some("Other Inc"), None, "bob")
+        .await
+        .unwrap();
+    assert_eq!(
+        client_credentials(&w.server).await.status(),
+        400,
+        "and so does its change: no stale view answers"
+    );
+    w.stop().await;
+}

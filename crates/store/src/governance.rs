@@ -18,10 +18,12 @@ pub(crate) struct Latest {
     pub digest: String,
 }
 
-/// One client's governance view from its rows. `owners` in succession
+/// One client's governance view from its rows, at `revision` (its
+/// `governance_rev`, read no later than the rest). `owners` in succession
 /// order, `approvals` oldest first.
 pub(crate) fn view_of(
     c: ClientRecord,
+    revision: i64,
     latest: Option<Latest>,
     owners: Vec<Owner>,
     approvals: Vec<Approval>,
@@ -47,13 +49,14 @@ pub(crate) fn view_of(
             owners,
         },
         approvals,
+        revision,
     }
 }
 
 /// Every client's view from the whole inventory read at once (four
 /// queries, not four per client). Order of `clients` is kept.
 pub(crate) fn views_of(
-    clients: Vec<ClientRecord>,
+    clients: Vec<(ClientRecord, i64)>,
     mut latest: HashMap<String, Latest>,
     owners: Vec<(String, Owner)>,
     approvals: Vec<Approval>,
@@ -68,10 +71,11 @@ pub(crate) fn views_of(
     }
     clients
         .into_iter()
-        .map(|c| {
+        .map(|(c, revision)| {
             let id = c.client_id.clone();
             view_of(
                 c,
+                revision,
                 latest.remove(&id),
                 owners_of.remove(&id).unwrap_or_default(),
                 approvals_of.remove(&id).unwrap_or_default(),

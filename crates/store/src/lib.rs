@@ -102,6 +102,9 @@ pub trait Store:
         &self,
         client_id: &str,
     ) -> Result<Option<(ClientRecord, steward_governance::model::ClientView)>, StoreError>;
+    /// The client's record and its governance revision (one row): a node
+    /// keeping the client's view reuses it while the revision is unchanged.
+    async fn client_and_revision(&self, client_id: &str) -> Result<Option<(ClientRecord, i64)>, StoreError>;
     fn backend(&self) -> Backend;
 }
 

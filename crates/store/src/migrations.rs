@@ -54,6 +54,11 @@ pub(crate) const SQLITE: &[Embedded] = &[
         "policy generation",
         include_str!("../migrations/sqlite/0008_policy_generation.sql"),
     ),
+    (
+        9,
+        "governance revision",
+        include_str!("../migrations/sqlite/0009_governance_revision.sql"),
+    ),
 ];
 
 pub(crate) const POSTGRES: &[Embedded] = &[
@@ -91,6 +96,11 @@ pub(crate) const POSTGRES: &[Embedded] = &[
         8,
         "policy generation",
         include_str!("../migrations/postgres/0008_policy_generation.sql"),
+    ),
+    (
+        9,
+        "governance revision",
+        include_str!("../migrations/postgres/0009_governance_revision.sql"),
     ),
 ];
 

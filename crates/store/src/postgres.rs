@@ -125,6 +125,11 @@ fn ot(v: Option<i64>) -> Option<UnixTime> {
 const CLIENT_COLS: &str = "client_id, kind, display_name, first_seen, last_seen, state, owner_organization, \
     owner_business, owner_technical, owner_contact, trust_tier, secret_hash, registration, created_at, updated_at";
 
+/// A client row read with `", governance_rev"` after [`CLIENT_COLS`].
+fn client_rev_row(r: &PgRow) -> Result<(ClientRecord, i64), StoreError> {
+    Ok((client_row(r)?, r.try_get("governance_rev")?))
+}
+
 fn client_row(r: &PgRow) -> Result<ClientRecord, StoreError> {
     Ok(ClientRecord {
         client_id: r.try_get("client_id")?,
@@ -1480,6 +1485,16 @@ impl Store for PostgresStore {
         client_id: &str,
     ) -> Result<Option<(ClientRecord, steward_governance::model::ClientView)>, StoreError> {
         self.client_and_view_on(client_id).await
+    }
+
+    async fn client_and_revision(&self, client_id: &str) -> Result<Option<(ClientRecord, i64)>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {CLIENT_COLS}, governance_rev FROM clients WHERE client_id = $1"
+        ))
+        .bind(client_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(client_rev_row).transpose()
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

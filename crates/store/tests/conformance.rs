@@ -216,6 +216,7 @@ conformance!(
         policy_events_are_appended_alone,
         metadata_refresh_never_undoes_a_suspension,
         insert_client_creates_once,
+        every_view_change_moves_the_governance_revision,
     ],
     harnesses: [
         migrations_twice_is_a_no_op_and_reopen_keeps_data,

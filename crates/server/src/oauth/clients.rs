@@ -16,9 +16,9 @@ use std::sync::Arc;
 use steward_cimd::{AuthMethod, ClientMetadata, GrantType, ResolveError};
 use steward_core::scope::ScopeSet;
 use steward_core::{ClientKind, LifecycleState, RedirectUri, RedirectUriRules, TrustTier};
-use steward_governance::model::ClientView;
 use steward_store::{ClientRecord, StoreError};
 
+use crate::governance::HeldView;
 use crate::settings::ClientSettings;
 use crate::state::AppState;
 
@@ -53,9 +53,10 @@ pub struct Client {
     /// For metadata-document clients: the stored version this view came from.
     pub metadata_version: Option<i64>,
     pub trust_tier: TrustTier,
-    /// The client's governance view, read with its record: the policy is
-    /// asked with it during this request, without another read.
-    pub view: Option<Arc<ClientView>>,
+    /// The client's governance view, read with its record (or held by
+    /// this node at the revision the record carries): the policy is asked
+    /// with it during this request, without another read.
+    pub view: Option<Arc<HeldView>>,
 }
 
 impl Client {
@@ -199,13 +200,27 @@ async fn read_client(
     state: &AppState,
     client_id: &str,
     want: View,
-) -> Result<Option<(ClientRecord, Option<ClientView>)>, ClientError> {
+) -> Result<Option<(ClientRecord, Option<Arc<HeldView>>)>, ClientError> {
     Ok(match want {
-        View::Read => state
-            .store
-            .client_with_view(client_id)
-            .await?
-            .map(|(r, v)| (r, Some(v))),
+        View::Read => {
+            let Some((record, revision)) = state.store.client_and_revision(client_id).await? else {
+                return Ok(None);
+            };
+            if let Some(held) = state.oauth.views.get(client_id)
+                && held.view.revision == revision
+            {
+                return Ok(Some((record, Some(held))));
+            }
+            // Changed since this node last read it (or never read): the
+            // record read with the view replaces the one above, so both
+            // describe the same moment.
+            let Some((record, view)) = state.store.client_with_view(client_id).await? else {
+                return Ok(None);
+            };
+            let held = Arc::new(HeldView::new(view));
+            state.oauth.views.insert(client_id.to_owned(), Arc::clone(&held));
+            Some((record, Some(held)))
+        }
         View::Skip => state.store.get_client(client_id).await?.map(|r| (r, None)),
     })
 }
@@ -222,10 +237,10 @@ fn from_metadata(
     state: &AppState,
     m: &ClientMetadata,
     version: Option<i64>,
-    read: Option<(ClientRecord, Option<ClientView>)>,
+    read: Option<(ClientRecord, Option<Arc<HeldView>>)>,
 ) -> Result<Client, ClientError> {
     let (record, view) = match read {
-        Some((r, v)) => (Some(r), v.map(Arc::new)),
+        Some((r, v)) => (Some(r), v),
         None => (None, None),
     };
     let record = record.as_ref();
@@ -317,7 +332,7 @@ async fn from_store(state: &AppState, client_id: &str, want: View) -> Result<Cli
             .map_or(ClientAuth::None, ClientAuth::Secret),
         metadata_version: None,
         trust_tier: record.trust_tier,
-        view: view.map(Arc::new),
+        view,
     })
 }
 

@@ -44,6 +44,10 @@ pub struct OAuth {
     /// id and name never change once created (there is no rename), so the
     /// token endpoint need not read the user at every refresh.
     pub usernames: moka::sync::Cache<String, String>,
+    /// Client id → its governance view as last read, reused while the
+    /// revision read with the client's row is the same (every change moves
+    /// it, on any node): the token endpoint reads one row, not the view.
+    pub views: moka::sync::Cache<String, std::sync::Arc<crate::governance::HeldView>>,
 }
 
 impl OAuth {
@@ -67,6 +71,7 @@ impl OAuth {
             dummy_password_hash: users::dummy_hash(),
             dev_user_id: None,
             usernames: moka::sync::Cache::builder().max_capacity(100_000).build(),
+            views: moka::sync::Cache::builder().max_capacity(10_000).build(),
         }
     }
 }

@@ -6,7 +6,7 @@
 //! its condition against the committed row, so of two nodes deciding one
 //! request at once exactly one matches and the other sees the new state.
 
-use super::{CLIENT_COLS, PostgresStore, append_audit_on, client_row, collect};
+use super::{CLIENT_COLS, PostgresStore, append_audit_on, client_rev_row, client_row, collect};
 use crate::governance::{Latest, audit_of, join_scopes, port_error, split_scopes, view_of, views_of};
 use crate::{ClientRecord, StoreError, error::parse_column};
 use async_trait::async_trait;
@@ -102,7 +102,7 @@ fn latest_row(r: &PgRow) -> Result<(String, Latest), StoreError> {
 const VIEW_OF_ONE: &str = concat!(
     "SELECT c.client_id, c.kind, c.display_name, c.first_seen, c.last_seen, c.state, c.owner_organization, ",
     "c.owner_business, c.owner_technical, c.owner_contact, c.trust_tier, c.secret_hash, c.registration, ",
-    "c.created_at, c.updated_at, ",
+    "c.created_at, c.updated_at, c.governance_rev, ",
     "lv.body AS latest_body, lv.content_hash AS latest_hash, ",
     "(SELECT COALESCE(json_agg(json_build_object('user_id', o.user_id, 'username', u.username, 'kind', o.kind) ",
     "ORDER BY o.seq), '[]'::json) FROM client_owners o JOIN users u ON u.id = o.user_id ",
@@ -248,6 +248,7 @@ impl PostgresStore {
             return Ok(None);
         };
         let client = client_row(&row)?;
+        let revision: i64 = row.try_get("governance_rev")?;
         let latest = match (
             row.try_get::<Option<String>, _>("latest_body")?,
             row.try_get::<Option<String>, _>("latest_hash")?,
@@ -282,7 +283,10 @@ impl PostgresStore {
                 self_approved: a.self_approved,
             })
             .collect();
-        Ok(Some((client.clone(), view_of(client, latest, owners, approvals))))
+        Ok(Some((
+            client.clone(),
+            view_of(client, revision, latest, owners, approvals),
+        )))
     }
 
     async fn list_client_views_on(&self) -> Result<Vec<ClientView>, StoreError> {
@@ -291,10 +295,12 @@ impl PostgresStore {
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
             .execute(&mut *tx)
             .await?;
-        let rows = sqlx::query(&format!("SELECT {CLIENT_COLS} FROM clients ORDER BY client_id"))
-            .fetch_all(&mut *tx)
-            .await?;
-        let clients = collect(&rows, client_row)?;
+        let rows = sqlx::query(&format!(
+            "SELECT {CLIENT_COLS}, governance_rev FROM clients ORDER BY client_id"
+        ))
+        .fetch_all(&mut *tx)
+        .await?;
+        let clients = collect(&rows, client_rev_row)?;
         let rows = sqlx::query(LATEST).fetch_all(&mut *tx).await?;
         let latest: HashMap<String, Latest> = collect(&rows, latest_row)?.into_iter().collect();
         let rows = sqlx::query(&format!("{OWNERS} ORDER BY o.seq"))

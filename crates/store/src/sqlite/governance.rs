@@ -8,7 +8,7 @@
 //! (`BEGIN IMMEDIATE`), so the condition is evaluated against every change
 //! committed before it and of two concurrent deciders exactly one matches.
 
-use super::{SqliteStore, append_audit_in, client_row};
+use super::{SqliteStore, append_audit_in, client_rev_row};
 use super::{all, enum_col, exec, one, text_row};
 use crate::governance::{Latest, audit_of, join_scopes, port_error, split_scopes, view_of, views_of};
 use crate::{ClientRecord, StoreError};
@@ -136,11 +136,18 @@ pub(crate) fn client_and_view_in(
     db: &Connection,
     client_id: &str,
 ) -> Result<Option<(ClientRecord, ClientView)>, StoreError> {
-    let Some(c) = one(
+    // The revision is read first: should a writer commit between this and
+    // the reads below, the view is newer than its revision says, and a node
+    // keeping it reads it again at the next request — never the reverse.
+    let Some((c, revision)) = one(
         db,
-        concat!("SELECT ", client_cols!(), " FROM clients WHERE client_id = ?1"),
+        concat!(
+            "SELECT ",
+            client_cols!(),
+            ", governance_rev FROM clients WHERE client_id = ?1"
+        ),
         [client_id],
-        client_row,
+        client_rev_row,
     )?
     else {
         return Ok(None);
@@ -163,7 +170,7 @@ pub(crate) fn client_and_view_in(
     .map(|(_, o)| o)
     .collect();
     let approvals = approvals_in(db, client_id)?;
-    Ok(Some((c.clone(), view_of(c, latest, owners, approvals))))
+    Ok(Some((c.clone(), view_of(c, revision, latest, owners, approvals))))
 }
 
 fn approvals_in(db: &Connection, client_id: &str) -> Result<Vec<Approval>, StoreError> {
@@ -296,11 +303,15 @@ impl GovernanceStore for SqliteStore {
 
     async fn list_client_views(&self) -> Result<Vec<ClientView>, PortError> {
         self.read(|db| {
-            let clients: Vec<ClientRecord> = all(
+            let clients = all(
                 db,
-                concat!("SELECT ", client_cols!(), " FROM clients ORDER BY client_id"),
+                concat!(
+                    "SELECT ",
+                    client_cols!(),
+                    ", governance_rev FROM clients ORDER BY client_id"
+                ),
                 [],
-                client_row,
+                client_rev_row,
             )?;
             let latest: HashMap<String, Latest> = all(db, LATEST, [], latest_row)?.into_iter().collect();
             let owners = all(db, &format!("{OWNERS} ORDER BY o.seq"), [], owner_row)?;

@@ -388,6 +388,11 @@ fn client_row(r: &Row) -> Result<ClientRecord, StoreError> {
     })
 }
 
+/// A client row read with `", governance_rev"` after [`client_cols`].
+pub(crate) fn client_rev_row(r: &Row) -> Result<(ClientRecord, i64), StoreError> {
+    Ok((client_row(r)?, r.get(15)?))
+}
+
 macro_rules! mv_cols {
     () => {
         "id, client_id, content_hash, body, fetched_at, last_seen_at, etag, last_modified, peer_addr"
@@ -1962,6 +1967,23 @@ impl Store for SqliteStore {
     ) -> Result<Option<(ClientRecord, steward_governance::model::ClientView)>, StoreError> {
         let id = client_id.to_owned();
         self.read(move |db| governance::client_and_view_in(db, &id)).await
+    }
+
+    async fn client_and_revision(&self, client_id: &str) -> Result<Option<(ClientRecord, i64)>, StoreError> {
+        let id = client_id.to_owned();
+        self.read(move |db| {
+            one(
+                db,
+                concat!(
+                    "SELECT ",
+                    client_cols!(),
+                    ", governance_rev FROM clients WHERE client_id = ?1"
+                ),
+                [id.as_str()],
+                client_rev_row,
+            )
+        })
+        .await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -884,3 +884,118 @@ pub async fn insert_client_creates_once(s: Arc<dyn Store>) {
     assert!(!s.insert_client(&second).await.unwrap());
     assert_eq!(s.get_client(CLIENT).await.unwrap(), Some(first));
 }
+
+/// Nodes keep a client's governance view while its revision is unchanged
+/// (the token endpoint's cache), so every write that changes the view must
+/// move the revision, on both backends, whoever writes it; writes the view
+/// does not show (tokens, another user's account) leave it.
+pub async fn every_view_change_moves_the_governance_revision(s: Arc<dyn Store>) {
+    let grant = seed_people(&s).await;
+    s.create_user(&user("u-dave", "dave")).await.unwrap();
+    let rev = |s: Arc<dyn Store>| async move { s.client_and_revision(CLIENT).await.unwrap().unwrap().1 };
+    let mut last = rev(s.clone()).await;
+    let view = s.client_view(CLIENT).await.unwrap().unwrap();
+    assert_eq!(view.revision, last, "a view carries the revision it was read at");
+    let (record, view) = s.client_with_view(CLIENT).await.unwrap().unwrap();
+    assert_eq!((record.state, view.revision), (LifecycleState::Active, last));
+    assert_eq!(
+        s.client_and_revision("https://nobody.example/").await.unwrap(),
+        None
+    );
+
+    fn moved(now: i64, what: &str, last: &mut i64) {
+        assert!(now > *last, "{what} must move the revision ({last} -> {now})");
+        *last = now;
+    }
+
+    let add = event(GovernanceAction::OwnerAdded);
+    s.add_owner(CLIENT, &owner("u-bob", "bob", OwnerKind::Business), &add)
+        .await
+        .unwrap();
+    moved(rev(s.clone()).await, "an owner added", &mut last);
+    s.add_owner(CLIENT, &owner("u-carol", "carol", OwnerKind::Business), &add)
+        .await
+        .unwrap();
+    moved(rev(s.clone()).await, "a second owner added", &mut last);
+
+    s.set_organization(CLIENT, Some("Acme"), &event(GovernanceAction::OrganizationSet))
+        .await
+        .unwrap();
+    moved(rev(s.clone()).await, "the organization set", &mut last);
+    s.set_contact(
+        CLIENT,
+        Some("sec@acme.example"),
+        &event(GovernanceAction::ContactSet),
+    )
+    .await
+    .unwrap();
+    moved(rev(s.clone()).await, "the contact set", &mut last);
+
+    s.record_metadata_version(&NewMetadataVersion {
+        client_id: CLIENT.into(),
+        content_hash: "cc".repeat(32),
+        body: r#"{"client_name":"changed"}"#.into(),
+        fetched_at: T0.plus_secs(5),
+        etag: None,
+        last_modified: None,
+        peer_addr: None,
+    })
+    .await
+    .unwrap();
+    moved(rev(s.clone()).await, "a new metadata version", &mut last);
+
+    // Writes the view does not show leave the revision where it is.
+    s.insert_access_token(&access_token("jti-rev", Some(&grant), None, T0.plus_secs(60)))
+        .await
+        .unwrap();
+    s.set_user_disabled("u-dave", true).await.unwrap();
+    assert_eq!(
+        rev(s.clone()).await,
+        last,
+        "a token or a stranger's account is not the client's view"
+    );
+
+    s.set_user_disabled("u-bob", true).await.unwrap();
+    moved(rev(s.clone()).await, "an owner's account disabled", &mut last);
+    s.delete_user("u-carol").await.unwrap();
+    moved(rev(s.clone()).await, "an owner's account deleted", &mut last);
+
+    s.create_access_request(&request("r-rev", 1), &event(GovernanceAction::RequestOpened))
+        .await
+        .unwrap();
+    s.decide_access_request(
+        "r-rev",
+        RequestState::Pending,
+        &RequestDecision::Approve {
+            approval: approval("a-rev", "r-rev", "u-bob"),
+            assign_owners: vec![],
+            activate_pending: false,
+        },
+        &approver("u-bob", "bob"),
+        "ok",
+        T0.plus_secs(40),
+        &event(GovernanceAction::RequestApproved),
+    )
+    .await
+    .unwrap();
+    moved(rev(s.clone()).await, "an approval", &mut last);
+
+    s.transition_client(
+        CLIENT,
+        LifecycleState::Active,
+        LifecycleState::Suspended,
+        false,
+        T0.plus_secs(50),
+        &event(GovernanceAction::ClientSuspended),
+    )
+    .await
+    .unwrap();
+    moved(rev(s.clone()).await, "a suspension", &mut last);
+
+    let view = s.client_view(CLIENT).await.unwrap().unwrap();
+    assert_eq!(
+        (view.revision, view.state, view.approvals.len()),
+        (last, LifecycleState::Suspended, 1),
+        "the view read now is the view at the latest revision"
+    );
+}

@@ -30,7 +30,7 @@ pub use resolve_error::ResolveError;
 pub use resolver::{CimdConfig, ResolvedClient, Resolver};
 pub use validate::{
     AuthMethod, ClientMetadata, DroppedRedirectUri, GrantType, ResponseType, ValidationPolicy,
-    validate_document,
+    contains_private_jwk, validate_document,
 };
 pub use versions::{
     MemoryVersionStore, NewVersion, VersionRecord, VersionStore, VersionStoreError, content_hash,

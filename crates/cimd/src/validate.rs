@@ -583,8 +583,9 @@ fn has_private_members(key: &Map<String, Value>) -> bool {
 
 /// Whether `value`, or anything inside it, is a JWK with private members.
 /// `in_keys` marks the elements of a `keys` array (a JWK Set's keys), which
-/// count as JWKs even without `kty`.
-fn contains_private_jwk(value: &Value, in_keys: bool) -> bool {
+/// count as JWKs even without `kty`. Shared with dynamic registration, whose
+/// `jwks` member is as public as a metadata document's.
+pub fn contains_private_jwk(value: &Value, in_keys: bool) -> bool {
     match value {
         Value::Object(map) => {
             ((in_keys || map.contains_key("kty")) && has_private_members(map))

@@ -13,6 +13,7 @@ pub mod attempts;
 pub mod audit;
 pub mod clients;
 pub mod codes;
+pub mod dcr;
 pub mod deployment;
 pub mod error;
 mod governance;
@@ -35,6 +36,7 @@ pub use attempts::AttemptStore;
 pub use audit::{AuditEvent, AuditFilter, AuditStore, NewAuditEvent};
 pub use clients::{ClientFilter, ClientRecord, ClientStore};
 pub use codes::{AuthorizationCode, CodeConsumption, CodeIssuance, CodeStore};
+pub use dcr::{DcrRegistration, DcrStore, DcrUse, InitialToken, NewRegistration, RegisterOutcome};
 pub use deployment::DeploymentStore;
 pub use error::StoreError;
 pub use grants::{Grant, GrantStore, NewGrant};
@@ -88,6 +90,7 @@ pub trait Store:
     + AttemptStore
     + MaintenanceStore
     + DeploymentStore
+    + DcrStore
     + steward_governance::port::GovernanceStore
     + Send
     + Sync

@@ -59,6 +59,11 @@ pub(crate) const SQLITE: &[Embedded] = &[
         "governance revision",
         include_str!("../migrations/sqlite/0009_governance_revision.sql"),
     ),
+    (
+        10,
+        "dynamic registration",
+        include_str!("../migrations/sqlite/0010_dynamic_registration.sql"),
+    ),
 ];
 
 pub(crate) const POSTGRES: &[Embedded] = &[
@@ -101,6 +106,11 @@ pub(crate) const POSTGRES: &[Embedded] = &[
         9,
         "governance revision",
         include_str!("../migrations/postgres/0009_governance_revision.sql"),
+    ),
+    (
+        10,
+        "dynamic registration",
+        include_str!("../migrations/postgres/0010_dynamic_registration.sql"),
     ),
 ];
 

@@ -39,6 +39,7 @@ impl Default for PoolSettings {
         }
     }
 }
+mod dcr;
 mod governance;
 
 #[derive(Clone, Debug)]

@@ -19,8 +19,11 @@ use std::sync::Arc;
 use steward_core::{ClientKind, LifecycleState, TrustTier, UnixTime};
 use steward_store::*;
 
+#[path = "conformance/dcr.rs"]
+mod dcr;
 #[path = "conformance/governance.rs"]
 mod governance;
+use dcr::*;
 use governance::*;
 
 // ---------------------------------------------------------------- harness
@@ -217,6 +220,9 @@ conformance!(
         metadata_refresh_never_undoes_a_suspension,
         insert_client_creates_once,
         every_view_change_moves_the_governance_revision,
+        registrations_are_whole_and_initial_tokens_are_used_up_exactly,
+        a_duplicate_within_the_window_returns_the_existing_client,
+        liveness_sweeps_find_unused_and_idle_registrations,
     ],
     harnesses: [
         migrations_twice_is_a_no_op_and_reopen_keeps_data,

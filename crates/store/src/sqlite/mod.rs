@@ -749,6 +749,7 @@ fn touch_client_in(db: &Connection, id: &str, now: UnixTime) -> Result<bool, Sto
 }
 
 // After the column macros, which it uses.
+mod dcr;
 mod governance;
 
 #[async_trait]

@@ -16,6 +16,7 @@ pub mod model;
 pub mod ownership;
 pub mod policy;
 pub mod port;
+pub mod registration;
 pub mod requests;
 pub mod separation;
 mod service;
@@ -23,6 +24,7 @@ mod service;
 pub use error::GovernanceError;
 pub use facts::ClientFacts;
 pub use policy::{Action, Decision, PolicyEngine, ResourceInfo, UserContext};
+pub use registration::RegistrableScopes;
 pub use service::{ApproveOptions, By, DecideRequest, Governance, GovernanceSettings, SuccessionReport};
 
 #[cfg(test)]

@@ -922,3 +922,59 @@ async fn scopes_narrowed_away_or_denied_are_already_decided_not_asked_again() {
             .is_empty()
     );
 }
+
+fn dynamic_candidate() -> ClientView {
+    ClientView {
+        client_id: "dcr_new".into(),
+        kind: ClientKind::Dynamic,
+        registration: r#"{"redirect_uris":["http://127.0.0.1/cb"]}"#.into(),
+        metadata_document: None,
+        metadata_digest: None,
+        ownership: Ownership::default(),
+        ..client(vec![])
+    }
+}
+
+#[test]
+fn a_registration_without_scope_gets_the_self_service_set() {
+    let w = world();
+    let r = w
+        .gov
+        .registrable_scopes(&dynamic_candidate(), None, None)
+        .unwrap();
+    assert_eq!(r.accepted, scopes(&["files:read"]));
+    assert!(r.dropped.is_empty());
+}
+
+#[test]
+fn a_registration_keeps_what_an_approval_could_grant_and_drops_the_unknown() {
+    let w = world();
+    let asked = scopes(&["files:read", "files:write", "nonsense"]);
+    let r = w
+        .gov
+        .registrable_scopes(&dynamic_candidate(), Some(&asked), None)
+        .unwrap();
+    assert_eq!(r.accepted, scopes(&["files:read", "files:write"]));
+    assert_eq!(
+        r.dropped,
+        vec![("nonsense".to_owned(), RefusalReason::UnknownScope)]
+    );
+}
+
+#[test]
+fn an_operator_policy_forbids_registering_a_scope() {
+    let f = policy_file(
+        r#"@id("ops.no_admin_by_registration")
+forbid (principal is Client, action == Action::"register", resource is Scope)
+when { principal.kind == "dynamic" && resource.name == "admin" };"#,
+    );
+    let w = with_files(vec![f]);
+    let asked = scopes(&["files:read", "admin"]);
+    let r = w
+        .gov
+        .registrable_scopes(&dynamic_candidate(), Some(&asked), None)
+        .unwrap();
+    assert_eq!(r.accepted, scopes(&["files:read"]));
+    assert_eq!(r.dropped, vec![("admin".to_owned(), RefusalReason::Forbidden)]);
+    assert_eq!(r.policy_ids, vec!["ops.no_admin_by_registration".to_owned()]);
+}

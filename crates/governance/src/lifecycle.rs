@@ -28,6 +28,10 @@ pub enum SystemCause {
     /// in no row of [`TABLE`], so it makes no lifecycle move; people act
     /// through the CLI with `--as USER`.
     Cli,
+    /// A dynamically registered client deleting its own registration with
+    /// its registration access token (RFC 7592 §2.3): it may end itself,
+    /// never bring itself back.
+    Deregistration,
 }
 
 impl SystemCause {
@@ -38,6 +42,7 @@ impl SystemCause {
             Self::Sweep => "sweep",
             Self::RequestExpiry => "request_expiry",
             Self::Cli => "cli",
+            Self::Deregistration => "deregistration",
         }
     }
 }
@@ -124,7 +129,7 @@ pub const TABLE: &[Rule] = &[
     Rule {
         from: Pending,
         to: Revoked,
-        movers: &[APPROVER, OPERATOR],
+        movers: &[APPROVER, OPERATOR, Mover::System(SystemCause::Deregistration)],
     },
     Rule {
         from: Pending,
@@ -145,7 +150,7 @@ pub const TABLE: &[Rule] = &[
     Rule {
         from: Active,
         to: Revoked,
-        movers: &[APPROVER, OPERATOR],
+        movers: &[APPROVER, OPERATOR, Mover::System(SystemCause::Deregistration)],
     },
     Rule {
         from: Active,
@@ -160,7 +165,7 @@ pub const TABLE: &[Rule] = &[
     Rule {
         from: Suspended,
         to: Revoked,
-        movers: &[APPROVER, OPERATOR],
+        movers: &[APPROVER, OPERATOR, Mover::System(SystemCause::Deregistration)],
     },
     Rule {
         from: Suspended,
@@ -380,18 +385,30 @@ mod tests {
     }
 
     #[test]
+    fn a_deregistering_client_may_only_end_itself() {
+        let dereg = Capacities::system(SystemCause::Deregistration);
+        for from in [Pending, Active, Suspended] {
+            assert!(check(from, Revoked, &dereg).unwrap().revoke_families, "{from}");
+        }
+        assert!(check(Suspended, Active, &dereg).is_err());
+        assert!(check(Expired, Active, &dereg).is_err());
+        assert!(check(Active, Suspended, &dereg).is_err());
+    }
+
+    #[test]
     fn the_table_matches_governance_md_cell_by_cell() {
-        // (from, to, who) exactly as GOVERNANCE.md's table; every other cell is empty.
+        // (from, to, who) exactly as GOVERNANCE.md's table, plus RFC 7592
+        // self-deregistration (issue 14); every other cell is empty.
         let expected: &[(LifecycleState, LifecycleState, &str)] = &[
             (Pending, Active, "approver"),
-            (Pending, Revoked, "approver, operator"),
+            (Pending, Revoked, "approver, operator, system (deregistration)"),
             (Pending, Expired, "system (request_expiry)"),
             (Active, Pending, "system (drift)"),
             (Active, Suspended, "approver, operator, owner"),
-            (Active, Revoked, "approver, operator"),
+            (Active, Revoked, "approver, operator, system (deregistration)"),
             (Active, Expired, "system (sweep)"),
             (Suspended, Active, "approver, operator"),
-            (Suspended, Revoked, "approver, operator"),
+            (Suspended, Revoked, "approver, operator, system (deregistration)"),
             (Suspended, Expired, "system (sweep)"),
             (Expired, Active, "system (policy), approver"),
             (Expired, Revoked, "approver, operator"),

@@ -40,6 +40,8 @@ pub struct Settings {
     pub login: LoginSettings,
     pub purge: PurgeSettings,
     pub governance: GovernanceConfig,
+    /// Dynamic Client Registration (RFC 7591/7592).
+    pub dcr: DcrSettings,
     pub dev: DevSettings,
 }
 
@@ -218,6 +220,58 @@ impl Default for PurgeSettings {
     }
 }
 
+/// Dynamic Client Registration (issue 14): `POST /register` and the RFC
+/// 7592 client configuration endpoint.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DcrSettings {
+    /// `off` (no endpoint, none advertised), `open` (anyone may register a
+    /// public client) or `protected` (an initial access token is required).
+    pub mode: steward_dcr::Mode,
+    /// A registration with the same software id (or name, redirect URIs and
+    /// auth method) from the same address within this many seconds returns
+    /// the existing client instead of creating another.
+    pub dedupe_window_secs: u64,
+    /// A registered client never used for an authorization this long after
+    /// registering is deleted by the sweep.
+    pub unused_ttl_secs: u64,
+    /// A registered client issued no token for this long expires.
+    pub idle_ttl_secs: u64,
+    pub rate_limit: DcrRateLimit,
+}
+
+impl Default for DcrSettings {
+    fn default() -> Self {
+        Self {
+            mode: steward_dcr::Mode::Open,
+            dedupe_window_secs: 3600,
+            unused_ttl_secs: 86_400,
+            idle_ttl_secs: 30 * 86_400,
+            rate_limit: DcrRateLimit::default(),
+        }
+    }
+}
+
+/// Registration rate limits, counted in the database so every node on one
+/// PostgreSQL database shares them (fixed one-minute windows).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DcrRateLimit {
+    /// Registrations per client address per minute (IPv6 by its /64).
+    pub per_address_per_minute: u32,
+    /// Registrations per minute over all addresses.
+    pub global_per_minute: u32,
+}
+
+impl Default for DcrRateLimit {
+    fn default() -> Self {
+        Self {
+            per_address_per_minute: 20,
+            global_per_minute: 600,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DevSettings {
@@ -247,6 +301,7 @@ impl Default for Settings {
             login: LoginSettings::default(),
             purge: PurgeSettings::default(),
             governance: GovernanceConfig::default(),
+            dcr: DcrSettings::default(),
             dev: DevSettings::default(),
         }
     }

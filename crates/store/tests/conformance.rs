@@ -223,6 +223,7 @@ conformance!(
         registrations_are_whole_and_initial_tokens_are_used_up_exactly,
         a_duplicate_within_the_window_returns_the_existing_client,
         liveness_sweeps_find_unused_and_idle_registrations,
+        a_registration_and_each_update_are_versions_of_its_history,
     ],
     harnesses: [
         migrations_twice_is_a_no_op_and_reopen_keeps_data,

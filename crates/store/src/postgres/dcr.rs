@@ -54,6 +54,28 @@ fn text(r: &PgRow) -> Result<String, StoreError> {
     Ok(r.try_get(0)?)
 }
 
+/// Records the registration document as the client's latest metadata
+/// version (see the SQLite implementation).
+async fn record_version(
+    conn: &mut sqlx::PgConnection,
+    client_id: &str,
+    body: &str,
+    now: UnixTime,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO client_metadata_versions (client_id, content_hash, body, fetched_at, last_seen_at) \
+         VALUES ($1, $2, $3, $4, $4) \
+         ON CONFLICT (client_id, content_hash) DO UPDATE SET last_seen_at = excluded.last_seen_at",
+    )
+    .bind(client_id)
+    .bind(steward_governance::facts::sha256_hex(body))
+    .bind(body)
+    .bind(now.0)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 impl PostgresStore {
     async fn register_on(&self, new: &NewRegistration<'_>) -> Result<RegisterOutcome, StoreError> {
         let reg = new.registration;
@@ -151,6 +173,7 @@ impl PostgresStore {
         .bind(reg.last_token_at.map(|t| t.0))
         .execute(&mut *tx)
         .await?;
+        record_version(&mut tx, &c.client_id, &c.registration, reg.registered_at).await?;
         append_audit_on(&mut tx, new.created_event).await?;
         tx.commit().await?;
         Ok(RegisterOutcome::Created)
@@ -215,15 +238,25 @@ impl DcrStore for PostgresStore {
         now: UnixTime,
         event: &NewAuditEvent,
     ) -> Result<bool, StoreError> {
-        let q = sqlx::query(
+        let mut tx = self.pool.begin().await?;
+        let n = sqlx::query(
             "UPDATE clients SET registration = $1, display_name = $2, updated_at = $3 \
              WHERE client_id = $4 AND kind = 'dynamic'",
         )
         .bind(registration)
         .bind(display_name)
         .bind(now.0)
-        .bind(client_id);
-        self.guarded_with_event(q, event).await
+        .bind(client_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n == 0 {
+            return Ok(false);
+        }
+        record_version(&mut tx, client_id, registration, now).await?;
+        append_audit_on(&mut tx, event).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn mark_dcr_use(&self, client_id: &str, what: DcrUse, now: UnixTime) -> Result<(), StoreError> {

@@ -63,6 +63,20 @@ fn take_token_use(db: &Connection, id: &str, now: UnixTime) -> Result<bool, Stor
     )? == 1)
 }
 
+/// Records the registration document as the client's latest metadata
+/// version, so a dynamic client's history reads like a metadata document's
+/// (issue 14 §2) and its digest is the version's content hash.
+fn record_version(db: &Connection, client_id: &str, body: &str, now: UnixTime) -> Result<(), StoreError> {
+    exec(
+        db,
+        "INSERT INTO client_metadata_versions (client_id, content_hash, body, fetched_at, last_seen_at) \
+         VALUES (?1, ?2, ?3, ?4, ?4) \
+         ON CONFLICT (client_id, content_hash) DO UPDATE SET last_seen_at = excluded.last_seen_at",
+        params![client_id, steward_governance::facts::sha256_hex(body), body, now.0],
+    )?;
+    Ok(())
+}
+
 fn register_in(db: &Connection, new: &NewRegistration<'_>) -> Result<RegisterOutcome, StoreError> {
     let reg = new.registration;
     let c = new.client;
@@ -152,6 +166,7 @@ fn register_in(db: &Connection, new: &NewRegistration<'_>) -> Result<RegisterOut
             ut(reg.last_token_at),
         ],
     )?;
+    record_version(db, &c.client_id, &c.registration, reg.registered_at)?;
     append_audit_in(db, new.created_event)?;
     Ok(RegisterOutcome::Created)
 }
@@ -258,6 +273,7 @@ impl DcrStore for SqliteStore {
                 if n == 0 {
                     return Ok(false);
                 }
+                record_version(db, &id, &registration, now)?;
                 append_audit_in(db, &event)?;
                 Ok(true)
             })

@@ -293,3 +293,32 @@ pub async fn liveness_sweeps_find_unused_and_idle_registrations(s: Arc<dyn Store
             .unwrap()
     );
 }
+
+pub async fn a_registration_and_each_update_are_versions_of_its_history(s: Arc<dyn Store>) {
+    let c = ClientRecord {
+        registration: r#"{"v":1}"#.into(),
+        ..client("dcr_h", ClientKind::Dynamic, LifecycleState::Active)
+    };
+    let r = registration("dcr_h", "k", "rat", None, 0);
+    s.register_client(&NewRegistration {
+        client: &c,
+        registration: &r,
+        dedupe_since: T0,
+        created_event: &event("client.registered", "dcr_h"),
+        dedupe_event: &event("client.registration_deduplicated", "dcr_h"),
+    })
+    .await
+    .unwrap();
+    let before = s.client_and_revision("dcr_h").await.unwrap().unwrap().1;
+    s.update_dcr_client("dcr_h", r#"{"v":2}"#, None, T0.plus_secs(60), &event("u", "dcr_h"))
+        .await
+        .unwrap();
+    let view = s.client_view("dcr_h").await.unwrap().unwrap();
+    assert_eq!(view.metadata_document.as_deref(), Some(r#"{"v":2}"#));
+    assert_eq!(
+        view.metadata_digest.as_deref(),
+        Some(steward_governance::facts::sha256_hex(r#"{"v":2}"#).as_str())
+    );
+    assert!(view.revision > before, "an update moves the governance revision");
+    assert_eq!(s.list_metadata_versions("dcr_h").await.unwrap().len(), 2);
+}

@@ -35,7 +35,13 @@ pub use state::AppState;
 fn public_cors() -> CorsLayer {
     CorsLayer::new()
         .allow_origin(Any)
-        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::DELETE,
+            Method::OPTIONS,
+        ])
         .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
         .max_age(Duration::from_secs(3600))
 }
@@ -53,8 +59,27 @@ pub fn router(state: AppState) -> Router {
         .route(routes::discovery::JWKS_PATH, get(routes::jwks::jwks))
         .route("/token", post(oauth::token::token))
         .route("/revoke", post(oauth::revocation::revoke))
-        .route("/introspect", post(oauth::revocation::introspect))
-        .layer(public_cors());
+        .route("/introspect", post(oauth::revocation::introspect));
+    // RFC 7591/7592: only when registration is on (`dcr.mode`), so a
+    // server with it off answers 404 and advertises no endpoint.
+    let public = if state.settings.dcr.mode == steward_dcr::Mode::Off {
+        public
+    } else {
+        use oauth::registration as reg;
+        public
+            .route(
+                reg::REGISTER_PATH,
+                post(reg::register).layer(DefaultBodyLimit::max(reg::MAX_REGISTRATION_BYTES)),
+            )
+            .route(
+                &format!("{}/{{client_id}}", reg::REGISTER_PATH),
+                get(reg::read)
+                    .put(reg::update)
+                    .delete(reg::delete)
+                    .layer(DefaultBodyLimit::max(reg::MAX_REGISTRATION_BYTES)),
+            )
+    };
+    let public = public.layer(public_cors());
     // No CORS on the authorization endpoint (OAuth 2.1 §3.1): it is navigated to.
     let interactive = Router::new()
         .route(

@@ -69,6 +69,11 @@ pub const DESCRIPTIONS: &[(&str, Kind, &str)] = &[
         "Connections closed on accept because a connection cap was reached, by cap (total, per_address).",
     ),
     (
+        "steward_dcr_requests_total",
+        Kind::Counter,
+        "Dynamic registration requests by outcome (registered, deduplicated, invalid, unauthorized, rate_limited, error).",
+    ),
+    (
         "steward_tokens_issued_total",
         Kind::Counter,
         "Successful token responses, by grant type and client kind.",

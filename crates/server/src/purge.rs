@@ -94,6 +94,21 @@ pub fn spawn(state: AppState) -> Option<tokio::task::JoinHandle<()>> {
                     tracing::warn!(error = %e, "purge pass failed; retrying at the next interval");
                 }
             }
+            // Registrations made while `dcr.mode` was on still age out after it is off.
+            {
+                match crate::oauth::registration::sweep(&state, every).await {
+                    Ok(r) if !r.deleted.is_empty() || !r.expired.is_empty() => tracing::info!(
+                        deleted_unused = r.deleted.len(),
+                        expired_idle = r.expired.len(),
+                        "registration sweep"
+                    ),
+                    Ok(_) => {}
+                    Err(e) => {
+                        metrics::counter!("steward_purge_failures_total").increment(1);
+                        tracing::warn!(error = ?e, "registration sweep failed; retrying at the next interval");
+                    }
+                }
+            }
         }
     }))
 }

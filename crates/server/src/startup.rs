@@ -184,6 +184,7 @@ pub async fn prepare(settings: Settings, clock: Arc<dyn Clock>) -> Result<Prepar
     let metadata = crate::routes::discovery::metadata_document(
         &issuer,
         settings.cimd.enabled,
+        settings.dcr.mode != steward_dcr::Mode::Off,
         &crate::oauth::resources::Resources::from_settings(&settings).all_scopes(),
     );
     let metadata = Bytes::from(metadata.to_string());

@@ -602,6 +602,9 @@ async fn issue_code(state: &AppState, v: &Validated, user_id: &str, auth_time: U
     if let Err(e) = state.store.record_authorization(&grant, &record).await {
         return server_error(state, v, &e);
     }
+    if v.client.kind == steward_core::ClientKind::Dynamic {
+        crate::oauth::registration::mark_use(state, &v.client.id, steward_store::DcrUse::Authorized).await;
+    }
     let mut pairs = vec![("code", code.expose())];
     if let Some(s) = &v.to.state {
         pairs.push(("state", s));

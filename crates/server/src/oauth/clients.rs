@@ -97,6 +97,14 @@ pub struct Registration {
     pub grant_types: Vec<String>,
     #[serde(default)]
     pub scopes: Vec<String>,
+    /// Dynamic clients (RFC 7591): how the client authenticates. Absent for
+    /// pre-registered clients, whose stored secret says it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_endpoint_auth_method: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_uri: Option<String>,
 }
 
 fn is_metadata_document(state: &AppState, client_id: &str) -> bool {
@@ -310,7 +318,9 @@ async fn from_store(state: &AppState, client_id: &str, want: View) -> Result<Cli
         .map(|r| RedirectUri::parse(r, rules))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|_| ClientError::CorruptRegistration)?;
-    let allowed_scopes = if reg.scopes.is_empty() {
+    // A dynamic client's ceiling is what its registration was granted,
+    // even when that is nothing: an empty list never means "any scope".
+    let allowed_scopes = if reg.scopes.is_empty() && record.kind != ClientKind::Dynamic {
         None
     } else {
         Some(
@@ -326,10 +336,17 @@ async fn from_store(state: &AppState, client_id: &str, want: View) -> Result<Cli
         redirect_uris,
         grant_types: reg.grant_types,
         allowed_scopes,
-        auth: record
-            .secret_hash
-            .clone()
-            .map_or(ClientAuth::None, ClientAuth::Secret),
+        auth: match (
+            reg.token_endpoint_auth_method.as_deref(),
+            record.secret_hash.clone(),
+        ) {
+            (Some("private_key_jwt"), _) => ClientAuth::PrivateKeyJwt {
+                jwks: reg.jwks,
+                jwks_uri: reg.jwks_uri,
+            },
+            (_, Some(hash)) => ClientAuth::Secret(hash),
+            (_, None) => ClientAuth::None,
+        },
         metadata_version: None,
         trust_tier: record.trust_tier,
         view,
@@ -512,6 +529,7 @@ pub fn pre_registered_record(
         redirect_uris: c.redirect_uris.clone(),
         grant_types,
         scopes: c.scopes.clone(),
+        ..Registration::default()
     };
     Ok(ClientRecord {
         client_id: c.client_id.clone(),

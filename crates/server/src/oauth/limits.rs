@@ -370,6 +370,10 @@ impl AttemptLimiter {
 }
 
 impl Reservation<'_> {
+    /// The attempt counts whatever its outcome (a rate limit rather than a
+    /// failure limit): nothing is given back.
+    pub fn keep(self) {}
+
     /// The credential was right (or was never judged): nothing is counted.
     /// With [`Sharing::Failures`] this touches no database and no digest.
     pub async fn succeeded(self, store: &dyn Store) {

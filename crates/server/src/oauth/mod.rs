@@ -10,6 +10,7 @@ pub mod logo;
 pub mod logout;
 pub mod pages;
 pub mod params;
+pub mod registration;
 pub mod resources;
 pub mod revocation;
 pub mod session;
@@ -48,6 +49,13 @@ pub struct OAuth {
     /// revision read with the client's row is the same (every change moves
     /// it, on any node): the token endpoint reads one row, not the view.
     pub views: moka::sync::Cache<String, std::sync::Arc<crate::governance::HeldView>>,
+    /// Registrations per address and in all, per minute (`[dcr.rate_limit]`,
+    /// shared through the database).
+    pub registrations: limits::AttemptLimiter,
+    /// Dynamic clients whose use this node recorded within the hour (see
+    /// `steward_store::dcr::USE_RESOLUTION_SECS`): at most one write per
+    /// client and kind of use per hour, not one per token.
+    pub dcr_uses: moka::sync::Cache<(String, bool), ()>,
 }
 
 impl OAuth {
@@ -72,6 +80,13 @@ impl OAuth {
             dev_user_id: None,
             usernames: moka::sync::Cache::builder().max_capacity(100_000).build(),
             views: moka::sync::Cache::builder().max_capacity(10_000).build(),
+            registrations: registration::rate_limiter(),
+            dcr_uses: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(Duration::from_secs(
+                    u64::try_from(steward_store::dcr::USE_RESOLUTION_SECS).unwrap_or(3600),
+                ))
+                .build(),
         }
     }
 }

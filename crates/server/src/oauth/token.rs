@@ -84,7 +84,7 @@ pub async fn token(
         crate::oauth::clients::View::Read,
     )
     .await?;
-    match params.get("grant_type") {
+    let answer = match params.get("grant_type") {
         Some("authorization_code") => authorization_code(&state, &auth, &params).await,
         Some("refresh_token") => refresh_token(&state, &auth, &params).await,
         Some("client_credentials") => client_credentials(&state, &auth, &params).await,
@@ -95,7 +95,11 @@ pub async fn token(
         None => Err(WebError::oauth(OAuthError::invalid_request(
             "grant_type is required",
         ))),
+    };
+    if answer.is_ok() && auth.client.kind == steward_core::ClientKind::Dynamic {
+        crate::oauth::registration::mark_use(&state, &auth.client.id, steward_store::DcrUse::Token).await;
     }
+    answer
 }
 
 fn unauthorized_grant() -> WebError {

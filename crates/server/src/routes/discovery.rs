@@ -21,7 +21,7 @@ pub const JWKS_PATH: &str = "/jwks.json";
 const ASSERTION_ALGS: [&str; 5] = steward_jose::CLIENT_ASSERTION_ALGORITHMS;
 
 /// Builds the metadata document for `issuer`.
-pub fn metadata_document(issuer: &str, cimd_enabled: bool, scopes: &[String]) -> Value {
+pub fn metadata_document(issuer: &str, cimd_enabled: bool, registration: bool, scopes: &[String]) -> Value {
     let base = issuer.trim_end_matches('/');
     let mut doc = json!({
         "issuer": issuer,
@@ -53,6 +53,11 @@ pub fn metadata_document(issuer: &str, cimd_enabled: bool, scopes: &[String]) ->
     });
     if !scopes.is_empty() {
         doc["scopes_supported"] = json!(scopes);
+    }
+    if registration {
+        // RFC 8414 §2 / RFC 7591: present only when DCR is on; MCP clients
+        // fall back to DCR when they see it (SPEC_CHECKLIST §13).
+        doc["registration_endpoint"] = json!(format!("{base}{}", crate::oauth::registration::REGISTER_PATH));
     }
     if cimd_enabled {
         // CIMD -01 §5 / -02 §6: ASs that publish metadata include this when they support CIMD.
@@ -104,17 +109,23 @@ mod tests {
 
     #[test]
     fn issuer_is_byte_for_byte_and_urls_absolute() {
-        let d = metadata_document("https://as.example/t", true, &[]);
+        let d = metadata_document("https://as.example/t", true, true, &[]);
         assert_eq!(d["token_endpoint"], "https://as.example/t/token");
         assert_eq!(d["authorization_response_iss_parameter_supported"], true);
         assert_eq!(d["issuer"], "https://as.example/t");
         assert_eq!(d["jwks_uri"], "https://as.example/t/jwks.json");
         assert_eq!(d["client_id_metadata_document_supported"], true);
+        assert_eq!(d["registration_endpoint"], "https://as.example/t/register");
+        let off = metadata_document("https://as.example/t", true, false, &[]);
+        assert!(
+            off.get("registration_endpoint").is_none(),
+            "not advertised when dcr.mode = off"
+        );
     }
 
     #[test]
     fn every_endpoint_offering_private_key_jwt_lists_its_algorithms() {
-        let d = metadata_document("https://as.example", true, &[]);
+        let d = metadata_document("https://as.example", true, false, &[]);
         for endpoint in ["token", "revocation", "introspection"] {
             let methods = &d[format!("{endpoint}_endpoint_auth_methods_supported")];
             assert!(methods.as_array().unwrap().iter().any(|m| m == "private_key_jwt"));

@@ -72,7 +72,12 @@ fn record_version(db: &Connection, client_id: &str, body: &str, now: UnixTime) -
         "INSERT INTO client_metadata_versions (client_id, content_hash, body, fetched_at, last_seen_at) \
          VALUES (?1, ?2, ?3, ?4, ?4) \
          ON CONFLICT (client_id, content_hash) DO UPDATE SET last_seen_at = excluded.last_seen_at",
-        params![client_id, steward_governance::facts::sha256_hex(body), body, now.0],
+        params![
+            client_id,
+            steward_governance::facts::sha256_hex(body),
+            body,
+            now.0
+        ],
     )?;
     Ok(())
 }

@@ -310,9 +310,15 @@ pub async fn a_registration_and_each_update_are_versions_of_its_history(s: Arc<d
     .await
     .unwrap();
     let before = s.client_and_revision("dcr_h").await.unwrap().unwrap().1;
-    s.update_dcr_client("dcr_h", r#"{"v":2}"#, None, T0.plus_secs(60), &event("u", "dcr_h"))
-        .await
-        .unwrap();
+    s.update_dcr_client(
+        "dcr_h",
+        r#"{"v":2}"#,
+        None,
+        T0.plus_secs(60),
+        &event("u", "dcr_h"),
+    )
+    .await
+    .unwrap();
     let view = s.client_view("dcr_h").await.unwrap().unwrap();
     assert_eq!(view.metadata_document.as_deref(), Some(r#"{"v":2}"#));
     assert_eq!(

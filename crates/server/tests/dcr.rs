@@ -1,0 +1,568 @@
+//! Dynamic Client Registration, hardened (issue 14): RFC 7591 `POST
+//! /register` in open and protected modes, RFC 7592 management, the
+//! anti-sprawl rules and every refusal in RFC 7591's terms, with nothing
+//! stored. Each test runs a real server on 127.0.0.1.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::flows::{self, VERIFIER};
+use common::{TestServer, client};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use steward_core::secret::token_hash;
+use steward_core::{Clock, LifecycleState, TrustTier};
+use steward_server::settings::Settings;
+use steward_store::{ClientFilter, InitialToken, NewAuditEvent};
+
+const CB: &str = "http://127.0.0.1/cb";
+
+async fn start(tune: impl FnOnce(&mut Settings)) -> TestServer {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let mut s = flows::base_settings(dir.path());
+    s.dev.auto_approve_user = Some("alice".to_owned());
+    tune(&mut s);
+    TestServer::start_with(s, dir).await
+}
+
+fn public_client() -> Value {
+    json!({
+        "client_name": "Example Agent",
+        "redirect_uris": [CB],
+        "grant_types": ["authorization_code", "refresh_token"],
+        "response_types": ["code"],
+        "token_endpoint_auth_method": "none",
+    })
+}
+
+async fn post(server: &TestServer, body: &Value, bearer: Option<&str>) -> reqwest::Response {
+    let mut req = client()
+        .post(server.url("/register"))
+        .header("content-type", "application/json")
+        .body(body.to_string());
+    if let Some(t) = bearer {
+        req = req.bearer_auth(t);
+    }
+    req.send().await.unwrap()
+}
+
+async fn client_count(server: &TestServer) -> usize {
+    server
+        .state
+        .store
+        .list_clients(&ClientFilter::default())
+        .await
+        .unwrap()
+        .len()
+}
+
+/// Creates an initial access token the way `steward dcr tokens create` does.
+async fn initial_token(server: &TestServer, max_uses: Option<u32>, expires_in: Option<i64>) -> String {
+    let token = steward_dcr::registered::new_initial_token();
+    let now = server.clock.now();
+    let id = format!("iat_{}", &token_hash(token.expose())[..12]);
+    server
+        .state
+        .store
+        .create_initial_token(
+            &InitialToken {
+                id: id.clone(),
+                token_hash: token_hash(token.expose()),
+                tier: TrustTier::Verified,
+                max_uses,
+                uses: 0,
+                expires_at: expires_in.map(|s| now.plus_secs(s)),
+                created_at: now,
+                created_by: "test".into(),
+                revoked_at: None,
+            },
+            &NewAuditEvent {
+                at: now,
+                actor: "test".into(),
+                action: "dcr.initial_token_created".into(),
+                client_id: None,
+                subject: Some(id),
+                detail: "{}".into(),
+            },
+        )
+        .await
+        .unwrap();
+    token.expose().to_owned()
+}
+
+async fn error_of(res: reqwest::Response) -> (u16, String) {
+    let status = res.status().as_u16();
+    let body: Value = res.json().await.unwrap();
+    (status, body["error"].as_str().unwrap_or_default().to_owned())
+}
+
+#[tokio::test]
+async fn an_open_registration_then_a_full_flow() {
+    let server = start(|_| {}).await;
+    let meta: Value = client()
+        .get(server.url("/.well-known/oauth-authorization-server"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(meta["registration_endpoint"], server.url("/register"));
+
+    let res = post(&server, &public_client(), None).await;
+    assert_eq!(res.status(), 201);
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    let reg: Value = res.json().await.unwrap();
+    let id = reg["client_id"].as_str().unwrap().to_owned();
+    assert!(id.starts_with("dcr_") && !id.starts_with("https://"), "{id}");
+    assert!(
+        reg.get("client_secret").is_none(),
+        "a public client gets no secret"
+    );
+    assert_eq!(reg["token_endpoint_auth_method"], "none");
+    // No scope asked: the self-service set, never everything.
+    assert_eq!(reg["scope"], "mcp:tools");
+    assert!(
+        reg["registration_access_token"]
+            .as_str()
+            .unwrap()
+            .starts_with("stw_rat_")
+    );
+    assert_eq!(
+        reg["registration_client_uri"],
+        server.url(&format!("/register/{id}"))
+    );
+    assert_eq!(reg["redirect_uris"], json!([CB]));
+
+    let code = flows::code_for(&server, &id, CB).await;
+    let res = flows::token(
+        &server,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", CB),
+            ("client_id", &id),
+            ("code_verifier", VERIFIER),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let tokens: Value = res.json().await.unwrap();
+    assert_eq!(tokens["scope"], "mcp:tools");
+    let stored = server.state.store.dcr_registration(&id).await.unwrap().unwrap();
+    assert_eq!(stored.last_authorized_at, Some(server.clock.now()));
+    assert_eq!(stored.last_token_at, Some(server.clock.now()));
+    assert_eq!(stored.source_address.as_deref(), Some("127.0.0.1"));
+    let record = server.state.store.get_client(&id).await.unwrap().unwrap();
+    assert_eq!(record.kind, steward_core::ClientKind::Dynamic);
+    assert_eq!(record.trust_tier, TrustTier::Unverified);
+}
+
+#[tokio::test]
+async fn with_dcr_off_there_is_no_endpoint_and_none_is_advertised() {
+    let server = start(|s| s.dcr.mode = steward_dcr::Mode::Off).await;
+    let meta: Value = client()
+        .get(server.url("/.well-known/oauth-authorization-server"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(meta.get("registration_endpoint").is_none());
+    assert_eq!(post(&server, &public_client(), None).await.status(), 404);
+}
+
+#[tokio::test]
+async fn open_registration_refuses_confidential_clients_and_client_credentials() {
+    let server = start(|_| {}).await;
+    let before = client_count(&server).await;
+    for body in [
+        json!({"redirect_uris": [CB], "token_endpoint_auth_method": "client_secret_basic"}),
+        json!({"redirect_uris": [CB], "token_endpoint_auth_method": "client_secret_post"}),
+        json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "none"}),
+        json!({"grant_types": ["client_credentials"]}),
+    ] {
+        let (status, error) = error_of(post(&server, &body, None).await).await;
+        assert_eq!(
+            (status, error.as_str()),
+            (400, "invalid_client_metadata"),
+            "{body}"
+        );
+    }
+    assert_eq!(client_count(&server).await, before);
+}
+
+#[tokio::test]
+async fn protected_registration_needs_an_initial_access_token_used_up_exactly() {
+    let server = start(|s| s.dcr.mode = steward_dcr::Mode::Protected).await;
+    let before = client_count(&server).await;
+    let res = post(&server, &public_client(), None).await;
+    assert_eq!(res.status(), 401);
+    assert_eq!(
+        res.headers()["www-authenticate"],
+        "Bearer error=\"invalid_token\""
+    );
+    let (status, error) = error_of(post(&server, &public_client(), Some("stw_iat_nope")).await).await;
+    assert_eq!((status, error.as_str()), (401, "invalid_token"));
+
+    // A confidential client_credentials client, backed by a one-use token.
+    let iat = initial_token(&server, Some(1), None).await;
+    let body = json!({"grant_types": ["client_credentials"], "client_name": "Batch job"});
+    let res = post(&server, &body, Some(&iat)).await;
+    assert_eq!(res.status(), 201);
+    let reg: Value = res.json().await.unwrap();
+    assert_eq!(reg["token_endpoint_auth_method"], "client_secret_basic");
+    assert_eq!(reg["client_secret_expires_at"], 0);
+    let id = reg["client_id"].as_str().unwrap().to_owned();
+    let secret = reg["client_secret"].as_str().unwrap().to_owned();
+    // Stored as a keyed hash, never as the secret.
+    let record = server.state.store.get_client(&id).await.unwrap().unwrap();
+    assert_ne!(record.secret_hash.as_deref(), Some(secret.as_str()));
+    assert!(!record.registration.contains(&secret));
+    assert_eq!(record.trust_tier, TrustTier::Verified, "the token's tier");
+    let res = client()
+        .post(server.url("/token"))
+        .basic_auth(&id, Some(&secret))
+        .form(&[("grant_type", "client_credentials"), ("scope", "mcp:tools")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+
+    // Replayed (its one use is spent) and expired tokens store nothing.
+    let after_one = client_count(&server).await;
+    assert_eq!(after_one, before + 1);
+    let (status, _) = error_of(post(&server, &public_client(), Some(&iat)).await).await;
+    assert_eq!(status, 401);
+    let short = initial_token(&server, None, Some(60)).await;
+    server.clock.advance(61);
+    let (status, _) = error_of(post(&server, &public_client(), Some(&short)).await).await;
+    assert_eq!(status, 401);
+    assert_eq!(client_count(&server).await, after_one);
+}
+
+#[tokio::test]
+async fn bad_input_gets_an_rfc_7591_error_and_stores_nothing() {
+    let server = start(|_| {}).await;
+    let before = client_count(&server).await;
+    let audit_before = server
+        .state
+        .store
+        .list_audit(&Default::default())
+        .await
+        .unwrap()
+        .len();
+    let send = |body: String, content_type: &'static str| {
+        let url = server.url("/register");
+        async move {
+            client()
+                .post(url)
+                .header("content-type", content_type)
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let big = format!(r#"{{"client_name":"x","padding":"{}"}}"#, "a".repeat(70 * 1024));
+    assert_eq!(send(big, "application/json").await.status(), 413);
+    let cases: Vec<(String, &str, &str)> = vec![
+        (public_client().to_string(), "application/x-www-form-urlencoded", "invalid_client_metadata"),
+        ("{not json".into(), "application/json", "invalid_client_metadata"),
+        (
+            format!(r#"{{"redirect_uris":["{CB}"],"redirect_uris":["https://evil.example/cb"]}}"#),
+            "application/json",
+            "invalid_client_metadata",
+        ),
+        (
+            json!({"redirect_uris":[CB],"token_endpoint_auth_method":"tls_client_auth"}).to_string(),
+            "application/json",
+            "invalid_client_metadata",
+        ),
+        (
+            json!({"redirect_uris":["http://evil.example/cb"]}).to_string(),
+            "application/json",
+            "invalid_redirect_uri",
+        ),
+        (json!({"client_name":"no redirect"}).to_string(), "application/json", "invalid_redirect_uri"),
+        (
+            json!({"redirect_uris":[CB],"token_endpoint_auth_method":"private_key_jwt",
+                   "jwks":{"keys":[{"kty":"EC","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+                   "y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0","d":"jpsQnnGQmL-YBIffH1136cspYG6-0iY7X1fCE9-E9LI"}]}})
+            .to_string(),
+            "application/json",
+            "invalid_client_metadata",
+        ),
+        (
+            json!({"redirect_uris":[CB],"token_endpoint_auth_method":"private_key_jwt",
+                   "jwks_uri":"https://169.254.169.254/keys"})
+            .to_string(),
+            "application/json",
+            "invalid_client_metadata",
+        ),
+        (
+            json!({"redirect_uris":[CB],"software_statement":"eyJhbGciOiJub25lIn0.eyJpc3MiOiJ4In0."}).to_string(),
+            "application/json",
+            "unapproved_software_statement",
+        ),
+        (
+            json!({"redirect_uris":[CB],"scope":"nonsense"}).to_string(),
+            "application/json",
+            "invalid_client_metadata",
+        ),
+    ];
+    for (body, ct, want) in cases {
+        let (status, error) = error_of(send(body.clone(), ct).await).await;
+        assert_eq!((status, error.as_str()), (400, want), "{body}");
+    }
+    assert_eq!(client_count(&server).await, before);
+    let audit_after = server
+        .state
+        .store
+        .list_audit(&Default::default())
+        .await
+        .unwrap()
+        .len();
+    assert_eq!(audit_after, audit_before, "a refused registration writes nothing");
+}
+
+#[tokio::test]
+async fn requested_scopes_are_kept_when_approvable_and_dropped_when_unknown() {
+    let server = start(|_| {}).await;
+    let mut body = public_client();
+    body["scope"] = json!("mcp:admin mcp:tools nonsense");
+    let reg: Value = post(&server, &body, None).await.json().await.unwrap();
+    assert_eq!(reg["scope"], "mcp:tools mcp:admin");
+    // The ceiling is not a grant: without an approval, authorize gives only
+    // the self-service scope.
+    let id = reg["client_id"].as_str().unwrap();
+    let res = client()
+        .get(flows::authorize_url(&server, id, CB, "&scope=mcp%3Aadmin"))
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(res.status(), 302, "no code for an unapproved scope");
+}
+
+#[tokio::test]
+async fn registrations_are_rate_limited_per_address_with_retry_after() {
+    let server = start(|s| s.dcr.rate_limit.per_address_per_minute = 3).await;
+    for i in 0..3 {
+        let mut body = public_client();
+        body["client_name"] = json!(format!("agent {i}"));
+        assert_eq!(post(&server, &body, None).await.status(), 201);
+    }
+    let res = post(&server, &public_client(), None).await;
+    assert_eq!(res.status(), 429);
+    let retry: i64 = res.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    // The next window opens again.
+    server.clock.advance(60);
+    assert_eq!(post(&server, &public_client(), None).await.status(), 201);
+}
+
+#[tokio::test]
+async fn the_global_rate_limit_holds_across_addresses() {
+    let server = start(|s| s.dcr.rate_limit.global_per_minute = 2).await;
+    for _ in 0..2 {
+        let mut body = public_client();
+        body["client_name"] = json!(steward_core::secret::random_token().expose().to_owned());
+        assert_eq!(post(&server, &body, None).await.status(), 201);
+    }
+    assert_eq!(post(&server, &public_client(), None).await.status(), 429);
+}
+
+#[tokio::test]
+async fn a_duplicate_registration_returns_the_existing_client() {
+    let server = start(|_| {}).await;
+    let mut body = public_client();
+    body["software_id"] = json!("4NRB1-0XZABZI9E6-5SM3R");
+    let first: Value = post(&server, &body, None).await.json().await.unwrap();
+    body["client_name"] = json!("Renamed");
+    let second: Value = post(&server, &body, None).await.json().await.unwrap();
+    assert_eq!(first["client_id"], second["client_id"]);
+    assert_eq!(
+        second["client_name"], "Example Agent",
+        "the existing registration"
+    );
+    let id = first["client_id"].as_str().unwrap();
+    // The first registration access token was replaced by the second.
+    let read = |token: String| {
+        let url = server.url(&format!("/register/{id}"));
+        async move {
+            client()
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(
+        read(first["registration_access_token"].as_str().unwrap().into()).await,
+        401
+    );
+    assert_eq!(
+        read(second["registration_access_token"].as_str().unwrap().into()).await,
+        200
+    );
+    let dedupes = server
+        .state
+        .store
+        .list_audit(&steward_store::AuditFilter {
+            action: Some("client.registration_deduplicated".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(dedupes.len(), 1);
+    // Outside the window, a new client.
+    server.clock.advance(3601);
+    let third: Value = post(&server, &body, None).await.json().await.unwrap();
+    assert_ne!(third["client_id"], first["client_id"]);
+}
+
+#[tokio::test]
+async fn rfc_7592_read_update_and_delete_with_the_registration_access_token() {
+    let server = start(|_| {}).await;
+    let reg: Value = post(&server, &public_client(), None).await.json().await.unwrap();
+    let id = reg["client_id"].as_str().unwrap().to_owned();
+    let rat = reg["registration_access_token"].as_str().unwrap().to_owned();
+    let uri = reg["registration_client_uri"].as_str().unwrap().to_owned();
+
+    let res = client().get(&uri).bearer_auth(&rat).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let read: Value = res.json().await.unwrap();
+    assert_eq!(read["client_id"], id.as_str());
+    assert!(read.get("registration_access_token").is_none());
+    let res = client()
+        .get(&uri)
+        .bearer_auth("stw_rat_wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    let res = client().get(&uri).send().await.unwrap();
+    assert_eq!(res.status(), 401);
+
+    // Update: a new version of the client's history.
+    let mut update = public_client();
+    update["client_id"] = json!(id);
+    update["redirect_uris"] = json!([CB, "http://127.0.0.1/other"]);
+    let put = |body: Value| {
+        let uri = uri.clone();
+        let rat = rat.clone();
+        async move {
+            client()
+                .put(uri)
+                .bearer_auth(rat)
+                .header("content-type", "application/json")
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let res = put(update.clone()).await;
+    assert_eq!(res.status(), 200);
+    let updated: Value = res.json().await.unwrap();
+    assert_eq!(updated["redirect_uris"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        server
+            .state
+            .store
+            .list_metadata_versions(&id)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    let mut with_rat = update.clone();
+    with_rat["registration_access_token"] = json!(rat);
+    assert_eq!(
+        error_of(put(with_rat).await).await,
+        (400, "invalid_client_metadata".into())
+    );
+    let mut other_method = update.clone();
+    other_method["token_endpoint_auth_method"] = json!("client_secret_basic");
+    assert_eq!(error_of(put(other_method).await).await.0, 400);
+
+    // A token, then deletion: the client is revoked and its tokens with it.
+    let code = flows::code_for(&server, &id, CB).await;
+    let tokens: Value = flows::token(
+        &server,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", CB),
+            ("client_id", &id),
+            ("code_verifier", VERIFIER),
+        ],
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let access = tokens["access_token"].as_str().unwrap();
+    assert_eq!(flows::introspect(&server, access).await["active"], true);
+    let res = client().delete(&uri).bearer_auth(&rat).send().await.unwrap();
+    assert_eq!(res.status(), 204);
+    let record = server.state.store.get_client(&id).await.unwrap().unwrap();
+    assert_eq!(record.state, LifecycleState::Revoked);
+    assert_eq!(flows::introspect(&server, access).await["active"], false);
+    let res = flows::token(
+        &server,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", tokens["refresh_token"].as_str().unwrap()),
+            ("client_id", &id),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), 401);
+    assert_eq!(
+        client()
+            .get(&uri)
+            .bearer_auth(&rat)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+}
+
+#[tokio::test]
+async fn the_sweep_deletes_unused_and_expires_idle_registrations_once_per_interval() {
+    let server = start(|_| {}).await;
+    let unused: Value = post(&server, &public_client(), None).await.json().await.unwrap();
+    let mut body = public_client();
+    body["client_name"] = json!("Used");
+    let used: Value = post(&server, &body, None).await.json().await.unwrap();
+    let used_id = used["client_id"].as_str().unwrap().to_owned();
+    flows::code_for(&server, &used_id, CB).await;
+
+    server.clock.advance(86_401);
+    let state = &server.state;
+    let r = steward_server::oauth::registration::sweep(state, 300)
+        .await
+        .unwrap();
+    assert!(r.ran);
+    assert_eq!(r.deleted, vec![unused["client_id"].as_str().unwrap().to_owned()]);
+    assert!(r.expired.is_empty());
+    // Another node in the same interval finds the sweep taken.
+    let again = steward_server::oauth::registration::sweep(state, 300)
+        .await
+        .unwrap();
+    assert!(!again.ran);
+
+    server.clock.advance(30 * 86_400);
+    let r = steward_server::oauth::registration::sweep(state, 300)
+        .await
+        .unwrap();
+    assert_eq!(r.expired, vec![used_id.clone()]);
+    let record = state.store.get_client(&used_id).await.unwrap().unwrap();
+    assert_eq!(record.state, LifecycleState::Expired);
+}

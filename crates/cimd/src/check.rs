@@ -53,10 +53,13 @@ pub async fn check(fetcher: &dyn DocumentFetcher, raw_url: &str, policy: &Valida
     {
         Ok(r) => r,
         Err(e) => {
+            // Named, because the operator reading it must know which host
+            // (and so which DNS answer or network) to look at.
+            let host = id.url().host_str().unwrap_or_default();
             report.problems.push(Problem::with_rule(
                 ValidationFailure::Fetch,
                 e.reason(),
-                e.to_string(),
+                format!("fetching from {host}: {e}"),
             ));
             return report;
         }
@@ -242,6 +245,12 @@ mod tests {
         assert!(bad_url.to_string().contains("- [client_id_fragment] "));
         let not_found = check(&f, URL, &ValidationPolicy::default()).await;
         assert_eq!(not_found.problems[0].rule, "bad_status");
+        assert!(
+            not_found.problems[0]
+                .message
+                .starts_with("fetching from client.example: "),
+            "{not_found}"
+        );
         assert!(!not_found.ok);
     }
 

@@ -7,7 +7,7 @@
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use steward_server::settings::{Settings, TlsSettings};
 
 const PREFIX: &str = "STEWARD_";
@@ -206,9 +206,10 @@ pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
             ));
         }
     }
-    let settings: Settings = figment
+    let mut settings: Settings = figment
         .extract()
         .map_err(|e| ConfigError::Invalid(describe(&e, &origin)))?;
+    resolve_relative_paths(&mut settings, &figment);
 
     // Variables meant as settings that name none are typos — unless a client
     // reads its secret from that variable.
@@ -232,13 +233,92 @@ pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
     Ok(settings)
 }
 
+/// Makes every relative path written in a configuration file relative to
+/// that file's directory, so that `steward --config /etc/steward/steward.toml`
+/// finds the same database and key-encryption key from whatever directory it
+/// is run (a `steward keys list` from another directory used to create a
+/// second, empty database there). A path from an environment variable or the
+/// embedded defaults stays relative to the working directory, where the
+/// shell that set it is.
+fn resolve_relative_paths(settings: &mut Settings, figment: &Figment) {
+    let base = |key: &str| -> Option<PathBuf> {
+        let file = figment.find_metadata(key)?.source.as_ref()?.file_path()?;
+        let dir = std::path::absolute(file).ok()?.parent()?.to_path_buf();
+        Some(dir)
+    };
+    let resolve = |path: &mut PathBuf, dir: &Path| {
+        if path.is_relative() {
+            *path = dir.join(&*path);
+        }
+    };
+    if let Some(dir) = base("database.url") {
+        settings.database.url = resolve_sqlite_url(&settings.database.url, &dir);
+    }
+    if let Some(dir) = base("keys.encryption_key_file") {
+        resolve(&mut settings.keys.encryption_key_file, &dir);
+    }
+    if let Some(dir) = base("governance.policy_files") {
+        settings
+            .governance
+            .policy_files
+            .iter_mut()
+            .for_each(|p| resolve(p, &dir));
+    }
+    if let Some(dir) = base("egress.extra_root_certs") {
+        settings
+            .egress
+            .extra_root_certs
+            .iter_mut()
+            .for_each(|p| resolve(p, &dir));
+    }
+    if let Some(tls) = settings.tls.as_mut() {
+        if let Some(dir) = base("tls.cert_file") {
+            resolve(&mut tls.cert_file, &dir);
+        }
+        if let Some(dir) = base("tls.key_file") {
+            resolve(&mut tls.key_file, &dir);
+        }
+    }
+}
+
+/// `sqlite://./data/steward.db` written in `/etc/steward/steward.toml` is
+/// `sqlite:///etc/steward/data/steward.db`; an absolute path, an in-memory
+/// database and any other URL are left as they are.
+fn resolve_sqlite_url(url: &str, dir: &Path) -> String {
+    let Some((path, query)) = steward_server::settings::split_sqlite_url(url) else {
+        return url.to_owned();
+    };
+    if path.is_empty() || path == ":memory:" || query.contains("mode=memory") || Path::new(path).is_absolute()
+    {
+        return url.to_owned();
+    }
+    let joined = dir.join(path.strip_prefix("./").unwrap_or(path));
+    if query.is_empty() {
+        format!("sqlite://{}", joined.display())
+    } else {
+        format!("sqlite://{}?{query}", joined.display())
+    }
+}
+
 /// One line naming the key and where it came from:
 /// `database.foo: unknown field … (from steward.toml)`,
 /// `steward.toml: TOML parse error at line 2, column 7: …`.
 fn describe(err: &figment::Error, origin: &BTreeMap<String, String>) -> String {
     let e = err.clone().into_iter().next().unwrap_or_else(|| err.clone());
     let key = e.path.join(".");
-    let message = one_line(&e.kind.to_string());
+    let mut message = one_line(&e.kind.to_string());
+    if let figment::error::Kind::UnknownField(field, expected) = &e.kind
+        && let Some(near) = closest(field, expected)
+    {
+        // `[databse]`: one likely name reads better than the list of all.
+        message = format!("unknown field `{field}` (did you mean `{near}`?)");
+    }
+    if matches!(key.as_str(), "listen" | "metrics.listen") {
+        message = format!(
+            "{message}: expected an IP address and a port, e.g. 127.0.0.1:8091 or [::1]:8091 \
+             (not a host name such as localhost; 0.0.0.0:8091 listens on every interface)"
+        );
+    }
     let from_file = match e.metadata.as_ref().and_then(|m| m.source.as_ref()) {
         Some(figment::Source::File(path)) => Some(path.display().to_string()),
         _ => None,
@@ -257,6 +337,43 @@ fn describe(err: &figment::Error, origin: &BTreeMap<String, String>) -> String {
     } else {
         format!("{key}: {message}{source}")
     }
+}
+
+/// The known name nearest to a misspelt one (`databse` → `database`), when
+/// it is near enough to be the one meant: at most a third of its letters
+/// differ (counting insertions, deletions, substitutions and transpositions).
+fn closest(wrong: &str, known: &[&'static str]) -> Option<&'static str> {
+    let wrong = wrong.to_ascii_lowercase();
+    known
+        .iter()
+        .map(|k| (edit_distance(&wrong, k), *k))
+        .filter(|(d, k)| *d > 0 && *d <= (k.len() / 3).max(1))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+/// Optimal string alignment distance between two ASCII-ish names.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = best;
+        }
+    }
+    d[a.len()][b.len()]
 }
 
 /// Folds a multi-line message (a TOML parse error with its source excerpt)
@@ -522,6 +639,98 @@ mod tests {
             assert!(!err.contains('\n'), "{err}");
             assert!(err.contains("steward.toml: "), "{err}");
             assert!(err.contains("line 2"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn relative_paths_in_a_file_are_relative_to_the_file() {
+        Jail::expect_with(|jail| {
+            std::fs::create_dir_all(jail.directory().join("conf/policies")).unwrap();
+            jail.create_file("conf/policies/extra.cedar", "")?;
+            jail.create_file("conf/ca.pem", "")?;
+            jail.create_file(
+                "conf/steward.toml",
+                "[database]\nurl = \"sqlite://./data/steward.db\"\n\
+                 [keys]\nencryption_key_file = \"data/kek\"\n\
+                 [governance]\npolicy_files = [\"policies/extra.cedar\", \"/abs/p.cedar\"]\n\
+                 [egress]\nextra_root_certs = [\"ca.pem\"]\n",
+            )?;
+            let conf = std::path::absolute(jail.directory().join("conf")).unwrap();
+            let s = load(Some(Path::new("conf/steward.toml"))).unwrap();
+            assert_eq!(
+                s.database.url,
+                format!("sqlite://{}", conf.join("data/steward.db").display())
+            );
+            assert_eq!(s.keys.encryption_key_file, conf.join("data/kek"));
+            assert_eq!(
+                s.governance.policy_files,
+                vec![conf.join("policies/extra.cedar"), PathBuf::from("/abs/p.cedar")]
+            );
+            assert_eq!(s.egress.extra_root_certs, vec![conf.join("ca.pem")]);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn relative_paths_from_the_environment_and_the_defaults_stay_with_the_working_directory() {
+        Jail::expect_with(|jail| {
+            std::fs::create_dir_all(jail.directory().join("conf")).unwrap();
+            jail.create_file("conf/steward.toml", "[keys]\nencryption_key_file = \"kek\"\n")?;
+            jail.set_env("STEWARD_DATABASE__URL", "sqlite://./here.db");
+            let s = load(Some(Path::new("conf/steward.toml"))).unwrap();
+            assert_eq!(s.database.url, "sqlite://./here.db");
+            let s = load(None).unwrap();
+            assert_eq!(s.keys.encryption_key_file, Path::new("./steward-data/kek"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn sqlite_urls_resolve_only_relative_files() {
+        let dir = Path::new("/etc/steward");
+        assert_eq!(
+            resolve_sqlite_url("sqlite:data/s.db?mode=rwc", dir),
+            "sqlite:///etc/steward/data/s.db?mode=rwc"
+        );
+        for kept in [
+            "sqlite:///var/lib/s.db",
+            "sqlite::memory:",
+            "postgres://h/db",
+            "sqlite://",
+        ] {
+            assert_eq!(resolve_sqlite_url(kept, dir), kept);
+        }
+    }
+
+    #[test]
+    fn a_misspelt_section_gets_a_did_you_mean() {
+        Jail::expect_with(|jail| {
+            jail.create_file("steward.toml", "[databse]\nurl = \"sqlite://./x.db\"\n")?;
+            let err = load(Some(Path::new("steward.toml"))).unwrap_err().to_string();
+            assert!(err.contains("unknown field `databse`"), "{err}");
+            assert!(err.contains("(did you mean `database`?)"), "{err}");
+            jail.create_file("steward.toml", "[egress]\ntimeout_sm = 5\n")?;
+            let err = load(Some(Path::new("steward.toml"))).unwrap_err().to_string();
+            assert!(err.contains("(did you mean `timeout_ms`?)"), "{err}");
+            // Nothing near: no guess.
+            jail.create_file("steward.toml", "[frobnicate]\nx = 1\n")?;
+            let err = load(Some(Path::new("steward.toml"))).unwrap_err().to_string();
+            assert!(!err.contains("did you mean"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_host_name_in_listen_explains_the_expected_form() {
+        Jail::expect_with(|jail| {
+            jail.create_file("steward.toml", "listen = \"localhost:8091\"\n")?;
+            let err = load(Some(Path::new("steward.toml"))).unwrap_err().to_string();
+            assert!(err.starts_with("listen: "), "{err}");
+            assert!(
+                err.contains("expected an IP address and a port, e.g. 127.0.0.1:8091"),
+                "{err}"
+            );
             Ok(())
         });
     }

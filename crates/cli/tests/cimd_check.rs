@@ -139,6 +139,15 @@ async fn without_the_allow_list_the_loopback_host_is_refused_unfetched() {
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.starts_with("INVALID: "), "{text}");
     assert!(text.contains("blocked_address"), "{text}");
+    assert!(
+        text.contains("fetching from cimd.test: "),
+        "the problem names the host: {text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("hint: cimd.test ") && l.contains("egress.allow_networks")),
+        "the hint names the host and the setting that would change the outcome: {text}"
+    );
     assert_eq!(env.host.connections(), 0);
 }
 

@@ -98,7 +98,7 @@ fn create_refuses_what_configuration_would_refuse() {
     );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("https URL"));
-    // client_credentials needs a confidential client.
+    // client_credentials needs a confidential client: said in the CLI's terms.
     let out = steward(
         dir.path(),
         &[
@@ -110,9 +110,16 @@ fn create_refuses_what_configuration_would_refuse() {
         ],
     );
     assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("drop --public"), "{stderr}");
     // The code grant needs a redirect URI, and a valid one.
     let out = steward(dir.path(), &["clients", "create", "--public"]);
     assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--redirect-uri is required for authorization_code"),
+        "{stderr}"
+    );
     let out = steward(
         dir.path(),
         &[
@@ -124,6 +131,15 @@ fn create_refuses_what_configuration_would_refuse() {
         ],
     );
     assert!(!out.status.success(), "plain http off loopback is refused");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("http://evil.example/cb"), "{stderr}");
+    // No refusal names an id that was never created, or creates any state.
+    assert!(!stderr.contains("stw_"), "{stderr}");
+    assert!(
+        !dir.path().join("steward.db").exists(),
+        "a refused create leaves no database"
+    );
+    assert!(!dir.path().join("kek").exists(), "nor a key-encryption key");
     // A duplicate id is refused.
     let ok = steward(
         dir.path(),

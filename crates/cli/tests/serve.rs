@@ -167,6 +167,167 @@ fn unreachable_postgresql_fails_fast_naming_database_url() {
     drop(silent);
 }
 
+/// Every entry under `dir`, recursively, for "nothing was created" checks.
+fn entries(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let path = e.unwrap().path();
+        found.push(path.display().to_string());
+        if path.is_dir() {
+            found.extend(entries(&path));
+        }
+    }
+    found
+}
+
+/// A command that only reads (or changes what must already be there) run
+/// where nothing is yet: it says so, exits non-zero and creates no database,
+/// no key-encryption key, no directory.
+#[test]
+fn read_only_commands_in_an_empty_directory_create_nothing() {
+    let empty = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let policy = write(elsewhere.path(), "extra.cedar", "");
+    let commands: &[&[&str]] = &[
+        &["keys", "list"],
+        &["issuer", "show"],
+        &["clients", "list"],
+        &["clients", "show", "some-client"],
+        &["clients", "owners", "some-client"],
+        &["users", "list"],
+        &["users", "roles", "alice"],
+        &["requests", "list"],
+        &["requests", "show", "req_1"],
+        &[
+            "policy",
+            "explain",
+            "--client",
+            "c",
+            "--scope",
+            "s",
+            "--action",
+            "client_credentials",
+        ],
+        &["policy", "impact", &policy],
+    ];
+    for args in commands {
+        let out = steward(empty.path(), args, &[])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded: {stderr}");
+        assert!(
+            stderr.contains("database.url: no database at ./steward-data/steward.db yet"),
+            "{args:?}: {stderr}"
+        );
+        assert_eq!(
+            entries(empty.path()),
+            Vec::<String>::new(),
+            "{args:?} created files"
+        );
+    }
+    // The metadata-document checker needs no state at all (this URL is
+    // refused before any fetch).
+    let out = steward(
+        empty.path(),
+        &["cimd", "check", "http://client.example/c.json"],
+        &[],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        entries(empty.path()),
+        Vec::<String>::new(),
+        "cimd check created files"
+    );
+}
+
+/// The listener is bound before the database, the key-encryption key or a
+/// signing key is made: a start on a busy port leaves nothing behind.
+#[test]
+fn a_start_on_a_busy_port_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let busy = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap().to_string();
+    let line = refused(dir.path(), &["serve"], &[("STEWARD_LISTEN", addr.as_str())]);
+    assert!(
+        line.starts_with(&format!("steward: cannot start: listen: cannot bind {addr}: ")),
+        "{line}"
+    );
+    assert!(line.contains("another process listens there"), "{line}");
+    assert_eq!(entries(dir.path()), Vec::<String>::new(), "nothing created");
+    drop(busy);
+}
+
+/// Relative paths in a configuration file are the file's, not the working
+/// directory's; a key-encryption key that cannot open the stored signing
+/// keys (another node's, or a replaced file) names itself and the likely
+/// cause, and a missing one is not silently replaced.
+#[test]
+fn state_follows_the_configuration_file_and_a_foreign_kek_is_named() {
+    let home = tempfile::tempdir().unwrap();
+    let cwd = tempfile::tempdir().unwrap();
+    std::fs::create_dir(home.path().join("conf")).unwrap();
+    let config = write(
+        &home.path().join("conf"),
+        "steward.toml",
+        "listen = \"127.0.0.1:0\"\n[database]\nurl = \"sqlite://data/steward.db\"\n\
+         [keys]\nencryption_key_file = \"data/kek\"\n",
+    );
+    let out = steward(cwd.path(), &["--config", &config, "keys", "rotate"], &[])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let data = home.path().join("conf/data");
+    assert!(data.join("steward.db").is_file());
+    let kek = data.join("kek");
+    assert!(kek.is_file());
+    assert_eq!(
+        entries(cwd.path()),
+        Vec::<String>::new(),
+        "nothing in the working directory"
+    );
+    let out = steward(cwd.path(), &["--config", &config, "keys", "list"], &[])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "the same database from elsewhere");
+
+    // Another node's key-encryption key (valid, but not this database's).
+    let other = tempfile::tempdir().unwrap();
+    let out = steward(
+        other.path(),
+        &["keys", "rotate"],
+        &[("STEWARD_KEYS__ENCRYPTION_KEY_FILE", "foreign-kek")],
+    )
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::copy(other.path().join("foreign-kek"), &kek).unwrap();
+    let line = refused(cwd.path(), &["--config", &config, "serve"], &[]);
+    assert!(
+        line.contains(&format!(
+            "keys.encryption_key_file: {} cannot decrypt",
+            kek.display()
+        )),
+        "{line}"
+    );
+    assert!(line.contains("another node's file"), "{line}");
+
+    // No key-encryption key at all: refused, and none created.
+    std::fs::remove_file(&kek).unwrap();
+    let line = refused(cwd.path(), &["--config", &config, "serve"], &[]);
+    assert!(
+        line.contains(&format!(
+            "keys.encryption_key_file: {} does not exist",
+            kek.display()
+        )),
+        "{line}"
+    );
+    assert!(!kek.exists(), "no new key-encryption key beside sealed keys");
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -344,6 +505,14 @@ fn serves_shuts_down_gracefully_and_keeps_its_key() {
         server
             .summary
             .iter()
+            .any(|l| l.starts_with("  database: ") && l.ends_with("(created, migrations applied)")),
+        "{:?}",
+        server.summary
+    );
+    assert!(
+        server
+            .summary
+            .iter()
             .any(|l| l.contains(&format!("kid={kid} (created)"))),
         "{:?}",
         server.summary
@@ -379,6 +548,14 @@ fn serves_shuts_down_gracefully_and_keeps_its_key() {
 
     // A restart keeps the key.
     let again = Server::start(dir.path(), &config);
+    assert!(
+        again
+            .summary
+            .iter()
+            .any(|l| l.starts_with("  database: ") && l.ends_with("(opened, migrations applied)")),
+        "{:?}",
+        again.summary
+    );
     assert!(
         again
             .summary

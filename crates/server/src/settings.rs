@@ -111,6 +111,15 @@ impl ClientSettings {
     }
 }
 
+/// A `sqlite:` URL's path and query (without the `?`): `sqlite://PATH?Q`
+/// or `sqlite:PATH?Q`.
+pub fn split_sqlite_url(url: &str) -> Option<(&str, &str)> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    Some(rest.split_once('?').unwrap_or((rest, "")))
+}
+
 /// `[governance]`: who decides what each client may get (issue 13).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -357,6 +366,17 @@ impl Default for DatabaseSettings {
 }
 
 impl DatabaseSettings {
+    /// The file a `sqlite://PATH` (or `sqlite:PATH`) URL names; `None` for
+    /// an in-memory SQLite database, a URL without a file and PostgreSQL.
+    ///
+    /// Start-up reads it to say whether it created or opened the database,
+    /// and the read-only commands to refuse to create one.
+    pub fn sqlite_file(&self) -> Option<PathBuf> {
+        let (path, query) = split_sqlite_url(&self.url)?;
+        (!path.is_empty() && path != ":memory:" && !query.contains("mode=memory"))
+            .then(|| PathBuf::from(path))
+    }
+
     /// The store's pool settings.
     pub fn pool(&self) -> steward_store::PoolSettings {
         steward_store::PoolSettings {
@@ -624,7 +644,18 @@ impl Settings {
         let issuer = self.effective_issuer();
         validate_issuer(&issuer).map_err(|reason| SettingError {
             key: "issuer",
-            reason,
+            // An operator who never wrote `issuer` must learn where the
+            // refused value came from, or the error names a setting they
+            // cannot find in their file.
+            reason: if self.issuer.is_empty() {
+                format!(
+                    "{reason} (issuer is not set, so it is derived from listen = {} as {issuer}; set issuer \
+                     to the URL clients reach, e.g. https://auth.example.com)",
+                    self.listen
+                )
+            } else {
+                reason
+            },
         })?;
         if !matches!(self.keys.algorithm.as_str(), "ES256" | "EdDSA" | "RS256") {
             return Err(SettingError {
@@ -884,6 +915,24 @@ fn validate_issuer(issuer: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_issuer_derived_from_listen_says_so_when_refused() {
+        let mut s = Settings {
+            listen: "0.0.0.0:8080".parse().unwrap(),
+            ..Settings::default()
+        };
+        let e = s.validate().unwrap_err();
+        assert_eq!(e.key, "issuer");
+        assert!(
+            e.reason
+                .contains("issuer is not set, so it is derived from listen = 0.0.0.0:8080"),
+            "{}",
+            e.reason
+        );
+        s.issuer = "http://0.0.0.0:8080".to_owned();
+        assert!(!s.validate().unwrap_err().reason.contains("derived"));
+    }
 
     #[test]
     fn default_issuer_is_derived_from_listen() {

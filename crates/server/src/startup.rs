@@ -30,6 +30,18 @@ pub enum StartError {
     IssuerMismatch { configured: String, recorded: String },
     #[error("keys.encryption_key_file: {0}")]
     Kek(#[source] steward_jose::JoseError),
+    #[error(
+        "keys.encryption_key_file: {path} does not exist, but the database holds signing keys sealed \
+         with a key-encryption key; restore that file (from a backup, or copy it from another node \
+         sharing this database) rather than letting a new one be created"
+    )]
+    KekMissing { path: String },
+    #[error(
+        "keys.encryption_key_file: {path} cannot decrypt the stored signing key {kid}: it is not the \
+         key-encryption key this database's keys were sealed with (likely another node's file, or the \
+         file was replaced or recreated); use the original file, the same bytes on every node"
+    )]
+    KekMismatch { path: String, kid: String },
     #[error("keys: {0}")]
     Keys(#[from] crate::keyring::KeyRingError),
     #[error("keys.algorithm: {0}")]
@@ -46,8 +58,9 @@ pub enum StartError {
     Governance(String),
     #[error("dev.auto_approve_user: {0}")]
     Dev(String),
-    #[error("listen: cannot bind {addr}: {source}")]
+    #[error("{key}: cannot bind {addr}: {source}{hint}", hint = bind_hint(.source))]
     Bind {
+        key: &'static str,
         addr: SocketAddr,
         source: std::io::Error,
     },
@@ -60,6 +73,8 @@ pub struct StartSummary {
     pub listen: SocketAddr,
     pub tls: bool,
     pub database: String,
+    /// The SQLite file did not exist before this start (PostgreSQL: never).
+    pub database_created: bool,
     pub kek_path: String,
     pub kek_created: bool,
     pub key: KeyRingStart,
@@ -130,6 +145,30 @@ pub async fn prepare(settings: Settings, clock: Arc<dyn Clock>) -> Result<Prepar
             "names no database file (write sqlite://PATH, e.g. sqlite://./steward-data/steward.db)",
         ));
     }
+    // The listeners first: a start that cannot serve (a port in use) must
+    // stop before it creates a database, a key-encryption key or a signing
+    // key, or it leaves state behind that the next, corrected start would
+    // mistake for its own.
+    let listener = bind(settings.listen, "listen").await?;
+    let listen = listener.local_addr().map_err(|source| StartError::Bind {
+        key: "listen",
+        addr: settings.listen,
+        source,
+    })?;
+    let metrics_listener = match settings.metrics.listen {
+        Some(addr) => Some(bind(addr, "metrics.listen").await?),
+        None => None,
+    };
+    let metrics_listen = match &metrics_listener {
+        Some(l) => Some(l.local_addr().map_err(|source| StartError::Bind {
+            key: "metrics.listen",
+            addr: settings.metrics.listen.unwrap_or(listen),
+            source,
+        })?),
+        None => None,
+    };
+
+    let database_created = settings.database.sqlite_file().is_some_and(|f| !f.exists());
     let store = steward_store::connect_pooled(&settings.database.url, settings.database.pool())
         .await
         .map_err(StartError::Database)?;
@@ -143,15 +182,25 @@ pub async fn prepare(settings: Settings, clock: Arc<dyn Clock>) -> Result<Prepar
             recorded,
         });
     }
-    let (kek, kek_created) =
-        Kek::load_or_create(&settings.keys.encryption_key_file).map_err(StartError::Kek)?;
+    let (kek, kek_created) = open_kek(&settings, store.as_ref()).await?;
     let algorithm: Algorithm = settings
         .keys
         .algorithm
         .parse()
         .map_err(|_| StartError::Algorithm(settings.keys.algorithm.clone()))?;
     let secret_key = kek.derive_key("steward/client-secret/v1");
-    let (keys, key_start) = KeyRing::open(store.clone(), kek, clock.clone(), algorithm).await?;
+    let (keys, key_start) = KeyRing::open(store.clone(), kek, clock.clone(), algorithm)
+        .await
+        .map_err(|e| match e {
+            crate::keyring::KeyRingError::Key {
+                kid,
+                source: steward_jose::JoseError::Decryption,
+            } => StartError::KekMismatch {
+                path: settings.keys.encryption_key_file.display().to_string(),
+                kid,
+            },
+            other => StartError::Keys(other),
+        })?;
     let mut oauth = crate::oauth::OAuth::new(&settings, secret_key);
     if let Some(name) = &settings.dev.auto_approve_user {
         oauth.dev_user_id = Some(dev_user(store.as_ref(), name, clock.now()).await?);
@@ -188,32 +237,6 @@ pub async fn prepare(settings: Settings, clock: Arc<dyn Clock>) -> Result<Prepar
         &crate::oauth::resources::Resources::from_settings(&settings).all_scopes(),
     );
     let metadata = Bytes::from(metadata.to_string());
-    let listener = TcpListener::bind(settings.listen)
-        .await
-        .map_err(|source| StartError::Bind {
-            addr: settings.listen,
-            source,
-        })?;
-    let listen = listener.local_addr().map_err(|source| StartError::Bind {
-        addr: settings.listen,
-        source,
-    })?;
-
-    let metrics_listener = match settings.metrics.listen {
-        Some(addr) => Some(
-            TcpListener::bind(addr)
-                .await
-                .map_err(|source| StartError::Bind { addr, source })?,
-        ),
-        None => None,
-    };
-    let metrics_listen = match &metrics_listener {
-        Some(l) => Some(l.local_addr().map_err(|source| StartError::Bind {
-            addr: settings.metrics.listen.unwrap_or(listen),
-            source,
-        })?),
-        None => None,
-    };
 
     let summary = StartSummary {
         metrics_listen,
@@ -221,6 +244,7 @@ pub async fn prepare(settings: Settings, clock: Arc<dyn Clock>) -> Result<Prepar
         listen,
         tls: tls.is_some(),
         database: redact_url(&settings.database.url),
+        database_created,
         kek_path: settings.keys.encryption_key_file.display().to_string(),
         kek_created,
         key: key_start,
@@ -252,6 +276,50 @@ pub async fn prepare(settings: Settings, clock: Arc<dyn Clock>) -> Result<Prepar
         metrics_listener,
         summary,
     })
+}
+
+/// Binds `addr` for the setting `key`.
+async fn bind(addr: SocketAddr, key: &'static str) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { key, addr, source })
+}
+
+/// What to try when a bind fails for a common reason.
+fn bind_hint(e: &std::io::Error) -> &'static str {
+    match e.kind() {
+        std::io::ErrorKind::AddrInUse => " (another process listens there: stop it or choose another port)",
+        std::io::ErrorKind::AddrNotAvailable => " (no interface of this machine has that address)",
+        std::io::ErrorKind::PermissionDenied => {
+            " (ports below 1024 need privileges: use a higher port behind a proxy)"
+        }
+        _ => "",
+    }
+}
+
+/// The key-encryption key, created only when the database holds no signing
+/// key yet. A missing file beside a database full of sealed keys means the
+/// original was lost or is elsewhere: creating a new one would not open
+/// those keys, and every secret hash or key made with it afterwards would
+/// be tied to the wrong file. Shared by `serve` and the CLI commands that
+/// need the key (`keys rotate`, `clients create`).
+pub async fn open_kek(
+    settings: &Settings,
+    store: &dyn steward_store::Store,
+) -> Result<(Kek, bool), StartError> {
+    let path = &settings.keys.encryption_key_file;
+    if !path.exists()
+        && !store
+            .list_signing_keys()
+            .await
+            .map_err(StartError::Database)?
+            .is_empty()
+    {
+        return Err(StartError::KekMissing {
+            path: path.display().to_string(),
+        });
+    }
+    Kek::load_or_create(path).map_err(StartError::Kek)
 }
 
 /// The user `[dev] auto_approve_user` names, created (with no usable

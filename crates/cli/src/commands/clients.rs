@@ -8,7 +8,7 @@
 //! its keyed hash (HMAC-SHA256 under a key derived from the key-encryption
 //! key, see `client_auth`) is stored: the database never holds the secret.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use std::process::ExitCode;
 use steward_core::secret::random_token;
 use steward_core::{Clock, RedirectUriRules, SystemClock};
@@ -20,7 +20,6 @@ use steward_governance::model::ClientView;
 use steward_governance::ownership::OwnershipStatus;
 use steward_governance::port::GovernanceStore;
 use steward_governance::{Governance, GovernanceError};
-use steward_jose::Kek;
 use steward_server::oauth::client_auth::hash_client_secret;
 use steward_server::oauth::clients::{Registration, pre_registered_record};
 use steward_server::settings::{ClientSettings, Settings};
@@ -38,8 +37,10 @@ pub struct CreateRequest {
 
 pub async fn create(settings: Settings, req: CreateRequest) -> Result<ExitCode> {
     let now = SystemClock.now();
+    cli_rules(&req)?;
     // Issued ids are opaque and never start with `https://`, so they can never
     // be mistaken for a metadata-document URL.
+    let named = req.client_id.is_some();
     let client_id = req
         .client_id
         .unwrap_or_else(|| format!("stw_{}", &random_token().expose()[..22]));
@@ -53,26 +54,34 @@ pub async fn create(settings: Settings, req: CreateRequest) -> Result<ExitCode> 
         redirect_uris: req.redirect_uris,
         ..Default::default()
     };
+    let rules = RedirectUriRules {
+        allow_private_use_schemes: settings.cimd.allow_private_use_schemes,
+    };
+    // Checked before anything is opened or created, and with a placeholder
+    // hash (only its presence matters to the checks): a refused request
+    // leaves no database or key-encryption key behind, and the error never
+    // names a generated id that was not created.
+    let placeholder = (!req.public).then(String::new);
+    if let Err(e) = pre_registered_record(&entry, placeholder, rules, now) {
+        if named {
+            bail!("client {client_id:?}: {}", e.reason);
+        }
+        bail!("{}", e.reason);
+    }
+    let store = room::store_or_create(&settings).await?;
+    if store.get_client(&client_id).await?.is_some() {
+        bail!("a client with id {client_id:?} already exists");
+    }
     let secret = (!req.public).then(random_token);
     let secret_hash = match &secret {
         Some(s) => {
-            let (kek, _) = Kek::load_or_create(&settings.keys.encryption_key_file)
-                .context("keys.encryption_key_file")?;
+            let (kek, _) = steward_server::startup::open_kek(&settings, store.as_ref()).await?;
             let key = kek.derive_key("steward/client-secret/v1");
             Some(hash_client_secret(&key, s.expose()))
         }
         None => None,
     };
-    let rules = RedirectUriRules {
-        allow_private_use_schemes: settings.cimd.allow_private_use_schemes,
-    };
     let record = pre_registered_record(&entry, secret_hash.clone(), rules, now)?;
-    let store = steward_store::connect(&settings.database.url)
-        .await
-        .context("database.url")?;
-    if store.get_client(&client_id).await?.is_some() {
-        bail!("a client with id {client_id:?} already exists");
-    }
     store.upsert_client(&record).await?;
     println!("created client {client_id}");
     match (secret, secret_hash) {
@@ -85,6 +94,36 @@ pub async fn create(settings: Settings, req: CreateRequest) -> Result<ExitCode> 
         _ => println!("public client: it authenticates with client_id alone and must use PKCE"),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The rules `clients create` can state in its own flags, so the operator
+/// reads what to type rather than a configuration file's terms.
+fn cli_rules(req: &CreateRequest) -> Result<()> {
+    if let Some(id) = &req.client_id
+        && steward_cimd::looks_like_metadata_document_id(id)
+    {
+        bail!(
+            "--client-id {id:?} is an https URL, which names a Client ID Metadata Document, never a \
+             pre-registered client (leave --client-id out for a generated id)"
+        );
+    }
+    let authorization_code =
+        req.grant_types.is_empty() || req.grant_types.iter().any(|g| g == "authorization_code");
+    if authorization_code && req.redirect_uris.is_empty() {
+        bail!(
+            "--redirect-uri is required for authorization_code{} (add --redirect-uri URI, or choose \
+             another --grant-type, e.g. client_credentials)",
+            if req.grant_types.is_empty() {
+                ", the default grant type"
+            } else {
+                ""
+            }
+        );
+    }
+    if req.public && req.grant_types.iter().any(|g| g == "client_credentials") {
+        bail!("client_credentials needs a client secret: drop --public (the secret is printed once)");
+    }
+    Ok(())
 }
 
 pub async fn list(settings: Settings, output: Output) -> Result<ExitCode> {
@@ -375,9 +414,7 @@ pub async fn owners(
 }
 
 pub async fn delete(settings: Settings, client_id: &str) -> Result<ExitCode> {
-    let store = steward_store::connect(&settings.database.url)
-        .await
-        .context("database.url")?;
+    let store = room::store(&settings).await?;
     if !store.delete_client(client_id).await? {
         eprintln!("no client with id {client_id:?}");
         return Ok(ExitCode::FAILURE);

@@ -10,9 +10,7 @@ use std::process::ExitCode;
 use steward_server::settings::Settings;
 
 pub async fn show(settings: Settings) -> Result<ExitCode> {
-    let store = steward_store::connect(&settings.database.url)
-        .await
-        .context("database.url")?;
+    let store = super::room::store(&settings).await?;
     let configured = settings.effective_issuer();
     // Reading goes through the claim: a database with none yet records the
     // configured one, exactly as the first `steward serve` would.
@@ -31,9 +29,7 @@ pub async fn show(settings: Settings) -> Result<ExitCode> {
 }
 
 pub async fn adopt(settings: Settings) -> Result<ExitCode> {
-    let store = steward_store::connect(&settings.database.url)
-        .await
-        .context("database.url")?;
+    let store = super::room::store_or_create(&settings).await?;
     let issuer = settings.effective_issuer();
     let previous = store
         .replace_issuer(&issuer)

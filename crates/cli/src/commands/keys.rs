@@ -6,14 +6,13 @@ use std::process::ExitCode;
 use steward_core::{Clock, SystemClock};
 
 use super::date;
-use steward_jose::{Algorithm, Kek};
+use steward_jose::Algorithm;
 use steward_server::keyring;
 use steward_server::settings::Settings;
+use steward_server::startup;
 
 pub async fn list(settings: Settings) -> Result<ExitCode> {
-    let store = steward_store::connect(&settings.database.url)
-        .await
-        .context("database.url")?;
+    let store = super::room::store(&settings).await?;
     let now = SystemClock.now();
     let keys = store.list_signing_keys().await.context("listing signing keys")?;
     if keys.is_empty() {
@@ -49,11 +48,8 @@ pub async fn list(settings: Settings) -> Result<ExitCode> {
 }
 
 pub async fn rotate(settings: Settings) -> Result<ExitCode> {
-    let store = steward_store::connect(&settings.database.url)
-        .await
-        .context("database.url")?;
-    let (kek, _) =
-        Kek::load_or_create(&settings.keys.encryption_key_file).context("keys.encryption_key_file")?;
+    let store = super::room::store_or_create(&settings).await?;
+    let (kek, _) = startup::open_kek(&settings, store.as_ref()).await?;
     let algorithm: Algorithm = settings
         .keys
         .algorithm

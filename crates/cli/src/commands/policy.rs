@@ -250,7 +250,7 @@ pub async fn impact(settings: Settings, files: Vec<PathBuf>, output: Output) -> 
 /// bumps the policy generation in the database, which every running node
 /// sharing it polls and answers by reloading its own set.
 pub async fn reload(settings: Settings, output: Output) -> Result<ExitCode> {
-    let (store, room) = room::open(&settings).await?;
+    let (store, room) = room::open_or_create(&settings).await?;
     let ids = room.reload(&system_actor(SystemCause::Cli.as_str())).await?;
     let generation = store.request_policy_reload(SystemClock.now()).await?;
     match output {

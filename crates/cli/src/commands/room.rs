@@ -35,8 +35,30 @@ pub struct OutputArg {
     pub output: Output,
 }
 
-/// The configured database, migrations applied.
+/// The configured database, which must exist already, migrations applied.
+///
+/// Every command but `serve`, `users add`, `clients create`, `keys rotate`,
+/// `issuer adopt` and `policy reload` reads or changes what is already there: run in the
+/// wrong directory, or with a mistyped `database.url`, it used to create an
+/// empty database (and its directory) and report that it had found nothing.
+/// It now says there is nothing there and creates no file.
 pub async fn store(settings: &Settings) -> Result<Arc<dyn Store>> {
+    if let Some(file) = settings.database.sqlite_file()
+        && !file.exists()
+    {
+        bail!(
+            "database.url: no database at {} yet, so nothing to read there (check --config and \
+             database.url; `steward serve`, `steward users add` and `steward clients create` create it)",
+            file.display()
+        );
+    }
+    store_or_create(settings).await
+}
+
+/// The configured database, created when missing (the commands that write
+/// the first rows: `users add`, `clients create`, `keys rotate`, `issuer
+/// adopt`, `policy reload`).
+pub async fn store_or_create(settings: &Settings) -> Result<Arc<dyn Store>> {
     steward_store::connect(&settings.database.url)
         .await
         .context("database.url")
@@ -47,6 +69,17 @@ pub async fn store(settings: &Settings) -> Result<Arc<dyn Store>> {
 /// line and column).
 pub async fn open(settings: &Settings) -> Result<(Arc<dyn Store>, Governance)> {
     let store = store(settings).await?;
+    with_room(settings, store)
+}
+
+/// [`open`] over a database created when missing, for `users add` (the
+/// first user usually comes before the first start) and `policy reload`.
+pub async fn open_or_create(settings: &Settings) -> Result<(Arc<dyn Store>, Governance)> {
+    let store = store_or_create(settings).await?;
+    with_room(settings, store)
+}
+
+fn with_room(settings: &Settings, store: Arc<dyn Store>) -> Result<(Arc<dyn Store>, Governance)> {
     let room = steward_server::governance::build(settings, store.clone(), Arc::new(SystemClock))
         .map_err(|e| anyhow!("{e}"))?;
     Ok((store, room))

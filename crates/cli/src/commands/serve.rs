@@ -24,7 +24,11 @@ pub async fn run(settings: Settings) -> Result<ExitCode> {
         s.listen
     );
     println!("  issuer:   {}", s.issuer);
-    println!("  database: {} (migrations applied)", s.database);
+    println!(
+        "  database: {} ({}, migrations applied)",
+        s.database,
+        if s.database_created { "created" } else { "opened" }
+    );
     println!(
         "  key-encryption key: {} ({})",
         s.kek_path,

@@ -91,9 +91,9 @@ pub async fn add(settings: Settings, name: &str, roles: &[String], output: Outpu
     // The room is opened before the account is created, so a configuration
     // it refuses leaves nothing behind; without roles it is not needed.
     let (store, room) = if roles.is_empty() {
-        (room::store(&settings).await?, None)
+        (room::store_or_create(&settings).await?, None)
     } else {
-        let (store, room) = room::open(&settings).await?;
+        let (store, room) = room::open_or_create(&settings).await?;
         (store, Some(room))
     };
     let user = users::create_user(store.as_ref(), name, hash, SystemClock.now()).await?;

@@ -70,6 +70,49 @@ enum Command {
     /// (docs/policy.md).
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Dynamic Client Registration (RFC 7591): initial access tokens and
+    /// the registered clients.
+    #[command(subcommand)]
+    Dcr(DcrCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum DcrCommand {
+    /// Initial access tokens, needed to register in `dcr.mode = "protected"`
+    /// and for confidential clients in any mode.
+    #[command(subcommand)]
+    Tokens(DcrTokensCommand),
+    /// Every dynamically registered client: source address, software id,
+    /// what backed it, last token.
+    List {
+        #[command(flatten)]
+        out: OutputArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DcrTokensCommand {
+    /// Create a token; it is shown once.
+    Create {
+        /// Registrations it may back (default: unlimited).
+        #[arg(long, value_name = "N")]
+        max_uses: Option<u32>,
+        /// Lifetime, like 7d, 12h or 30m (default: no expiry).
+        #[arg(long, value_name = "DURATION")]
+        expires_in: Option<String>,
+        /// Tier of the clients registered with it: unverified or verified.
+        #[arg(long, default_value = "unverified")]
+        tier: String,
+        #[command(flatten)]
+        out: OutputArg,
+    },
+    /// List tokens (never their values).
+    List {
+        #[command(flatten)]
+        out: OutputArg,
+    },
+    /// Revoke a token at once.
+    Revoke { id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -450,6 +493,24 @@ fn main() -> ExitCode {
                 justification,
                 out,
             }) => commands::requests::deny(settings, &id, &actor, &justification, out.output).await,
+            Command::Dcr(DcrCommand::Tokens(DcrTokensCommand::Create {
+                max_uses,
+                expires_in,
+                tier,
+                out,
+            })) => {
+                commands::dcr::create_token(settings, max_uses, expires_in.as_deref(), &tier, out.output)
+                    .await
+            }
+            Command::Dcr(DcrCommand::Tokens(DcrTokensCommand::List { out })) => {
+                commands::dcr::list_tokens(settings, out.output).await
+            }
+            Command::Dcr(DcrCommand::Tokens(DcrTokensCommand::Revoke { id })) => {
+                commands::dcr::revoke_token(settings, &id).await
+            }
+            Command::Dcr(DcrCommand::List { out }) => {
+                commands::dcr::list_registrations(settings, out.output).await
+            }
             Command::Policy(PolicyCommand::ShowDefault { out }) => commands::policy::show_default(out.output),
             Command::Policy(PolicyCommand::Check { files, out }) => {
                 commands::policy::check(&settings, files, out.output)

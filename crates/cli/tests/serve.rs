@@ -642,3 +642,114 @@ fn a_private_metrics_listener_and_json_request_lines() {
     assert_eq!(line["client_address"], "127.0.0.1");
     assert!(line["duration_ms"].is_number());
 }
+
+fn post_json(port: u16, path: &str, bearer: Option<&str>, body: &str) -> Reply {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let auth = bearer
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Type: application/json\r\n\
+         {auth}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    read_reply(stream)
+}
+
+/// Issue 14: an operator creates an initial access token with the CLI; a
+/// real `steward serve` in protected mode accepts it exactly `--max-uses`
+/// times; `dcr list` shows the registered client; a revoked token is refused.
+#[test]
+fn protected_registration_with_a_cli_initial_access_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = serve_config(dir.path(), port);
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text = format!("default_scopes = [\"mcp:tools\"]\n{text}");
+    text.push_str(
+        "[dcr]\nmode = \"protected\"\n[[resources]]\nuri = \"https://mcp.example.com/mcp\"\nname = \"MCP\"\n\
+         [resources.scopes]\n\"mcp:tools\" = \"Tools\"\n",
+    );
+    std::fs::write(&config, text).unwrap();
+    let server = Server::start(dir.path(), &config);
+
+    let out = steward(
+        dir.path(),
+        &[
+            "--config",
+            &config,
+            "dcr",
+            "tokens",
+            "create",
+            "--max-uses",
+            "1",
+            "--output",
+            "json",
+        ],
+        &[],
+    )
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let created: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let token = created["token"].as_str().unwrap().to_owned();
+    assert!(token.starts_with("stw_iat_"));
+
+    let body = r#"{"client_name":"Agent","redirect_uris":["http://127.0.0.1/cb"],"token_endpoint_auth_method":"none"}"#;
+    assert_eq!(post_json(port, "/tenant1/register", None, body).status, 401);
+    let reply = post_json(port, "/tenant1/register", Some(&token), body);
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    let reg: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
+    let client_id = reg["client_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        post_json(port, "/tenant1/register", Some(&token), body).status,
+        401,
+        "one use only"
+    );
+
+    let out = steward(dir.path(), &["--config", &config, "dcr", "list"], &[])
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        listed.lines().next().unwrap().starts_with("CLIENT_ID"),
+        "{listed}"
+    );
+    assert!(
+        listed.contains(&client_id) && listed.contains("127.0.0.1"),
+        "{listed}"
+    );
+
+    let out = steward(
+        dir.path(),
+        &["--config", &config, "dcr", "tokens", "create", "--output", "json"],
+        &[],
+    )
+    .output()
+    .unwrap();
+    let second: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = second["id"].as_str().unwrap();
+    let out = steward(
+        dir.path(),
+        &["--config", &config, "dcr", "tokens", "revoke", id],
+        &[],
+    )
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let refused = post_json(
+        port,
+        "/tenant1/register",
+        Some(second["token"].as_str().unwrap()),
+        body,
+    );
+    assert_eq!(refused.status, 401, "a revoked token is refused at once");
+    let out = steward(dir.path(), &["--config", &config, "dcr", "tokens", "list"], &[])
+        .output()
+        .unwrap();
+    let tokens = String::from_utf8_lossy(&out.stdout);
+    assert!(tokens.contains("spent") && tokens.contains("revoked"), "{tokens}");
+    drop(server);
+}

@@ -2,6 +2,7 @@
 
 pub mod cimd;
 pub mod clients;
+pub mod dcr;
 pub mod issuer;
 pub mod keys;
 pub mod policy;

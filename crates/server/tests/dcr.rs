@@ -566,3 +566,27 @@ async fn the_sweep_deletes_unused_and_expires_idle_registrations_once_per_interv
     let record = state.store.get_client(&used_id).await.unwrap().unwrap();
     assert_eq!(record.state, LifecycleState::Expired);
 }
+
+#[tokio::test]
+async fn the_consent_page_warns_when_a_registered_name_is_already_known() {
+    let server = start(|s| s.dev.auto_approve_user = None).await;
+    flows::add_user(&server, "alice").await;
+    // "Public App" is a configured client's name: claimed here by a stranger.
+    let mut body = public_client();
+    body["client_name"] = json!("Public App");
+    let copycat: Value = post(&server, &body, None).await.json().await.unwrap();
+    body["client_name"] = json!("Original Tool");
+    let original: Value = post(&server, &body, None).await.json().await.unwrap();
+    for (reg, warned) in [(&copycat, true), (&original, false)] {
+        let id = reg["client_id"].as_str().unwrap();
+        let mut browser = flows::Browser::new(&server);
+        let html = browser
+            .sign_in_to_consent(&flows::authorize_url(&server, id, CB, ""), "alice")
+            .await;
+        assert!(
+            html.contains("the client&#39;s own claim") || html.contains("own claim"),
+            "{html}"
+        );
+        assert_eq!(html.contains("uses the same name"), warned, "{html}");
+    }
+}

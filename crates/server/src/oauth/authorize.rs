@@ -530,12 +530,68 @@ async fn consent_warnings(state: &AppState, v: &Validated, user_id: &str) -> Con
     }
 }
 
+/// RFC 7591 §5 "watch for impersonating client names": a dynamically
+/// registered client's name is its own unverified claim; when another
+/// client known here — configured, a metadata document, or registered from
+/// another address — goes by the same name, the person deciding is told.
+async fn impersonation_warning(
+    state: &AppState,
+    client: &crate::oauth::clients::Client,
+) -> Option<&'static str> {
+    if client.kind != steward_core::ClientKind::Dynamic {
+        return None;
+    }
+    let norm = |s: &str| s.trim().to_lowercase();
+    let name = norm(client.name.as_deref()?);
+    if state
+        .settings
+        .clients
+        .iter()
+        .any(|c| c.client_id != client.id && c.name.as_deref().is_some_and(|n| norm(n) == name))
+    {
+        return Some(IMPERSONATION);
+    }
+    let others = state
+        .store
+        .list_clients(&steward_store::ClientFilter::default())
+        .await
+        .ok()?;
+    let source = |id: &str| {
+        let id = id.to_owned();
+        async move {
+            state
+                .store
+                .dcr_registration(&id)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|r| r.source_address)
+        }
+    };
+    let mine = source(&client.id).await;
+    for other in others.iter().filter(|o| o.client_id != client.id) {
+        if other.display_name.as_deref().is_none_or(|n| norm(n) != name) {
+            continue;
+        }
+        if other.kind != steward_core::ClientKind::Dynamic || source(&other.client_id).await != mine {
+            return Some(IMPERSONATION);
+        }
+    }
+    None
+}
+
+const IMPERSONATION: &str = "Another application known to this server uses the same name. The name is this \
+     application's own unverified claim: make sure it is the one you meant before allowing it.";
+
 async fn render_consent(
     state: &AppState,
     v: &Validated,
     csrf: &str,
-    warnings: Vec<&'static str>,
+    mut warnings: Vec<&'static str>,
 ) -> Response {
+    if let Some(w) = impersonation_warning(state, &v.client).await {
+        warnings.push(w);
+    }
     let scopes = v
         .scopes
         .iter()

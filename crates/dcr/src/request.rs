@@ -432,10 +432,11 @@ impl Reader<'_> {
         let jwks = match self.doc.get("jwks") {
             None | Some(Value::Null) => None,
             Some(v @ Value::Object(map)) => {
-                if !map
+                let has_keys = map
                     .get("keys")
-                    .is_some_and(|k| k.as_array().is_some_and(|a| !a.is_empty()))
-                {
+                    .and_then(Value::as_array)
+                    .is_some_and(|a| !a.is_empty());
+                if !has_keys {
                     return Err(RegistrationError::metadata(
                         "jwks must be a JWK Set with a non-empty keys array",
                     ));

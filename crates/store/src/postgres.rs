@@ -299,6 +299,28 @@ fn audit_row(r: &PgRow) -> Result<AuditEvent, StoreError> {
     })
 }
 
+/// Binds a client record's columns, in [`CLIENT_COLS`] order, as `$1`…`$15`.
+pub(crate) fn bind_client<'q>(
+    q: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    c: &'q ClientRecord,
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    q.bind(&c.client_id)
+        .bind(c.kind.as_str())
+        .bind(&c.display_name)
+        .bind(c.first_seen.0)
+        .bind(c.last_seen.0)
+        .bind(c.state.as_str())
+        .bind(&c.owner_organization)
+        .bind(&c.owner_business)
+        .bind(&c.owner_technical)
+        .bind(&c.owner_contact)
+        .bind(c.trust_tier.as_str())
+        .bind(&c.secret_hash)
+        .bind(&c.registration)
+        .bind(c.created_at.0)
+        .bind(c.updated_at.0)
+}
+
 fn collect<T>(rows: &[PgRow], f: fn(&PgRow) -> Result<T, StoreError>) -> Result<Vec<T>, StoreError> {
     rows.iter().map(f).collect()
 }
@@ -457,7 +479,8 @@ async fn create_family_on(
 #[async_trait]
 impl ClientStore for PostgresStore {
     async fn upsert_client(&self, c: &ClientRecord) -> Result<(), StoreError> {
-        sqlx::query(
+        bind_client(
+            sqlx::query(
             "INSERT INTO clients (client_id, kind, display_name, first_seen, last_seen, state, \
              owner_organization, owner_business, owner_technical, owner_contact, trust_tier, secret_hash, \
              registration, created_at, updated_at) \
@@ -468,48 +491,23 @@ impl ClientStore for PostgresStore {
              owner_technical = excluded.owner_technical, owner_contact = excluded.owner_contact, \
              trust_tier = excluded.trust_tier, secret_hash = excluded.secret_hash, \
              registration = excluded.registration, updated_at = excluded.updated_at",
+        ),
+            c,
         )
-        .bind(&c.client_id)
-        .bind(c.kind.as_str())
-        .bind(&c.display_name)
-        .bind(c.first_seen.0)
-        .bind(c.last_seen.0)
-        .bind(c.state.as_str())
-        .bind(&c.owner_organization)
-        .bind(&c.owner_business)
-        .bind(&c.owner_technical)
-        .bind(&c.owner_contact)
-        .bind(c.trust_tier.as_str())
-        .bind(&c.secret_hash)
-        .bind(&c.registration)
-        .bind(c.created_at.0)
-        .bind(c.updated_at.0)
         .execute(&self.pool)
         .await?;
         Ok(())
     }
 
     async fn insert_client(&self, c: &ClientRecord) -> Result<bool, StoreError> {
-        let r = sqlx::query(&format!(
-            "INSERT INTO clients ({CLIENT_COLS}) \
+        let r = bind_client(
+            sqlx::query(&format!(
+                "INSERT INTO clients ({CLIENT_COLS}) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
              ON CONFLICT (client_id) DO NOTHING"
-        ))
-        .bind(&c.client_id)
-        .bind(c.kind.as_str())
-        .bind(&c.display_name)
-        .bind(c.first_seen.0)
-        .bind(c.last_seen.0)
-        .bind(c.state.as_str())
-        .bind(&c.owner_organization)
-        .bind(&c.owner_business)
-        .bind(&c.owner_technical)
-        .bind(&c.owner_contact)
-        .bind(c.trust_tier.as_str())
-        .bind(&c.secret_hash)
-        .bind(&c.registration)
-        .bind(c.created_at.0)
-        .bind(c.updated_at.0)
+            )),
+            c,
+        )
         .execute(&self.pool)
         .await?;
         Ok(r.rows_affected() > 0)

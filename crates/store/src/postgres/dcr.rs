@@ -2,7 +2,7 @@
 //! registering the same dedupe key at once are serialised by a transaction
 //! advisory lock on the key, so the second sees the first's client.
 
-use super::{CLIENT_COLS, PostgresStore, append_audit_on, collect, ot, t};
+use super::{CLIENT_COLS, PostgresStore, append_audit_on, bind_client, collect, ot, t};
 use crate::StoreError;
 use crate::audit::NewAuditEvent;
 use crate::dcr::{
@@ -136,25 +136,13 @@ impl PostgresStore {
                 registration,
             });
         }
-        sqlx::query(&format!(
-            "INSERT INTO clients ({CLIENT_COLS}) \
+        bind_client(
+            sqlx::query(&format!(
+                "INSERT INTO clients ({CLIENT_COLS}) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
-        ))
-        .bind(&c.client_id)
-        .bind(c.kind.as_str())
-        .bind(&c.display_name)
-        .bind(c.first_seen.0)
-        .bind(c.last_seen.0)
-        .bind(c.state.as_str())
-        .bind(&c.owner_organization)
-        .bind(&c.owner_business)
-        .bind(&c.owner_technical)
-        .bind(&c.owner_contact)
-        .bind(c.trust_tier.as_str())
-        .bind(&c.secret_hash)
-        .bind(&c.registration)
-        .bind(c.created_at.0)
-        .bind(c.updated_at.0)
+            )),
+            c,
+        )
         .execute(&mut *tx)
         .await?;
         sqlx::query(&format!(

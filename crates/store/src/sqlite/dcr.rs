@@ -2,7 +2,7 @@
 //! runs it in one savepoint, so the client, its registration, the token use
 //! and the audit event land together or not at all.
 
-use super::{SqliteStore, all, append_audit_in, enum_col, exec, one, ot, t, text_row, ut};
+use super::{SqliteStore, all, append_audit_in, enum_col, exec, insert_client_in, one, ot, t, text_row, ut};
 use crate::StoreError;
 use crate::audit::NewAuditEvent;
 use crate::dcr::{
@@ -126,31 +126,7 @@ fn register_in(db: &Connection, new: &NewRegistration<'_>) -> Result<RegisterOut
             registration,
         });
     }
-    exec(
-        db,
-        concat!(
-            "INSERT INTO clients (",
-            client_cols!(),
-            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
-        ),
-        params![
-            c.client_id,
-            c.kind.as_str(),
-            c.display_name,
-            c.first_seen.0,
-            c.last_seen.0,
-            c.state.as_str(),
-            c.owner_organization,
-            c.owner_business,
-            c.owner_technical,
-            c.owner_contact,
-            c.trust_tier.as_str(),
-            c.secret_hash,
-            c.registration,
-            c.created_at.0,
-            c.updated_at.0,
-        ],
-    )?;
+    insert_client_in(db, c, "")?;
     exec(
         db,
         concat!(

@@ -726,6 +726,40 @@ fn complete_redemption_in(
 
 /// Appends one audit event inside the caller's transaction (governance
 /// changes write theirs with the change, issue 13 §8).
+/// Inserts a client record (columns in [`client_cols`] order), with
+/// `conflict` as the statement's `ON CONFLICT` clause (or empty).
+fn insert_client_in(db: &Connection, c: &ClientRecord, conflict: &str) -> Result<usize, StoreError> {
+    let sql = format!(
+        concat!(
+            "INSERT INTO clients (",
+            client_cols!(),
+            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) {}"
+        ),
+        conflict
+    );
+    exec(
+        db,
+        &sql,
+        params![
+            c.client_id,
+            c.kind.as_str(),
+            c.display_name,
+            c.first_seen.0,
+            c.last_seen.0,
+            c.state.as_str(),
+            c.owner_organization,
+            c.owner_business,
+            c.owner_technical,
+            c.owner_contact,
+            c.trust_tier.as_str(),
+            c.secret_hash,
+            c.registration,
+            c.created_at.0,
+            c.updated_at.0,
+        ],
+    )
+}
+
 fn append_audit_in(db: &Connection, e: &NewAuditEvent) -> Result<AuditEvent, StoreError> {
     one(
         db,
@@ -799,34 +833,7 @@ impl ClientStore for SqliteStore {
         let client_id = c.client_id.as_str();
         let c = c.clone();
         let result = self
-            .write(move |db| {
-                Ok(exec(
-                    db,
-                    concat!(
-                        "INSERT INTO clients (",
-                        client_cols!(),
-                        ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) \
-                         ON CONFLICT (client_id) DO NOTHING"
-                    ),
-                    params![
-                        c.client_id,
-                        c.kind.as_str(),
-                        c.display_name,
-                        c.first_seen.0,
-                        c.last_seen.0,
-                        c.state.as_str(),
-                        c.owner_organization,
-                        c.owner_business,
-                        c.owner_technical,
-                        c.owner_contact,
-                        c.trust_tier.as_str(),
-                        c.secret_hash,
-                        c.registration,
-                        c.created_at.0,
-                        c.updated_at.0,
-                    ],
-                )? > 0)
-            })
+            .write(move |db| Ok(insert_client_in(db, &c, "ON CONFLICT (client_id) DO NOTHING")? > 0))
             .await;
         self.clients.forget(client_id);
         result

@@ -151,6 +151,12 @@ pub fn new_initial_token() -> Secret {
     Secret::new(format!("{INITIAL_TOKEN_PREFIX}{}", random_token().expose()))
 }
 
+/// The public id of an initial access token whose SHA-256 is `hash`: what
+/// lists, revocation and the audit trail name it by, never the token.
+pub fn initial_token_id(hash: &str) -> String {
+    format!("iat_{}", hash.get(..16).unwrap_or(hash))
+}
+
 /// The key under which two registrations count as the same one (issue 14
 /// §3): the same `software_id` from the same source, or, without one, the
 /// same name, redirect URIs and auth method from the same source. A digest,

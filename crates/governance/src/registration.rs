@@ -6,11 +6,12 @@
 //! approval is kept, so an approver can grant it later without the client
 //! registering again.
 
-use crate::model::ClientView;
+use crate::model::{ClientView, Ownership};
 use crate::policy::{Action, RefusalReason};
 use crate::service::{DecideRequest, Governance};
 use crate::{ClientFacts, GovernanceError};
 use std::net::IpAddr;
+use steward_core::{ClientKind, LifecycleState, TrustTier, UnixTime};
 
 /// The outcome for a registration's requested scopes.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -21,6 +22,39 @@ pub struct RegistrableScopes {
     pub dropped: Vec<(String, RefusalReason)>,
     /// The policies that dropped them.
     pub policy_ids: Vec<String>,
+}
+
+/// What the `register` action judges for a new registration: a `dynamic`
+/// client that does not exist yet — `active`, its tier from what backed it
+/// (an initial access token's, or `unverified`), no owners, no approvals —
+/// whose facts are derived from its registration document.
+pub fn new_registration(client_id: &str, tier: TrustTier, registration: &str, now: UnixTime) -> ClientView {
+    ClientView {
+        client_id: client_id.to_owned(),
+        kind: ClientKind::Dynamic,
+        state: LifecycleState::Active,
+        tier,
+        display_name: None,
+        registration: registration.to_owned(),
+        metadata_document: None,
+        metadata_digest: None,
+        first_seen: now,
+        last_seen: now,
+        ownership: Ownership::default(),
+        approvals: Vec::new(),
+        revision: 0,
+    }
+}
+
+/// What the `register` action judges for an update (RFC 7592 §2.2): the
+/// stored client — its state, tier, owners and approvals — with the new
+/// registration as its latest document, so its facts and digest are the
+/// new one's (an approval bound to the old digest no longer counts).
+pub fn updated_registration(mut view: ClientView, registration: String) -> ClientView {
+    view.metadata_document = Some(registration.clone());
+    view.metadata_digest = None;
+    view.registration = registration;
+    view
 }
 
 impl Governance {

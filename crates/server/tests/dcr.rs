@@ -60,7 +60,7 @@ async fn client_count(server: &TestServer) -> usize {
 async fn initial_token(server: &TestServer, max_uses: Option<u32>, expires_in: Option<i64>) -> String {
     let token = steward_dcr::registered::new_initial_token();
     let now = server.clock.now();
-    let id = format!("iat_{}", &token_hash(token.expose())[..12]);
+    let id = steward_dcr::registered::initial_token_id(&token_hash(token.expose()));
     server
         .state
         .store
@@ -589,4 +589,38 @@ async fn the_consent_page_warns_when_a_registered_name_is_already_known() {
         );
         assert_eq!(html.contains("uses the same name"), warned, "{html}");
     }
+}
+
+/// Issue 14 §3: the registration rate limit is counted in the database, so
+/// two nodes on one PostgreSQL database share it — a per-node count would
+/// let each node accept the limit again.
+#[tokio::test]
+async fn two_nodes_on_one_database_share_the_registration_rate_limit() {
+    let base = std::env::var("STEWARD_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    let Some(url) = common::postgres_schema_url(&base).await else {
+        return;
+    };
+    let node = || {
+        let url = url.clone();
+        start(move |s| {
+            s.database.url = url;
+            s.issuer = "http://127.0.0.1:9/".to_owned();
+            s.dcr.rate_limit.per_address_per_minute = 2;
+        })
+    };
+    let a = node().await;
+    let b = node().await;
+    let named = |n: &str| {
+        let mut body = public_client();
+        body["client_name"] = json!(n);
+        body
+    };
+    assert_eq!(post(&a, &named("one"), None).await.status(), 201);
+    assert_eq!(post(&b, &named("two"), None).await.status(), 201);
+    assert_eq!(post(&a, &named("three"), None).await.status(), 429);
+    assert_eq!(post(&b, &named("four"), None).await.status(), 429);
+    a.stop().await.unwrap();
+    b.stop().await.unwrap();
+    common::drop_schema(&base, &url).await;
 }

@@ -38,7 +38,7 @@ pub async fn create_token(
     let now = SystemClock.now();
     let token = steward_dcr::registered::new_initial_token();
     let hash = token_hash(token.expose());
-    let id = format!("iat_{}", &hash[..16]);
+    let id = steward_dcr::registered::initial_token_id(&hash);
     let record = InitialToken {
         id: id.clone(),
         token_hash: hash,

@@ -25,7 +25,8 @@ use steward_dcr::{
 };
 use steward_governance::By;
 use steward_governance::lifecycle::SystemCause;
-use steward_governance::model::{ClientView, Ownership};
+use steward_governance::model::ClientView;
+use steward_governance::registration;
 use steward_store::{ClientRecord, DcrRegistration, NewAuditEvent, NewRegistration, RegisterOutcome};
 
 use crate::client_address::ClientAddress;
@@ -261,31 +262,6 @@ fn refuse_statements(req: &RequestedMetadata) -> Result<(), Answer> {
     Ok(())
 }
 
-/// The governance view of a client that is not stored yet, for the
-/// `register` decision.
-fn candidate(
-    client_id: &str,
-    tier: steward_core::TrustTier,
-    registration: &str,
-    now: UnixTime,
-) -> ClientView {
-    ClientView {
-        client_id: client_id.to_owned(),
-        kind: ClientKind::Dynamic,
-        state: LifecycleState::Active,
-        tier,
-        display_name: None,
-        registration: registration.to_owned(),
-        metadata_document: None,
-        metadata_digest: None,
-        first_seen: now,
-        last_seen: now,
-        ownership: Ownership::default(),
-        approvals: Vec::new(),
-        revision: 0,
-    }
-}
-
 /// Asks the `register` action for the scope ceiling; refused when nothing
 /// is left.
 fn ceiling(
@@ -419,7 +395,7 @@ async fn register_inner(
             .map(|s| s.iter().map(str::to_owned).collect())
             .unwrap_or_default(),
     );
-    let view = candidate(&issued.client_id, admitted.tier, &asked.to_json(), now);
+    let view = registration::new_registration(&issued.client_id, admitted.tier, &asked.to_json(), now);
     let (scopes, decision) = ceiling(state, &view, &req, address)?;
     let meta = RegisteredMetadata::new(&req, &admitted, scopes);
     let registration_json = meta.to_json();
@@ -682,7 +658,7 @@ pub async fn update(
             .into());
         }
         let now = state.clock.now();
-        let mut view = state
+        let stored = state
             .store
             .client_view(&client_id)
             .await
@@ -698,9 +674,7 @@ pub async fn update(
                 .map(|s| s.iter().map(str::to_owned).collect())
                 .unwrap_or_default(),
         );
-        view.metadata_document = Some(asked.to_json());
-        view.metadata_digest = None;
-        view.registration = asked.to_json();
+        let view = registration::updated_registration(stored, asked.to_json());
         let (scopes, decision) = ceiling(&state, &view, &req, address)?;
         let meta = RegisteredMetadata::new(&req, &admitted, scopes);
         let event = audit(

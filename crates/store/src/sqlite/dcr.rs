@@ -82,6 +82,21 @@ fn record_version(db: &Connection, client_id: &str, body: &str, now: UnixTime) -
     Ok(())
 }
 
+/// One statement guarded by its condition and, when it changed a row, its
+/// audit event, in the caller's write job: both or neither.
+fn guarded_with_event(
+    db: &Connection,
+    sql: &str,
+    p: impl rusqlite::Params,
+    event: &NewAuditEvent,
+) -> Result<bool, StoreError> {
+    if exec(db, sql, p)? == 0 {
+        return Ok(false);
+    }
+    append_audit_in(db, event)?;
+    Ok(true)
+}
+
 fn register_in(db: &Connection, new: &NewRegistration<'_>) -> Result<RegisterOutcome, StoreError> {
     let reg = new.registration;
     let c = new.client;
@@ -306,18 +321,14 @@ impl DcrStore for SqliteStore {
         let event = event.clone();
         let deleted = self
             .write(move |db| {
-                let n = exec(
+                guarded_with_event(
                     db,
                     "DELETE FROM clients WHERE client_id = ?1 AND kind = 'dynamic' AND client_id IN \
                      (SELECT client_id FROM dcr_registrations WHERE registered_at < ?2 \
                       AND last_authorized_at IS NULL)",
                     params![id, registered_before.0],
-                )?;
-                if n == 0 {
-                    return Ok(false);
-                }
-                append_audit_in(db, &event)?;
-                Ok(true)
+                    &event,
+                )
             })
             .await?;
         self.clients.forget(client_id);
@@ -413,16 +424,12 @@ impl DcrStore for SqliteStore {
         let id = id.to_owned();
         let event = event.clone();
         self.write(move |db| {
-            let n = exec(
+            guarded_with_event(
                 db,
                 "UPDATE dcr_initial_tokens SET revoked_at = ?1 WHERE id = ?2 AND revoked_at IS NULL",
                 params![now.0, id],
-            )?;
-            if n == 0 {
-                return Ok(false);
-            }
-            append_audit_in(db, &event)?;
-            Ok(true)
+                &event,
+            )
         })
         .await
     }

@@ -791,39 +791,21 @@ impl ClientStore for SqliteStore {
     async fn upsert_client(&self, c: &ClientRecord) -> Result<(), StoreError> {
         let client_id = c.client_id.as_str();
         let c = c.clone();
-        let result = self.write(move |db| {
-            exec(
-                db,
-                "INSERT INTO clients (client_id, kind, display_name, first_seen, last_seen, state, \
-                 owner_organization, owner_business, owner_technical, owner_contact, trust_tier, secret_hash, \
-                 registration, created_at, updated_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) \
-                 ON CONFLICT (client_id) DO UPDATE SET kind = excluded.kind, display_name = excluded.display_name, \
-                 last_seen = excluded.last_seen, \
-                 owner_organization = excluded.owner_organization, owner_business = excluded.owner_business, \
-                 owner_technical = excluded.owner_technical, owner_contact = excluded.owner_contact, \
-                 trust_tier = excluded.trust_tier, secret_hash = excluded.secret_hash, \
-                 registration = excluded.registration, updated_at = excluded.updated_at",
-                params![
-                    c.client_id,
-                    c.kind.as_str(),
-                    c.display_name,
-                    c.first_seen.0,
-                    c.last_seen.0,
-                    c.state.as_str(),
-                    c.owner_organization,
-                    c.owner_business,
-                    c.owner_technical,
-                    c.owner_contact,
-                    c.trust_tier.as_str(),
-                    c.secret_hash,
-                    c.registration,
-                    c.created_at.0,
-                    c.updated_at.0,
-                ],
-            )?;
-            Ok(())
-        })
+        let result = self
+            .write(move |db| {
+                // `state` is never written on update (see the trait).
+                insert_client_in(
+                    db,
+                    &c,
+                    "ON CONFLICT (client_id) DO UPDATE SET kind = excluded.kind, \
+                     display_name = excluded.display_name, last_seen = excluded.last_seen, \
+                     owner_organization = excluded.owner_organization, owner_business = excluded.owner_business, \
+                     owner_technical = excluded.owner_technical, owner_contact = excluded.owner_contact, \
+                     trust_tier = excluded.trust_tier, secret_hash = excluded.secret_hash, \
+                     registration = excluded.registration, updated_at = excluded.updated_at",
+                )
+                .map(|_| ())
+            })
         .await;
         self.clients.forget(client_id);
         result

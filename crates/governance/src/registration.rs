@@ -66,21 +66,40 @@ impl Governance {
     /// "everything". Named scopes are kept when the policy grants them or an
     /// approval would; a scope no resource defines, or one a policy forbids,
     /// is dropped (RFC 7591 §3.2.1 lets the server replace requested metadata).
+    ///
+    /// `ceiling` is what backs the registration allows at most (a trusted
+    /// software-statement issuer's scopes): a scope outside it is dropped as
+    /// `beyond_ceiling` before the policy is asked — the policy can narrow a
+    /// backer's grant, never widen it.
     pub fn registrable_scopes(
         &self,
         candidate: &ClientView,
         requested: Option<&[String]>,
+        ceiling: Option<&[String]>,
         address: Option<IpAddr>,
     ) -> Result<RegistrableScopes, GovernanceError> {
         let facts = ClientFacts::derive(candidate);
         let mut out = RegistrableScopes::default();
         let mut defined: Vec<String> = Vec::new();
+        let within = |s: &String| ceiling.is_none_or(|c| c.contains(s));
+        if let (Some(req), Some(_)) = (requested, ceiling) {
+            for s in req.iter().filter(|s| !within(s)) {
+                out.dropped.push((s.clone(), RefusalReason::BeyondCeiling));
+                defined.push(s.clone());
+            }
+        }
         for resource in &self.settings().resources {
             let ask: Vec<String> = match requested {
-                None => resource.self_service_scopes.clone(),
+                None => resource
+                    .self_service_scopes
+                    .iter()
+                    .filter(|s| within(s))
+                    .cloned()
+                    .collect(),
                 Some(req) => req
                     .iter()
                     .filter(|s| resource.scopes.is_empty() || resource.scopes.contains(s))
+                    .filter(|s| within(s))
                     .cloned()
                     .collect(),
             };

@@ -940,7 +940,7 @@ fn a_registration_without_scope_gets_the_self_service_set() {
     let w = world();
     let r = w
         .gov
-        .registrable_scopes(&dynamic_candidate(), None, None)
+        .registrable_scopes(&dynamic_candidate(), None, None, None)
         .unwrap();
     assert_eq!(r.accepted, scopes(&["files:read"]));
     assert!(r.dropped.is_empty());
@@ -952,7 +952,7 @@ fn a_registration_keeps_what_an_approval_could_grant_and_drops_the_unknown() {
     let asked = scopes(&["files:read", "files:write", "nonsense"]);
     let r = w
         .gov
-        .registrable_scopes(&dynamic_candidate(), Some(&asked), None)
+        .registrable_scopes(&dynamic_candidate(), Some(&asked), None, None)
         .unwrap();
     assert_eq!(r.accepted, scopes(&["files:read", "files:write"]));
     assert_eq!(
@@ -972,9 +972,32 @@ when { principal.kind == "dynamic" && resource.name == "admin" };"#,
     let asked = scopes(&["files:read", "admin"]);
     let r = w
         .gov
-        .registrable_scopes(&dynamic_candidate(), Some(&asked), None)
+        .registrable_scopes(&dynamic_candidate(), Some(&asked), None, None)
         .unwrap();
     assert_eq!(r.accepted, scopes(&["files:read"]));
     assert_eq!(r.dropped, vec![("admin".to_owned(), RefusalReason::Forbidden)]);
     assert_eq!(r.policy_ids, vec!["ops.no_admin_by_registration".to_owned()]);
+}
+
+#[test]
+fn a_backer_ceiling_narrows_what_a_registration_may_hold() {
+    let w = world();
+    let asked = scopes(&["files:read", "files:write"]);
+    let ceiling = scopes(&["files:read"]);
+    let r = w
+        .gov
+        .registrable_scopes(&dynamic_candidate(), Some(&asked), Some(&ceiling), None)
+        .unwrap();
+    assert_eq!(r.accepted, scopes(&["files:read"]));
+    assert_eq!(
+        r.dropped,
+        vec![("files:write".to_owned(), RefusalReason::BeyondCeiling)]
+    );
+    // Without a named scope: the self-service set, still within the ceiling.
+    let none = scopes(&["files:write"]);
+    let r = w
+        .gov
+        .registrable_scopes(&dynamic_candidate(), None, Some(&none), None)
+        .unwrap();
+    assert!(r.accepted.is_empty(), "{r:?}");
 }

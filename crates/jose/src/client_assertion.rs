@@ -7,8 +7,7 @@
 //! assertion stays acceptable, so the caller can remember the `jti` for as
 //! long as a replay could still be accepted (RFC 7523 §3 item 7).
 
-use crate::error::JoseError;
-use crate::public_jwk::{self, KeyType, has_private_members};
+use crate::key_select::{self, KeyError};
 use crate::token_parts::{self, PartsError, audience_is_only, numeric_date};
 use jsonwebtoken::Algorithm as JwtAlg;
 use serde::Deserialize;
@@ -93,13 +92,27 @@ pub enum AssertionError {
 
 /// An algorithm of [`CLIENT_ASSERTION_ALGORITHMS`] (all asymmetric, RFC 7518
 /// §3.3–3.5, RFC 8037): never `none`, never HMAC, never one not advertised.
-fn accepted(alg: &str) -> Option<JwtAlg> {
+pub(crate) fn accepted(alg: &str) -> Option<JwtAlg> {
     if !CLIENT_ASSERTION_ALGORITHMS.contains(&alg) {
         return None;
     }
     match JwtAlg::from_str(alg).ok()? {
         JwtAlg::HS256 | JwtAlg::HS384 | JwtAlg::HS512 => None,
         other => Some(other),
+    }
+}
+
+impl From<KeyError> for AssertionError {
+    fn from(e: KeyError) -> Self {
+        match e {
+            KeyError::InvalidJwks => Self::InvalidClientJwks,
+            KeyError::UnknownKid(k) => Self::UnknownKid(k),
+            KeyError::NoMatchingKey => Self::NoMatchingKey,
+            KeyError::AmbiguousKey => Self::AmbiguousKey,
+            KeyError::PrivateKeyInJwks => Self::PrivateKeyInJwks,
+            KeyError::KeyAlgorithmMismatch => Self::KeyAlgorithmMismatch,
+            KeyError::InvalidKey => Self::InvalidKey,
+        }
     }
 }
 
@@ -143,8 +156,8 @@ pub fn verify_client_assertion(
     })?;
     let alg = accepted(&parts.header.alg)
         .ok_or_else(|| AssertionError::UnsupportedAlgorithm(parts.header.alg.clone()))?;
-    let jwk = select_key(client_jwks, parts.header.kid.as_deref(), alg)?;
-    let key = usable_key(jwk, alg)?;
+    let jwk = key_select::select_key(client_jwks, parts.header.kid.as_deref(), alg)?;
+    let key = key_select::usable_key(jwk, alg)?;
 
     let valid = jsonwebtoken::crypto::verify(parts.signature, parts.signing_input.as_bytes(), &key, alg)
         .map_err(|_| AssertionError::BadSignature)?;
@@ -190,68 +203,4 @@ pub fn verify_client_assertion(
         exp: UnixTime(exp),
         remember_until: UnixTime(exp.saturating_add(ASSERTION_LEEWAY_SECS).saturating_add(1)),
     })
-}
-
-fn select_key<'a>(jwks: &'a Value, kid: Option<&str>, alg: JwtAlg) -> Result<&'a Value, AssertionError> {
-    let keys = jwks
-        .get("keys")
-        .and_then(Value::as_array)
-        .ok_or(AssertionError::InvalidClientJwks)?;
-    // A registered set with private material is refused as a whole: the
-    // client has leaked its key, and Steward must not treat it as valid.
-    if keys.iter().any(has_private_members) {
-        return Err(AssertionError::PrivateKeyInJwks);
-    }
-    let candidates: Vec<&Value> = match kid {
-        Some(kid) => {
-            let named: Vec<&Value> = keys
-                .iter()
-                .filter(|k| k.get("kid").and_then(Value::as_str) == Some(kid))
-                .collect();
-            if named.is_empty() {
-                return Err(AssertionError::UnknownKid(kid.to_owned()));
-            }
-            named
-        }
-        None => keys.iter().filter(|k| fits(k, alg)).collect(),
-    };
-    match candidates.as_slice() {
-        [one] => Ok(one),
-        [] => Err(AssertionError::NoMatchingKey),
-        _ => Err(AssertionError::AmbiguousKey),
-    }
-}
-
-/// Whether a key could verify `alg`: right type and curve, `use` absent or
-/// `sig`, `alg` absent or equal.
-fn fits(jwk: &Value, alg: JwtAlg) -> bool {
-    let type_fits = match (
-        jwk.get("kty").and_then(Value::as_str),
-        jwk.get("crv").and_then(Value::as_str),
-    ) {
-        (Some("EC"), Some("P-256")) => KeyType::P256.accepts(alg),
-        (Some("EC"), Some("P-384")) => KeyType::P384.accepts(alg),
-        (Some("OKP"), Some("Ed25519")) => KeyType::Ed25519.accepts(alg),
-        (Some("RSA"), _) => KeyType::Rsa.accepts(alg),
-        _ => false,
-    };
-    type_fits && jwk.get("use").is_none_or(|u| u.as_str() == Some("sig")) && declared_alg_allows(jwk, alg)
-}
-
-fn declared_alg_allows(jwk: &Value, alg: JwtAlg) -> bool {
-    match jwk.get("alg") {
-        None => true,
-        Some(declared) => declared.as_str().and_then(|s| JwtAlg::from_str(s).ok()) == Some(alg),
-    }
-}
-
-fn usable_key(jwk: &Value, alg: JwtAlg) -> Result<jsonwebtoken::DecodingKey, AssertionError> {
-    let (kind, key) = public_jwk::decoding_key(jwk).map_err(|e| match e {
-        JoseError::PrivateJwk => AssertionError::PrivateKeyInJwks,
-        _ => AssertionError::InvalidKey,
-    })?;
-    if !kind.accepts(alg) || !declared_alg_allows(jwk, alg) {
-        return Err(AssertionError::KeyAlgorithmMismatch);
-    }
-    Ok(key)
 }

@@ -6,6 +6,7 @@
 //! - [`jwks`]: the published key set and the [`Verifier`] built from it.
 //! - [`access_token`]: RFC 9068 JWT access tokens.
 //! - [`client_assertion`]: RFC 7523 `private_key_jwt` client authentication.
+//! - [`software_statement`]: RFC 7591 §2.3 software statements from trusted issuers.
 //! - [`rotation`]: how long a rotated-out key stays published.
 //!
 //! Pure library: the only I/O is reading or creating the KEK file.
@@ -17,10 +18,12 @@ pub mod client_assertion;
 pub mod error;
 pub mod jwks;
 pub mod kek;
+mod key_select;
 pub mod keygen;
 mod public_jwk;
 pub mod rotation;
 pub mod signing_key;
+pub mod software_statement;
 pub mod thumbprint;
 mod token_parts;
 
@@ -35,4 +38,7 @@ pub use kek::Kek;
 pub use keygen::{NewKey, generate_signing_key};
 pub use rotation::retire_after;
 pub use signing_key::SigningKey;
+pub use software_statement::{
+    StatementError, check_issuer_jwks, statement_issuer, verify_software_statement,
+};
 pub use thumbprint::jwk_thumbprint;

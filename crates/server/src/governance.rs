@@ -299,6 +299,7 @@ fn reason_label(r: RefusalReason) -> &'static str {
         RefusalReason::NeedsApproval => "needs_approval",
         RefusalReason::PolicyError => "policy_error",
         RefusalReason::UnknownScope => "unknown_scope",
+        RefusalReason::BeyondCeiling => "beyond_ceiling",
     }
 }
 

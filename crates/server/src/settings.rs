@@ -247,6 +247,9 @@ pub struct DcrSettings {
     /// A registered client issued no token for this long expires.
     pub idle_ttl_secs: u64,
     pub rate_limit: DcrRateLimit,
+    /// Issuers whose software statements (RFC 7591 §2.3) back a
+    /// registration, with the tier and scope ceiling each may grant.
+    pub trusted_issuers: Vec<steward_dcr::TrustedIssuer>,
 }
 
 impl Default for DcrSettings {
@@ -257,6 +260,7 @@ impl Default for DcrSettings {
             unused_ttl_secs: 86_400,
             idle_ttl_secs: 30 * 86_400,
             rate_limit: DcrRateLimit::default(),
+            trusted_issuers: Vec::new(),
         }
     }
 }
@@ -698,6 +702,12 @@ impl Settings {
                     self.listen
                 ),
             });
+        }
+        for issuer in &self.dcr.trusted_issuers {
+            issuer.validate().map_err(|reason| SettingError {
+                key: "dcr.trusted_issuers",
+                reason,
+            })?;
         }
         let db = &self.database.url;
         if !(db.starts_with("sqlite:") || db.starts_with("postgres://") || db.starts_with("postgresql://")) {

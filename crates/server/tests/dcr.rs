@@ -304,6 +304,11 @@ async fn bad_input_gets_an_rfc_7591_error_and_stores_nothing() {
         (
             json!({"redirect_uris":[CB],"software_statement":"eyJhbGciOiJub25lIn0.eyJpc3MiOiJ4In0."}).to_string(),
             "application/json",
+            "invalid_software_statement",
+        ),
+        (
+            json!({"redirect_uris":[CB],"software_statement":"eyJhbGciOiJub25lIn0.eyJpc3MiOiJ4In0.eA"}).to_string(),
+            "application/json",
             "unapproved_software_statement",
         ),
         (
@@ -623,4 +628,178 @@ async fn two_nodes_on_one_database_share_the_registration_rate_limit() {
     a.stop().await.unwrap();
     b.stop().await.unwrap();
     common::drop_schema(&base, &url).await;
+}
+
+// ---- software statements (RFC 7591 §2.3) ---------------------------------------------
+
+const FEDERATION: &str = "https://federation.example";
+
+fn statement_key() -> steward_jose::SigningKey {
+    let kek = steward_jose::Kek::from_bytes([7; 32]);
+    let k = steward_jose::generate_signing_key(steward_jose::Algorithm::Es256, &kek).unwrap();
+    steward_jose::SigningKey::decrypt(&k.kid, k.algorithm, &k.encrypted_private, &kek).unwrap()
+}
+
+fn trusted(keys: steward_dcr::TrustedIssuer) -> impl FnOnce(&mut Settings) {
+    move |s| {
+        s.dcr.mode = steward_dcr::Mode::Protected;
+        s.dcr.trusted_issuers = vec![keys];
+    }
+}
+
+fn federation(key: &steward_jose::SigningKey) -> steward_dcr::TrustedIssuer {
+    steward_dcr::TrustedIssuer {
+        issuer: FEDERATION.into(),
+        jwks: Some(json!({"keys": [key.public_jwk()]})),
+        jwks_uri: None,
+        tier: TrustTier::Verified,
+        scopes: vec!["mcp:tools".into()],
+    }
+}
+
+fn statement(key: &steward_jose::SigningKey, extra: Value) -> String {
+    let mut claims = json!({
+        "iss": FEDERATION,
+        "software_id": "acme-agent",
+        "client_name": "Acme Agent (signed)",
+        "redirect_uris": [CB],
+        "token_endpoint_auth_method": "none",
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        claims[k] = v.clone();
+    }
+    key.sign("JWT", &claims).unwrap()
+}
+
+#[tokio::test]
+async fn a_statement_from_a_trusted_issuer_backs_a_registration_and_its_claims_win() {
+    let key = statement_key();
+    let server = start(trusted(federation(&key))).await;
+    let body = json!({
+        "client_name": "Body Name",
+        "redirect_uris": ["http://127.0.0.1/elsewhere"],
+        "scope": "mcp:tools mcp:admin",
+        "software_statement": statement(&key, json!({"aud": server.state.issuer.to_string()})),
+    });
+    // Protected mode, no initial access token: the statement is the backing.
+    let res = post(&server, &body, None).await;
+    assert_eq!(res.status(), 201);
+    let reg: Value = res.json().await.unwrap();
+    assert_eq!(reg["client_name"], "Acme Agent (signed)", "the statement wins");
+    assert_eq!(reg["redirect_uris"], json!([CB]));
+    assert_eq!(reg["software_id"], "acme-agent");
+    assert!(
+        reg["software_statement"].is_string(),
+        "returned as RFC 7591 §3.2.1 asks"
+    );
+    assert_eq!(
+        reg["scope"], "mcp:tools",
+        "mcp:admin is beyond the issuer's ceiling"
+    );
+    let id = reg["client_id"].as_str().unwrap();
+    let stored = server.state.store.dcr_registration(id).await.unwrap().unwrap();
+    assert_eq!(stored.statement_issuer.as_deref(), Some(FEDERATION));
+    assert_eq!(stored.software_id.as_deref(), Some("acme-agent"));
+    let record = server.state.store.get_client(id).await.unwrap().unwrap();
+    assert_eq!(record.trust_tier, TrustTier::Verified, "the issuer's tier");
+
+    // RFC 7592 update: signed claims change only with a statement from the
+    // same issuer; an unsigned PUT cannot rewrite the redirect URIs.
+    let rat = reg["registration_access_token"].as_str().unwrap();
+    let put = |b: Value| {
+        client()
+            .put(reg["registration_client_uri"].as_str().unwrap())
+            .bearer_auth(rat)
+            .header("content-type", "application/json")
+            .body(b.to_string())
+            .send()
+    };
+    let unsigned = json!({"client_id": id, "redirect_uris": ["https://evil.example/cb"],
+                          "token_endpoint_auth_method": "none"});
+    let (status, error) = error_of(put(unsigned).await.unwrap()).await;
+    assert_eq!((status, error.as_str()), (400, "invalid_software_statement"));
+    let signed = json!({"client_id": id, "token_endpoint_auth_method": "none",
+                        "software_statement": statement(&key, json!({"client_name": "Acme Agent v2"}))});
+    let res = put(signed).await.unwrap();
+    assert_eq!(res.status(), 200);
+    let updated: Value = res.json().await.unwrap();
+    assert_eq!(updated["client_name"], "Acme Agent v2");
+    assert_eq!(updated["redirect_uris"], json!([CB]));
+}
+
+#[tokio::test]
+async fn bad_statements_get_rfc_7591_errors_and_store_nothing() {
+    let key = statement_key();
+    let server = start(trusted(federation(&key))).await;
+    let before = client_count(&server).await;
+    let now = server.clock.now().seconds();
+    let stranger = statement_key();
+    let forged = {
+        let mut c = json!({"iss": "https://stranger.example", "redirect_uris": [CB]});
+        c["software_id"] = json!("x");
+        stranger.sign("JWT", &c).unwrap()
+    };
+    let b64 = |v: &Value| {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    };
+    let none = format!(
+        "{}.{}.eA",
+        b64(&json!({"alg": "none"})),
+        b64(&json!({"iss": FEDERATION, "redirect_uris": [CB]}))
+    );
+    let cases = [
+        (forged, "unapproved_software_statement"),
+        (none, "invalid_software_statement"),
+        // Signed by a key the issuer does not hold.
+        (statement(&stranger, json!({})), "invalid_software_statement"),
+        (
+            statement(&key, json!({"exp": now - 3600})),
+            "invalid_software_statement",
+        ),
+        (
+            statement(&key, json!({"aud": "https://another-as.example"})),
+            "invalid_software_statement",
+        ),
+        // Its claims obey the same rules as a body's.
+        (
+            statement(&key, json!({"redirect_uris": ["http://evil.example/cb"]})),
+            "invalid_redirect_uri",
+        ),
+    ];
+    for (s, want) in cases {
+        let body = json!({"redirect_uris": [CB], "software_statement": s});
+        let (status, error) = error_of(post(&server, &body, None).await).await;
+        assert_eq!((status, error.as_str()), (400, want), "{s}");
+    }
+    assert_eq!(client_count(&server).await, before, "nothing stored");
+}
+
+#[tokio::test]
+async fn an_issuer_key_set_is_fetched_from_its_jwks_uri_through_the_guarded_fetcher() {
+    let key = statement_key();
+    let w = flows::doc_world(|s, host| {
+        let mut issuer = federation(&key);
+        issuer.jwks = None;
+        issuer.jwks_uri = Some(host.url("cimd.test", "/federation/jwks.json"));
+        s.dcr.trusted_issuers = vec![issuer];
+    })
+    .await;
+    w.host.set(
+        "/federation/jwks.json",
+        steward_testkit::TestResponse::json(json!({"keys": [key.public_jwk()]}).to_string())
+            .with_header("cache-control", "max-age=3600"),
+    );
+    for n in 0..2 {
+        let body = json!({"software_statement": statement(&key, json!({"software_id": format!("sw-{n}")}))});
+        let res = post(&w.server, &body, None).await;
+        assert_eq!(res.status(), 201);
+        let reg: Value = res.json().await.unwrap();
+        assert_eq!(reg["software_id"], format!("sw-{n}"), "the verified claims");
+    }
+    assert_eq!(
+        w.host.hits("/federation/jwks.json"),
+        1,
+        "held, not refetched per registration"
+    );
 }

@@ -183,6 +183,9 @@ pub enum RefusalReason {
     PolicyError,
     /// The resource does not define this scope.
     UnknownScope,
+    /// Outside the ceiling of what backs a registration (a trusted
+    /// software-statement issuer's `scopes`).
+    BeyondCeiling,
 }
 
 impl RefusalReason {
@@ -193,6 +196,7 @@ impl RefusalReason {
             Self::NeedsApproval => "needs_approval",
             Self::PolicyError => "policy_error",
             Self::UnknownScope => "unknown_scope",
+            Self::BeyondCeiling => "beyond_ceiling",
         }
     }
 }

@@ -5,3 +5,4 @@ mod access_tokens;
 mod client_assertions;
 mod common;
 mod keys;
+mod software_statements;

@@ -17,16 +17,18 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use std::net::IpAddr;
 use std::time::Duration;
+use steward_cimd::KeySetLookup;
 use steward_core::secret::token_hash;
 use steward_core::{ClientKind, LifecycleState, RedirectUriRules, UnixTime};
 use steward_dcr::{
-    Backing, IssuedCredentials, Purpose, Refusal, RegisteredMetadata, RegistrationError, RequestRules,
-    RequestedMetadata, admit, dedupe_key, parse_request,
+    Backing, IssuedCredentials, IssuerKeys, Purpose, Refusal, RegisteredMetadata, RegistrationError,
+    RequestRules, RequestedMetadata, TrustedIssuer, admit, dedupe_key, parse_request, statement,
 };
 use steward_governance::By;
 use steward_governance::lifecycle::SystemCause;
 use steward_governance::model::ClientView;
 use steward_governance::registration;
+use steward_jose::StatementError;
 use steward_store::{ClientRecord, DcrRegistration, NewAuditEvent, NewRegistration, RegisterOutcome};
 
 use crate::client_address::ClientAddress;
@@ -248,18 +250,64 @@ async fn backing(state: &AppState, headers: &HeaderMap, now: UnixTime) -> Result
     }
 }
 
-/// Software statements (RFC 7591 §2.3) are accepted only from issuers the
-/// operator trusts; none can be configured yet, so a statement is refused
-/// as unapproved rather than silently ignored (the request would otherwise
-/// be judged without the claims its sender meant to take precedence).
-fn refuse_statements(req: &RequestedMetadata) -> Result<(), Answer> {
-    if req.software_statement.is_some() {
-        return Err(RegistrationError::unapproved_statement(
-            "this server trusts no software statement issuers; register without software_statement",
-        )
-        .into());
+/// The request with its software statement applied (RFC 7591 §2.3): the
+/// statement's issuer must be in `[[dcr.trusted_issuers]]` (else
+/// `unapproved_software_statement`, before any key is fetched), its
+/// signature must verify with that issuer's keys (else
+/// `invalid_software_statement`), and its claims replace the body's members,
+/// read again by the same rules. Returns the issuer that backs it.
+async fn with_statement<'a>(
+    state: &'a AppState,
+    body: &[u8],
+    req: RequestedMetadata,
+    purpose: Purpose<'_>,
+    now: UnixTime,
+) -> Result<(RequestedMetadata, Option<&'a TrustedIssuer>), Answer> {
+    let Some(statement) = req.software_statement.clone() else {
+        return Ok((req, None));
+    };
+    let issuer = statement::trusted_issuer(&state.settings.dcr.trusted_issuers, &statement)?;
+    let jwks = issuer_keys(state, issuer).await?;
+    let claims = match statement::verify(issuer, &jwks, &statement, &state.issuer, now) {
+        Ok(c) => c,
+        Err(e) => {
+            if let (StatementError::UnknownKid(_), IssuerKeys::Uri(uri)) = (&e, issuer.keys()) {
+                // The issuer may have rotated its keys: refetch, at most
+                // once per cache lifetime, for the client's next attempt.
+                state.cimd.key_sets().unknown_kid(uri);
+            }
+            return Err(RegistrationError::statement(e.to_string()).into());
+        }
+    };
+    let merged = statement::overlay(body, &claims)?;
+    let req = parse_request(&merged, &request_rules(state), purpose)?;
+    Ok((req, Some(issuer)))
+}
+
+/// A trusted issuer's key set: inline, or fetched from its `jwks_uri`
+/// through the guarded fetcher (the registration endpoint may wait on the
+/// network; the key set is then held like a client's).
+async fn issuer_keys(state: &AppState, issuer: &TrustedIssuer) -> Result<Value, Answer> {
+    match issuer.keys() {
+        IssuerKeys::Inline(keys) => Ok(keys.clone()),
+        IssuerKeys::Uri(uri) => {
+            let sets = state.cimd.key_sets();
+            sets.prefetch(uri).await;
+            match sets.for_token(uri) {
+                KeySetLookup::Ready(keys) => Ok((*keys).clone()),
+                KeySetLookup::Pending { .. } => Err(RegistrationError::statement(format!(
+                    "the keys of {} at {uri} could not be fetched yet; retry shortly",
+                    issuer.issuer
+                ))
+                .into()),
+                KeySetLookup::Failed { reason } => Err(RegistrationError::statement(format!(
+                    "the keys of {} at {uri} could not be fetched ({reason})",
+                    issuer.issuer
+                ))
+                .into()),
+            }
+        }
     }
-    Ok(())
 }
 
 /// Asks the `register` action for the scope ceiling; refused when nothing
@@ -268,12 +316,18 @@ fn ceiling(
     state: &AppState,
     view: &ClientView,
     req: &RequestedMetadata,
+    issuer: Option<&TrustedIssuer>,
     address: IpAddr,
 ) -> Result<(Vec<String>, Value), Answer> {
     let requested: Option<Vec<String>> = req.scope.as_ref().map(|s| s.iter().map(str::to_owned).collect());
     let decided = state
         .governance
-        .registrable_scopes(view, requested.as_deref(), Some(address))
+        .registrable_scopes(
+            view,
+            requested.as_deref(),
+            issuer.map(|i| i.scopes.as_slice()),
+            Some(address),
+        )
         .map_err(WebError::internal)?;
     let dropped: Vec<Value> = decided
         .dropped
@@ -372,14 +426,24 @@ async fn register_inner(
     let now = state.clock.now();
     rate_limit(state, address, now).await?;
     let body = json_body(headers, body)?;
-    let backing = backing(state, headers, now).await?;
+    let token = backing(state, headers, now).await?;
     let req = parse_request(&body, &request_rules(state), Purpose::Register)?;
-    refuse_statements(&req)?;
+    let (req, issuer) = with_statement(state, &body, req, Purpose::Register, now).await?;
+    // A verified statement backs the registration with its issuer's tier; an
+    // initial access token sent with it is still checked and counted.
+    let backing = match issuer {
+        Some(i) => Backing::Statement {
+            issuer: i.issuer.clone(),
+            tier: i.tier,
+        },
+        None => token.clone(),
+    };
     let admitted = match admit(state.settings.dcr.mode, &backing, &req) {
         Ok(a) => a,
         Err(Refusal::CredentialRequired) => {
             return Err(Answer::Unauthorized(
-                "registration on this server needs an initial access token (Authorization: Bearer)",
+                "registration on this server needs an initial access token (Authorization: Bearer) \
+                 or a software statement from a trusted issuer",
             ));
         }
         Err(Refusal::Invalid(e)) => return Err(e.into()),
@@ -396,7 +460,7 @@ async fn register_inner(
             .unwrap_or_default(),
     );
     let view = registration::new_registration(&issued.client_id, admitted.tier, &asked.to_json(), now);
-    let (scopes, decision) = ceiling(state, &view, &req, address)?;
+    let (scopes, decision) = ceiling(state, &view, &req, issuer, address)?;
     let meta = RegisteredMetadata::new(&req, &admitted, scopes);
     let registration_json = meta.to_json();
     let record = ClientRecord {
@@ -419,10 +483,16 @@ async fn register_inner(
         created_at: now,
         updated_at: now,
     };
-    let (token_id, backed_by) = match &backing {
-        Backing::Anonymous => (None, json!("anonymous")),
-        Backing::InitialToken { id, .. } => (Some(id.clone()), json!({ "initial_access_token": id })),
-        Backing::Statement { issuer, .. } => (None, json!({ "software_statement": issuer })),
+    let token_id = match &token {
+        Backing::InitialToken { id, .. } => Some(id.clone()),
+        _ => None,
+    };
+    let backed_by = match &backing {
+        Backing::Anonymous => json!("anonymous"),
+        Backing::InitialToken { id, .. } => json!({ "initial_access_token": id }),
+        Backing::Statement { issuer, .. } => {
+            json!({ "software_statement": issuer, "initial_access_token": token_id })
+        }
     };
     let registration = DcrRegistration {
         client_id: issued.client_id.clone(),
@@ -620,7 +690,33 @@ pub async fn update(
                 client_id: &client_id,
             },
         )?;
-        refuse_statements(&req)?;
+        let now = state.clock.now();
+        let (req, issuer) = with_statement(
+            &state,
+            &body,
+            req,
+            Purpose::Update {
+                client_id: &client_id,
+            },
+            now,
+        )
+        .await?;
+        // What a statement asserted, only a statement from the same issuer
+        // may change: otherwise a PUT without it would rewrite signed claims
+        // (redirect URIs, software id) with unsigned ones.
+        if issuer.map(|i| i.issuer.as_str()) != reg.statement_issuer.as_deref() {
+            return Err(match &reg.statement_issuer {
+                Some(backer) => RegistrationError::statement(format!(
+                    "this client was registered with a software statement from {backer}; \
+                     an update must carry a current one from the same issuer"
+                )),
+                None => RegistrationError::metadata(
+                    "this client was registered without a software statement; \
+                     register a new client to be backed by one",
+                ),
+            }
+            .into());
+        }
         let current = stored_metadata(&record)?;
         if let Some(sent) = &req.client_secret {
             let matches = record
@@ -657,7 +753,6 @@ pub async fn update(
             ))
             .into());
         }
-        let now = state.clock.now();
         let stored = state
             .store
             .client_view(&client_id)
@@ -675,7 +770,7 @@ pub async fn update(
                 .unwrap_or_default(),
         );
         let view = registration::updated_registration(stored, asked.to_json());
-        let (scopes, decision) = ceiling(&state, &view, &req, address)?;
+        let (scopes, decision) = ceiling(&state, &view, &req, issuer, address)?;
         let meta = RegisteredMetadata::new(&req, &admitted, scopes);
         let event = audit(
             now,

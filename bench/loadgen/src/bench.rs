@@ -183,7 +183,8 @@ fn toml_str(s: &str) -> String {
     serde_json::Value::String(s.to_owned()).to_string()
 }
 
-fn config_toml(port: u16, db: &str, dir: &Path, fx: &Fixtures, algorithm: &str, tls: bool) -> String {
+fn config_toml(port: u16, db: &str, dir: &Path, fx: &Fixtures, opts: &BenchOptions, tls: bool) -> String {
+    let algorithm = opts.algorithm.as_str();
     let p = |name: &str| toml_str(&dir.join(name).display().to_string());
     let mut t = String::new();
     let _ = writeln!(t, "listen = \"127.0.0.1:{port}\"");
@@ -203,6 +204,16 @@ fn config_toml(port: u16, db: &str, dir: &Path, fx: &Fixtures, algorithm: &str, 
         fx.ns.addr()
     );
     let _ = writeln!(t, "[dev]\nauto_approve_user = \"alice\"\n");
+    if opts.scenarios.contains(&Scenario::Register) {
+        // The registration rate limits exist to stop sprawl, not to measure:
+        // raised so the run measures the registration path itself. (Written
+        // only when registering, so a build without [dcr] still starts.)
+        let _ = writeln!(
+            t,
+            "[dcr]\nmode = \"open\"\n[dcr.rate_limit]\nper_address_per_minute = 100000000\n\
+             global_per_minute = 100000000\n"
+        );
+    }
     if tls {
         let _ = writeln!(
             t,
@@ -250,10 +261,7 @@ async fn start_server(opts: &BenchOptions, fx: &Fixtures, setup: Setup, secret: 
         format!("sqlite://{}/steward.db", dir.path().display())
     };
     let config = dir.path().join("steward.toml");
-    std::fs::write(
-        &config,
-        config_toml(port, &db, dir.path(), fx, &opts.algorithm, setup.tls()),
-    )?;
+    std::fs::write(&config, config_toml(port, &db, dir.path(), fx, opts, setup.tls()))?;
 
     // The dev auto-approve user must exist before the server starts; this
     // also applies the migrations, which the history seed relies on.

@@ -165,7 +165,7 @@ impl Conn {
             req = req.header(k, v);
         }
         let body = body.map(Bytes::from).unwrap_or_default();
-        if !body.is_empty() {
+        if !body.is_empty() && !headers.iter().any(|(k, _)| k == header::CONTENT_TYPE) {
             req = req.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
         }
         let req = req.body(Full::new(body))?;

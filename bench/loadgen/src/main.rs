@@ -71,7 +71,7 @@ struct BenchArgs {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "client-credentials,code-preregistered,code-cimd,refresh,introspect,metadata"
+        default_value = "client-credentials,code-preregistered,code-cimd,refresh,introspect,metadata,register"
     )]
     scenarios: Vec<Scenario>,
     /// PostgreSQL server; a fresh `steward_bench` database is created on it and dropped after.

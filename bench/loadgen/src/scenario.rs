@@ -30,16 +30,19 @@ pub enum Scenario {
     Introspect,
     /// GET /.well-known/oauth-authorization-server.
     Metadata,
+    /// POST /register (RFC 7591, open mode): a new public client each time.
+    Register,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 6] = [
+    pub const ALL: [Scenario; 7] = [
         Scenario::ClientCredentials,
         Scenario::CodePreregistered,
         Scenario::CodeCimd,
         Scenario::Refresh,
         Scenario::Introspect,
         Scenario::Metadata,
+        Scenario::Register,
     ];
 
     pub fn name(self) -> &'static str {
@@ -50,6 +53,7 @@ impl Scenario {
             Scenario::Refresh => "refresh rotation",
             Scenario::Introspect => "introspection",
             Scenario::Metadata => "metadata GET",
+            Scenario::Register => "registration (DCR)",
         }
     }
 
@@ -59,6 +63,7 @@ impl Scenario {
             Scenario::CodePreregistered | Scenario::CodeCimd => "flows/s",
             Scenario::ClientCredentials | Scenario::Refresh => "tokens/s",
             Scenario::Introspect | Scenario::Metadata => "req/s",
+            Scenario::Register => "registrations/s",
         }
     }
 }
@@ -87,6 +92,7 @@ pub struct Target {
     authorize_path: String,
     introspect_path: String,
     metadata_path: String,
+    register_path: String,
 }
 
 impl Target {
@@ -104,6 +110,7 @@ impl Target {
             token_path: format!("{p}/token"),
             authorize_path: format!("{p}/authorize"),
             introspect_path: format!("{p}/introspect"),
+            register_path: format!("{p}/register"),
             // RFC 8414 §3.1: the well-known segment goes before the issuer's path.
             metadata_path: format!("/.well-known/oauth-authorization-server{p}"),
             endpoint,
@@ -203,6 +210,7 @@ impl Worker {
             }
             Scenario::Refresh => self.refresh().await,
             Scenario::Introspect => self.introspect().await,
+            Scenario::Register => self.register().await,
             Scenario::Metadata => {
                 let path = self.target.metadata_path.clone();
                 let reply = self.conn.send(Method::GET, &path, &[], None).await?;
@@ -302,6 +310,32 @@ impl Worker {
             t.refresh_token
                 .ok_or_else(|| anyhow!("refresh: no new refresh_token"))?,
         );
+        Ok(())
+    }
+
+    /// One open-mode registration of a public client. The name is new each
+    /// time, so deduplication (same name, redirect URIs and method from one
+    /// address) never answers with an existing client: every operation
+    /// stores a client, its registration and its audit event.
+    async fn register(&mut self) -> Result<()> {
+        let name = format!("Bench agent {}", &random_token().expose()[..12]);
+        let body = serde_json::json!({
+            "client_name": name,
+            "redirect_uris": [self.target.clients.public_redirect],
+            "grant_types": ["authorization_code", "refresh_token"],
+            "response_types": ["code"],
+            "token_endpoint_auth_method": "none",
+        })
+        .to_string();
+        let headers = [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))];
+        let path = self.target.register_path.clone();
+        let reply = self.conn.send(Method::POST, &path, &headers, Some(body)).await?;
+        expect(&reply, StatusCode::CREATED, "register")?;
+        if !contains(&reply.body, b"\"client_id\":\"dcr_")
+            || !contains(&reply.body, b"registration_access_token")
+        {
+            bail!("register: no client_id or registration_access_token");
+        }
         Ok(())
     }
 

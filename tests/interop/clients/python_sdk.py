@@ -6,9 +6,14 @@ tool call. The two major versions differ in their HTTP client (httpx2 in 2.x,
 httpx in 1.x), in what the callback handler returns (2.x takes the RFC 9207
 `iss` and validates it itself; 1.x takes `(code, state)`, so this application
 checks `iss` as the MCP authorization spec requires), and in the transport's
-stream tuple."""
+stream tuple.
+
+With INTEROP_REGISTRATION=dcr the provider gets no client_metadata_url, so the
+SDK registers itself at Steward's registration_endpoint (RFC 7591) first; the
+script then insists the client_id it got is one Steward's DCR issued."""
 
 import asyncio
+import os
 import secrets
 import sys
 from importlib.metadata import version
@@ -51,13 +56,28 @@ class MemoryStorage(TokenStorage):
 async def main() -> None:
     mcp_url = env("INTEROP_MCP_URL")
     issuer = env("INTEROP_ISSUER")
-    client_id = env("INTEROP_CLIENT_ID")
+    dcr = os.environ.get("INTEROP_REGISTRATION") == "dcr"
+    metadata_url = None if dcr else env("INTEROP_CLIENT_ID")
     callback = await Callback().start()
     seen: dict[str, dict[str, list[str]]] = {}
+    storage = MemoryStorage()
 
     async def redirect_handler(url: str) -> None:
         query = parse_qs(urlsplit(url).query)
         seen["request"] = query
+        client_id = metadata_url
+        if dcr:
+            # Steward's registration endpoint issues client ids with this
+            # prefix; any other id would mean DCR never happened.
+            info = storage.client_info
+            client_id = info.client_id if info else None
+            if not client_id or not client_id.startswith("dcr_"):
+                raise RuntimeError(f"not a DCR client id: {info}")
+            if info.client_secret:
+                raise RuntimeError("open DCR issued a secret to a public client")
+            if info.token_endpoint_auth_method != "none":
+                raise RuntimeError(f"registered token_endpoint_auth_method: {info.token_endpoint_auth_method}")
+            print(f"registered by DCR: client_id={client_id}", flush=True)
         if query.get("client_id") != [client_id]:
             raise RuntimeError(f"client_id sent: {query.get('client_id')}")
         if query.get("resource") != [mcp_url]:
@@ -83,7 +103,6 @@ async def main() -> None:
             raise RuntimeError(f"RFC 9207: iss {iss!r} is not the issuer {issuer}")
         return code, state
 
-    storage = MemoryStorage()
     metadata = OAuthClientMetadata(
         client_name=f"MCP Python SDK {MCP_VERSION} interop client",
         redirect_uris=[callback.redirect_uri],
@@ -97,7 +116,7 @@ async def main() -> None:
         storage=storage,
         redirect_handler=redirect_handler,
         callback_handler=callback_handler,
-        client_metadata_url=client_id,
+        client_metadata_url=metadata_url,
     )
     text = f"hello from mcp {MCP_VERSION} {secrets.token_hex(4)}"
     async with httpx.AsyncClient(auth=provider, timeout=30.0) as http:
@@ -119,7 +138,7 @@ async def main() -> None:
     if got != [text]:
         raise RuntimeError(f"echo returned {result}")
     print(f"echo ok: {got[0]}")
-    print(f"python-mcp-{MCP_VERSION}: PASS")
+    print(f"python-mcp-{MCP_VERSION}{'-dcr' if dcr else ''}: PASS")
 
 
 if __name__ == "__main__":

@@ -8,8 +8,12 @@
 //! through the real login and consent forms and one with `[dev]
 //! auto_approve_user`; and one example MCP server protected by each. Then it
 //! runs every third-party client, acts as the browser for the authorization
-//! URLs they print, and gates on their exit status. A summary table and a
-//! closing `N passed, N failed` line end the run.
+//! URLs they print, and gates on their exit status. The MCP clients run twice:
+//! once with a metadata document (or pre-registered) client id, once in
+//! Dynamic Client Registration mode (RFC 7591, the stacks keep the default
+//! `[dcr] mode = "open"`), where each registers at `/register` first and
+//! checks it got a `dcr_` client id; `mcp-remote` runs in DCR mode only. A
+//! summary table and a closing `N passed, N failed` line end the run.
 // A measurement tool: it times requests and waits on deadlines, which is
 // elapsed monotonic time, not an expiry of anything Steward stores.
 #![allow(clippy::disallowed_methods)]
@@ -241,6 +245,92 @@ async fn run(args: Args) -> Result<bool> {
             &work,
             &password,
         )?,
+        // Dynamic Client Registration (RFC 7591, `[dcr] mode = "open"`, the
+        // default): no metadata document, no pre-registered id; each client
+        // registers itself (or, for the conformance suite, is registered the
+        // way its operator would) and checks it got a `dcr_` id.
+        ClientRun {
+            name: "node-sdk-dcr".into(),
+            what: "@modelcontextprotocol/sdk 1.32.2 auth() registering by DCR, tool echo".into(),
+            program: args.node.clone(),
+            args: vec![node_script("node_sdk.mjs")],
+            env: forms.dcr_env(),
+            cwd: dir.clone(),
+            browser: Some(forms.browser(&password)),
+            min_authorizations: 1,
+            timeout: CLIENT_TIMEOUT,
+        },
+        ClientRun {
+            name: "python-mcp-2.3.0-dcr".into(),
+            what: "mcp 2.3.0 OAuthClientProvider registering by DCR, tool echo".into(),
+            program: args.python_mcp2.clone(),
+            args: vec![node_script("python_sdk.py")],
+            env: auto.dcr_env(),
+            cwd: dir.clone(),
+            browser: Some(auto.browser(&password)),
+            min_authorizations: 1,
+            timeout: CLIENT_TIMEOUT,
+        },
+        ClientRun {
+            name: "python-mcp-1.30.0-dcr".into(),
+            what: "mcp 1.30.0 OAuthClientProvider registering by DCR, tool echo".into(),
+            program: args.python_mcp1.clone(),
+            args: vec![node_script("python_sdk.py")],
+            env: forms.dcr_env(),
+            cwd: dir.clone(),
+            browser: Some(forms.browser(&password)),
+            min_authorizations: 1,
+            timeout: CLIENT_TIMEOUT,
+        },
+        ClientRun {
+            name: "conformance-dcr".into(),
+            what: "@modelcontextprotocol/conformance 0.2.0-alpha.12 authorization, client registered by DCR"
+                .into(),
+            program: args.node.clone(),
+            args: vec![node_script("conformance_dcr.mjs")],
+            env: {
+                let [port] = free_ports::<1>()?;
+                let mut env = forms.dcr_env();
+                env.push(("INTEROP_CALLBACK_PORT".into(), port.to_string()));
+                env.push((
+                    "INTEROP_CONFORMANCE_JS".into(),
+                    conformance_js.display().to_string(),
+                ));
+                env.push((
+                    "INTEROP_OUTPUT_DIR".into(),
+                    work.join("conformance-dcr").display().to_string(),
+                ));
+                env
+            },
+            cwd: dir.clone(),
+            browser: Some(forms.browser(&password)),
+            min_authorizations: 1,
+            timeout: CLIENT_TIMEOUT,
+        },
+        ClientRun {
+            name: "mcp-remote-dcr".into(),
+            what: "mcp-remote 0.15.1 stdio proxy registering by DCR; host calls tool echo over stdio".into(),
+            program: args.node.clone(),
+            args: vec![node_script("mcp_remote.mjs")],
+            env: {
+                let mut env = forms.dcr_env();
+                env.push((
+                    "INTEROP_MCP_REMOTE_JS".into(),
+                    dir.join("node_modules/mcp-remote/dist/proxy.js")
+                        .display()
+                        .to_string(),
+                ));
+                env.push((
+                    "INTEROP_STATE_DIR".into(),
+                    work.join("mcp-remote").display().to_string(),
+                ));
+                env
+            },
+            cwd: dir.clone(),
+            browser: Some(forms.browser(&password)),
+            min_authorizations: 1,
+            timeout: CLIENT_TIMEOUT,
+        },
         ClientRun {
             name: "oauth4webapi".into(),
             what: "oauth4webapi 3.8.8: discovery, iss, PKCE, token, refresh, introspect, revoke".into(),
@@ -404,6 +494,10 @@ url = {db_q}
 
 [keys]
 encryption_key_file = {kek_q}
+
+# Spelled out although it is the default: the `*-dcr` runs register here.
+[dcr]
+mode = "open"
 
 [egress]
 allow_networks = ["127.0.0.2/32"]
@@ -578,6 +672,14 @@ grant_types = ["client_credentials"]
             ("INTEROP_CLIENT_ID".into(), client_id.into()),
             ("INTEROP_SCOPE".into(), SCOPE.into()),
         ]
+    }
+
+    /// What a client script is told in DCR mode: no client id; it registers.
+    fn dcr_env(&self) -> Vec<(String, String)> {
+        let mut env = self.client_env("");
+        env.retain(|(k, _)| k != "INTEROP_CLIENT_ID");
+        env.push(("INTEROP_REGISTRATION".into(), "dcr".into()));
+        env
     }
 
     async fn stop(mut self) {

@@ -159,8 +159,12 @@ pub fn initial_token_id(hash: &str) -> String {
 
 /// The key under which two registrations count as the same one (issue 14
 /// §3): the same `software_id` from the same source, or, without one, the
-/// same name, redirect URIs and auth method from the same source. A digest,
-/// so the stored key says nothing by itself.
+/// same name, from the same source — and in both cases the same redirect
+/// URIs and auth method. The redirect URIs are in the key even with a
+/// `software_id` because products send one id for every installation
+/// (mcp-remote does): two instances on one host with different callbacks
+/// must not be handed one client, whose redirect URIs would refuse the
+/// second. A digest, so the stored key says nothing by itself.
 pub fn dedupe_key(meta: &RegisteredMetadata, source: Option<IpAddr>) -> String {
     let source = source.map(|a| a.to_string()).unwrap_or_default();
     let mut h = Sha256::new();
@@ -172,17 +176,50 @@ pub fn dedupe_key(meta: &RegisteredMetadata, source: Option<IpAddr>) -> String {
         None => {
             h.update(b"metadata\0");
             h.update(meta.client_name.as_deref().unwrap_or("").as_bytes());
-            let mut uris = meta.redirect_uris.clone();
-            uris.sort();
-            for u in &uris {
-                h.update(b"\0");
-                h.update(u.as_bytes());
-            }
-            h.update(b"\0");
-            h.update(meta.token_endpoint_auth_method.as_bytes());
         }
     }
+    let mut uris = meta.redirect_uris.clone();
+    uris.sort();
+    for u in &uris {
+        h.update(b"\0");
+        h.update(u.as_bytes());
+    }
+    h.update(b"\0");
+    h.update(meta.token_endpoint_auth_method.as_bytes());
     h.update(b"\0source\0");
     h.update(source.as_bytes());
     hex::encode(h.finalize())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::request::{Purpose, RequestRules, parse_request};
+
+    fn meta(body: &str) -> RegisteredMetadata {
+        let req = parse_request(body.as_bytes(), &RequestRules::default(), Purpose::Register).unwrap();
+        let admitted = crate::mode::admit(crate::Mode::Open, &crate::Backing::Anonymous, &req).unwrap();
+        RegisteredMetadata::new(&req, &admitted, vec!["s".into()])
+    }
+
+    #[test]
+    fn one_software_id_with_other_callbacks_is_another_registration() {
+        let here: IpAddr = "127.0.0.1".parse().unwrap();
+        let a = meta(r#"{"software_id":"sw","client_name":"A","redirect_uris":["http://127.0.0.1/cb"]}"#);
+        let renamed =
+            meta(r#"{"software_id":"sw","client_name":"B","redirect_uris":["http://127.0.0.1/cb"]}"#);
+        let other_cb = meta(
+            r#"{"software_id":"sw","client_name":"A","redirect_uris":["http://127.0.0.1/oauth/callback"]}"#,
+        );
+        assert_eq!(
+            dedupe_key(&a, Some(here)),
+            dedupe_key(&renamed, Some(here)),
+            "the id, not the name"
+        );
+        assert_ne!(dedupe_key(&a, Some(here)), dedupe_key(&other_cb, Some(here)));
+        assert_ne!(
+            dedupe_key(&a, Some(here)),
+            dedupe_key(&a, Some("127.0.0.2".parse().unwrap()))
+        );
+    }
 }

@@ -803,3 +803,44 @@ async fn an_issuer_key_set_is_fetched_from_its_jwks_uri_through_the_guarded_fetc
         "held, not refetched per registration"
     );
 }
+
+#[tokio::test]
+async fn a_registered_logo_and_name_are_shown_as_claims_and_a_configured_name_is_not() {
+    const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x06\0\0\0\x1f\x15\xc4\x89";
+    let w = flows::doc_world(|s, _| s.dev.auto_approve_user = None).await;
+    flows::add_user(&w.server, "alice").await;
+    let logo_uri = w.host.url("cimd.test", "/agent-logo.png");
+    w.host.set(
+        "/agent-logo.png",
+        steward_testkit::TestResponse::new(200)
+            .with_header("content-type", "image/png")
+            .with_body(PNG.to_vec()),
+    );
+    let mut body = public_client();
+    body["logo_uri"] = json!(logo_uri);
+    let reg: Value = post(&w.server, &body, None).await.json().await.unwrap();
+    let id = reg["client_id"].as_str().unwrap();
+    let mut browser = flows::Browser::new(&w.server);
+    let html = browser
+        .sign_in_to_consent(&flows::authorize_url(&w.server, id, CB, ""), "alice")
+        .await;
+    assert!(
+        html.contains("the client&#39;s own claim") || html.contains("own claim"),
+        "{html}"
+    );
+    assert!(!html.contains(&logo_uri), "never hot-linked");
+    let start = html.find("<img src=\"").expect("the registered logo is shown") + "<img src=\"".len();
+    let src = &html[start..start + html[start..].find('"').unwrap()];
+    assert!(src.starts_with(&format!("{}/logo/", w.server.base)), "{src}");
+
+    // An operator-configured client's name is the operator's, not a claim.
+    let mut browser = flows::Browser::new(&w.server);
+    let html = browser
+        .sign_in_to_consent(&flows::authorize_url(&w.server, "public-app", CB, ""), "alice")
+        .await;
+    assert!(
+        html.contains("Registered on this server as “Public App”"),
+        "{html}"
+    );
+    assert!(!html.contains("own claim"), "{html}");
+}

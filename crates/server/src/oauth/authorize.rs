@@ -611,6 +611,7 @@ async fn render_consent(
         client_host: &host_of(&v.client.id),
         redirect_host: &host_of(&v.to.redirect_uri),
         client_name: v.client.name.as_deref(),
+        name_is_claim: v.client.kind != steward_core::ClientKind::PreRegistered,
         client_id: &v.client.id,
         resource_name: &v.resource.name,
         scopes,

@@ -105,6 +105,10 @@ pub struct Registration {
     pub jwks: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwks_uri: Option<String>,
+    /// Dynamic clients: the registered logo, shown (from Steward's own
+    /// copy) beside the name as the client's unverified claim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logo_uri: Option<String>,
 }
 
 fn is_metadata_document(state: &AppState, client_id: &str) -> bool {
@@ -332,7 +336,11 @@ async fn from_store(state: &AppState, client_id: &str, want: View) -> Result<Cli
         id: record.client_id.clone(),
         kind: record.kind,
         name: record.display_name.clone(),
-        logo_uri: None,
+        logo_uri: if record.kind == ClientKind::Dynamic {
+            reg.logo_uri.clone()
+        } else {
+            None
+        },
         redirect_uris,
         grant_types: reg.grant_types,
         allowed_scopes,

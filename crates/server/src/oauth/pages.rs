@@ -170,6 +170,10 @@ pub struct ConsentView<'a> {
     pub client_host: &'a str,
     pub redirect_host: &'a str,
     pub client_name: Option<&'a str>,
+    /// Whether the name is the client's own claim (a metadata document's or
+    /// a registration's), or the operator's (a `[[clients]]` entry), which
+    /// must not be labelled as the client's word.
+    pub name_is_claim: bool,
     /// Steward's own stored copy of the client's logo, never the client's URL.
     pub logo_url: Option<&'a str>,
     pub client_id: &'a str,
@@ -201,10 +205,17 @@ pub fn consent(action: &str, csrf: &str, request: &str, v: &ConsentView<'_>) -> 
     let name = v
         .client_name
         .map(|n| {
-            format!(
-                "<p class=\"claim\">It calls itself “{}” (the client's own claim).</p>",
-                escape_html(n)
-            )
+            if v.name_is_claim {
+                format!(
+                    "<p class=\"claim\">It calls itself “{}” (the client's own claim).</p>",
+                    escape_html(n)
+                )
+            } else {
+                format!(
+                    "<p class=\"claim\">Registered on this server as “{}”.</p>",
+                    escape_html(n)
+                )
+            }
         })
         .unwrap_or_default();
     let logo = v

@@ -9,10 +9,8 @@
 
 use crate::key_select::{self, KeyError};
 use crate::token_parts::{self, PartsError, audience_is_only, numeric_date};
-use jsonwebtoken::Algorithm as JwtAlg;
 use serde::Deserialize;
 use serde_json::Value;
-use std::str::FromStr;
 use steward_core::UnixTime;
 
 /// Clock skew tolerated on `exp` and `nbf`.
@@ -90,21 +88,11 @@ pub enum AssertionError {
     InvalidClaims,
 }
 
-/// An algorithm of [`CLIENT_ASSERTION_ALGORITHMS`] (all asymmetric, RFC 7518
-/// §3.3–3.5, RFC 8037): never `none`, never HMAC, never one not advertised.
-pub(crate) fn accepted(alg: &str) -> Option<JwtAlg> {
-    if !CLIENT_ASSERTION_ALGORITHMS.contains(&alg) {
-        return None;
-    }
-    match JwtAlg::from_str(alg).ok()? {
-        JwtAlg::HS256 | JwtAlg::HS384 | JwtAlg::HS512 => None,
-        other => Some(other),
-    }
-}
-
 impl From<KeyError> for AssertionError {
     fn from(e: KeyError) -> Self {
         match e {
+            KeyError::UnsupportedAlgorithm(alg) => Self::UnsupportedAlgorithm(alg),
+            KeyError::BadSignature => Self::BadSignature,
             KeyError::InvalidJwks => Self::InvalidClientJwks,
             KeyError::UnknownKid(k) => Self::UnknownKid(k),
             KeyError::NoMatchingKey => Self::NoMatchingKey,
@@ -154,16 +142,7 @@ pub fn verify_client_assertion(
         PartsError::Malformed => AssertionError::Malformed,
         PartsError::Critical => AssertionError::UnsupportedCritical,
     })?;
-    let alg = accepted(&parts.header.alg)
-        .ok_or_else(|| AssertionError::UnsupportedAlgorithm(parts.header.alg.clone()))?;
-    let jwk = key_select::select_key(client_jwks, parts.header.kid.as_deref(), alg)?;
-    let key = key_select::usable_key(jwk, alg)?;
-
-    let valid = jsonwebtoken::crypto::verify(parts.signature, parts.signing_input.as_bytes(), &key, alg)
-        .map_err(|_| AssertionError::BadSignature)?;
-    if !valid {
-        return Err(AssertionError::BadSignature);
-    }
+    key_select::verify_signature(&parts, client_jwks)?;
 
     let claims: Claims = serde_json::from_slice(&parts.payload).map_err(|_| AssertionError::InvalidClaims)?;
     if claims.iss.as_ref().and_then(Value::as_str) != Some(client_id) {

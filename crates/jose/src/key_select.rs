@@ -1,17 +1,23 @@
-//! Choosing the key of a JWK set that verifies a JWS, shared by client
-//! assertions (RFC 7523) and software statements (RFC 7591 §2.3): by `kid`
-//! when the JWS names one, else the only key whose type fits the algorithm;
-//! a set holding private key material is refused as a whole.
+//! Verifying a JWS signature with a key set, shared by client assertions
+//! (RFC 7523) and software statements (RFC 7591 §2.3): the algorithm must
+//! be one of [`CLIENT_ASSERTION_ALGORITHMS`] (asymmetric only: never `none`,
+//! never HMAC); the key is the one named by `kid`, else the only key whose
+//! type fits the algorithm; a set holding private key material is refused
+//! as a whole.
 
+use crate::client_assertion::CLIENT_ASSERTION_ALGORITHMS;
 use crate::error::JoseError;
 use crate::public_jwk::{self, KeyType, has_private_members};
+use crate::token_parts::Parts;
 use jsonwebtoken::Algorithm as JwtAlg;
 use serde_json::Value;
 use std::str::FromStr;
 
-/// Why no key of the set could verify the JWS.
+/// Why the JWS did not verify with the set.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum KeyError {
+    UnsupportedAlgorithm(String),
+    BadSignature,
     InvalidJwks,
     UnknownKid(String),
     NoMatchingKey,
@@ -21,7 +27,32 @@ pub(crate) enum KeyError {
     InvalidKey,
 }
 
-pub(crate) fn select_key<'a>(jwks: &'a Value, kid: Option<&str>, alg: JwtAlg) -> Result<&'a Value, KeyError> {
+/// An algorithm of [`CLIENT_ASSERTION_ALGORITHMS`] (all asymmetric, RFC 7518
+/// §3.3–3.5, RFC 8037): never `none`, never HMAC, never one not advertised.
+fn accepted(alg: &str) -> Option<JwtAlg> {
+    if !CLIENT_ASSERTION_ALGORITHMS.contains(&alg) {
+        return None;
+    }
+    match JwtAlg::from_str(alg).ok()? {
+        JwtAlg::HS256 | JwtAlg::HS384 | JwtAlg::HS512 => None,
+        other => Some(other),
+    }
+}
+
+/// Checks the signature of `parts` with a key of `jwks`; nothing in the
+/// payload is read.
+pub(crate) fn verify_signature(parts: &Parts<'_>, jwks: &Value) -> Result<(), KeyError> {
+    let alg = accepted(&parts.header.alg)
+        .ok_or_else(|| KeyError::UnsupportedAlgorithm(parts.header.alg.clone()))?;
+    let jwk = select_key(jwks, parts.header.kid.as_deref(), alg)?;
+    let key = usable_key(jwk, alg)?;
+    match jsonwebtoken::crypto::verify(parts.signature, parts.signing_input.as_bytes(), &key, alg) {
+        Ok(true) => Ok(()),
+        _ => Err(KeyError::BadSignature),
+    }
+}
+
+fn select_key<'a>(jwks: &'a Value, kid: Option<&str>, alg: JwtAlg) -> Result<&'a Value, KeyError> {
     let keys = jwks
         .get("keys")
         .and_then(Value::as_array)
@@ -74,7 +105,7 @@ fn declared_alg_allows(jwk: &Value, alg: JwtAlg) -> bool {
     }
 }
 
-pub(crate) fn usable_key(jwk: &Value, alg: JwtAlg) -> Result<jsonwebtoken::DecodingKey, KeyError> {
+fn usable_key(jwk: &Value, alg: JwtAlg) -> Result<jsonwebtoken::DecodingKey, KeyError> {
     let (kind, key) = public_jwk::decoding_key(jwk).map_err(|e| match e {
         JoseError::PrivateJwk => KeyError::PrivateKeyInJwks,
         _ => KeyError::InvalidKey,

@@ -13,7 +13,7 @@
 //! but honoured when present: an expired statement, one not valid yet, or
 //! one addressed to other servers only is refused.
 
-use crate::client_assertion::{ASSERTION_LEEWAY_SECS, accepted};
+use crate::client_assertion::ASSERTION_LEEWAY_SECS;
 use crate::key_select::{self, KeyError};
 use crate::token_parts::{self, PartsError, audience_contains, numeric_date};
 use serde_json::{Map, Value};
@@ -57,6 +57,8 @@ pub enum StatementError {
 impl From<KeyError> for StatementError {
     fn from(e: KeyError) -> Self {
         match e {
+            KeyError::UnsupportedAlgorithm(alg) => Self::UnsupportedAlgorithm(alg),
+            KeyError::BadSignature => Self::BadSignature,
             KeyError::UnknownKid(k) => Self::UnknownKid(k),
             KeyError::NoMatchingKey => Self::NoMatchingKey,
             KeyError::AmbiguousKey => Self::AmbiguousKey,
@@ -104,15 +106,7 @@ pub fn verify_software_statement(
     now: UnixTime,
 ) -> Result<Map<String, Value>, StatementError> {
     let p = parts(statement)?;
-    let alg =
-        accepted(&p.header.alg).ok_or_else(|| StatementError::UnsupportedAlgorithm(p.header.alg.clone()))?;
-    let jwk = key_select::select_key(jwks, p.header.kid.as_deref(), alg)?;
-    let key = key_select::usable_key(jwk, alg)?;
-    let valid = jsonwebtoken::crypto::verify(p.signature, p.signing_input.as_bytes(), &key, alg)
-        .map_err(|_| StatementError::BadSignature)?;
-    if !valid {
-        return Err(StatementError::BadSignature);
-    }
+    key_select::verify_signature(&p, jwks)?;
     let claims = claims_of(&p.payload)?;
     if claims.get("iss").and_then(Value::as_str) != Some(issuer) {
         return Err(StatementError::WrongIssuer);

@@ -235,7 +235,8 @@ impl Default for PurgeSettings {
 #[serde(deny_unknown_fields, default)]
 pub struct DcrSettings {
     /// `off` (no endpoint, none advertised), `open` (anyone may register a
-    /// public client) or `protected` (an initial access token is required).
+    /// public client) or `protected` (an initial access token or a software
+    /// statement from a trusted issuer is required).
     pub mode: steward_dcr::Mode,
     /// A registration with the same software id (or name, redirect URIs and
     /// auth method) from the same address within this many seconds returns

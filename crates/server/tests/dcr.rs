@@ -824,6 +824,11 @@ async fn a_registered_logo_and_name_are_shown_as_claims_and_a_configured_name_is
     let html = browser
         .sign_in_to_consent(&flows::authorize_url(&w.server, id, CB, ""), "alice")
         .await;
+    flows::dump_page("consent-dcr-logo", &html);
+    assert!(
+        html.contains("An application that registered itself with this server wants to access"),
+        "{html}"
+    );
     assert!(
         html.contains("the client&#39;s own claim") || html.contains("own claim"),
         "{html}"
@@ -838,9 +843,35 @@ async fn a_registered_logo_and_name_are_shown_as_claims_and_a_configured_name_is
     let html = browser
         .sign_in_to_consent(&flows::authorize_url(&w.server, "public-app", CB, ""), "alice")
         .await;
+    flows::dump_page("consent-preregistered", &html);
     assert!(
-        html.contains("Registered on this server as “Public App”"),
+        html.contains("<strong>Public App</strong>, registered on this server, wants to access"),
         "{html}"
     );
     assert!(!html.contains("own claim"), "{html}");
+}
+
+#[tokio::test]
+async fn an_issuer_jwks_uri_at_a_forbidden_address_is_never_fetched() {
+    let key = statement_key();
+    let mut issuer = federation(&key);
+    issuer.jwks = None;
+    // Link-local metadata service: refused by the guarded fetcher's address
+    // table before any connection is attempted.
+    issuer.jwks_uri = Some("https://169.254.169.254/jwks.json".into());
+    let server = start(trusted(issuer)).await;
+    let before = client_count(&server).await;
+    let body = json!({"software_statement": statement(&key, json!({}))});
+    let res = post(&server, &body, None).await;
+    assert_eq!(res.status(), 400);
+    let err: Value = res.json().await.unwrap();
+    assert_eq!(err["error"], "invalid_software_statement");
+    assert!(
+        err["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("could not be fetched"),
+        "{err}"
+    );
+    assert_eq!(client_count(&server).await, before, "nothing stored");
 }

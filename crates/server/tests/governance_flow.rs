@@ -83,14 +83,6 @@ async fn world(pg: bool, tune: impl FnOnce(&mut Settings)) -> Option<World> {
     })
 }
 
-/// With `STEWARD_PAGE_DUMP=DIR`, keeps a page's HTML for a browser
-/// screenshot (the pages are checked by eye in headless Chromium).
-fn dump_page(name: &str, html: &str) {
-    if let Ok(dir) = std::env::var("STEWARD_PAGE_DUMP") {
-        std::fs::write(std::path::Path::new(&dir).join(format!("{name}.html")), html).unwrap();
-    }
-}
-
 /// Publishes a metadata document for `host` and returns its client_id.
 fn publish(w: &World, host: &str) -> String {
     let id = w.host.url(host, "/client.json");

@@ -231,8 +231,10 @@ async fn loopback_only_public_client_is_asked_every_time_with_warnings() {
     assert!(html.contains("name=\"decision\" value=\"approve\""));
     assert!(html.contains("any program on this device can use this client"));
     assert!(html.contains("This application is new to this server."));
-    // Leads with the hosts of the client and the redirect URI.
-    assert!(html.contains("<span class=\"host\">loopback-app</span>"));
+    // Leads with what the server knows of the client (its operators' name
+    // for a configured client) and the host of the redirect URI.
+    assert!(html.contains("<strong>Loopback App</strong>, registered on this server, wants to access"));
+    assert!(html.contains("Client id: loopback-app"));
     assert!(html.contains("<span class=\"host\">localhost</span>"));
 
     // After a day the client is no longer new; the loopback warning stays.

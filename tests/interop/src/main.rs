@@ -193,40 +193,49 @@ async fn run(args: Args) -> Result<bool> {
     let conformance_js = dir.join("node_modules/@modelcontextprotocol/conformance/dist/index.js");
     let cimd_id = |name: &str| cimd.get(name).cloned().unwrap_or_default();
     let node_script = |s: &str| clients_dir.join(s).display().to_string();
+    // A client script run against one stack, which also plays its browser.
+    let script = |name: &str, what: &str, program: &PathBuf, file: &str, stack: &Stack, env| ClientRun {
+        name: name.into(),
+        what: what.into(),
+        program: program.clone(),
+        args: vec![node_script(file)],
+        env,
+        cwd: dir.clone(),
+        browser: Some(stack.browser(&password)),
+        min_authorizations: 1,
+        timeout: CLIENT_TIMEOUT,
+    };
+    let with = |mut env: Vec<(String, String)>, extra: &[(&str, String)]| {
+        env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
+        env
+    };
+    let path = |p: PathBuf| p.display().to_string();
+    let [dcr_callback_port] = free_ports::<1>()?;
     let mut runs = vec![
-        ClientRun {
-            name: "node-sdk".into(),
-            what: "@modelcontextprotocol/sdk 1.32.2 auth() + StreamableHTTP, tool echo".into(),
-            program: args.node.clone(),
-            args: vec![node_script("node_sdk.mjs")],
-            env: forms.client_env(&cimd_id("node-sdk")),
-            cwd: dir.clone(),
-            browser: Some(forms.browser(&password)),
-            min_authorizations: 1,
-            timeout: CLIENT_TIMEOUT,
-        },
-        ClientRun {
-            name: "python-mcp-2.3.0".into(),
-            what: "mcp 2.3.0 OAuthClientProvider(client_metadata_url), tool echo".into(),
-            program: args.python_mcp2.clone(),
-            args: vec![node_script("python_sdk.py")],
-            env: forms.client_env(&cimd_id("python-mcp2")),
-            cwd: dir.clone(),
-            browser: Some(forms.browser(&password)),
-            min_authorizations: 1,
-            timeout: CLIENT_TIMEOUT,
-        },
-        ClientRun {
-            name: "python-mcp-1.30.0".into(),
-            what: "mcp 1.30.0 OAuthClientProvider(client_metadata_url), tool echo".into(),
-            program: args.python_mcp1.clone(),
-            args: vec![node_script("python_sdk.py")],
-            env: auto.client_env(&cimd_id("python-mcp1")),
-            cwd: dir.clone(),
-            browser: Some(auto.browser(&password)),
-            min_authorizations: 1,
-            timeout: CLIENT_TIMEOUT,
-        },
+        script(
+            "node-sdk",
+            "@modelcontextprotocol/sdk 1.32.2 auth() + StreamableHTTP, tool echo",
+            &args.node,
+            "node_sdk.mjs",
+            &forms,
+            forms.client_env(&cimd_id("node-sdk")),
+        ),
+        script(
+            "python-mcp-2.3.0",
+            "mcp 2.3.0 OAuthClientProvider(client_metadata_url), tool echo",
+            &args.python_mcp2,
+            "python_sdk.py",
+            &forms,
+            forms.client_env(&cimd_id("python-mcp2")),
+        ),
+        script(
+            "python-mcp-1.30.0",
+            "mcp 1.30.0 OAuthClientProvider(client_metadata_url), tool echo",
+            &args.python_mcp1,
+            "python_sdk.py",
+            &auto,
+            auto.client_env(&cimd_id("python-mcp1")),
+        ),
         conformance_run(
             "conformance-cimd",
             &args,
@@ -249,115 +258,84 @@ async fn run(args: Args) -> Result<bool> {
         // default): no metadata document, no pre-registered id; each client
         // registers itself (or, for the conformance suite, is registered the
         // way its operator would) and checks it got a `dcr_` id.
-        ClientRun {
-            name: "node-sdk-dcr".into(),
-            what: "@modelcontextprotocol/sdk 1.32.2 auth() registering by DCR, tool echo".into(),
-            program: args.node.clone(),
-            args: vec![node_script("node_sdk.mjs")],
-            env: forms.dcr_env(),
-            cwd: dir.clone(),
-            browser: Some(forms.browser(&password)),
-            min_authorizations: 1,
-            timeout: CLIENT_TIMEOUT,
-        },
-        ClientRun {
-            name: "python-mcp-2.3.0-dcr".into(),
-            what: "mcp 2.3.0 OAuthClientProvider registering by DCR, tool echo".into(),
-            program: args.python_mcp2.clone(),
-            args: vec![node_script("python_sdk.py")],
-            env: auto.dcr_env(),
-            cwd: dir.clone(),
-            browser: Some(auto.browser(&password)),
-            min_authorizations: 1,
-            timeout: CLIENT_TIMEOUT,
-        },
-        ClientRun {
-            name: "python-mcp-1.30.0-dcr".into(),
-            what: "mcp 1.30.0 OAuthClientProvider registering by DCR, tool echo".into(),
-            program: args.python_mcp1.clone(),
-            args: vec![node_script("python_sdk.py")],
-            env: forms.dcr_env(),
-            cwd: dir.clone(),
-            browser: Some(forms.browser(&password)),
-            min_authorizations: 1,
-            timeout: CLIENT_TIMEOUT,
-        },
-        ClientRun {
-            name: "conformance-dcr".into(),
-            what: "@modelcontextprotocol/conformance 0.2.0-alpha.12 authorization, client registered by DCR"
-                .into(),
-            program: args.node.clone(),
-            args: vec![node_script("conformance_dcr.mjs")],
-            env: {
-                let [port] = free_ports::<1>()?;
-                let mut env = forms.dcr_env();
-                env.push(("INTEROP_CALLBACK_PORT".into(), port.to_string()));
-                env.push((
-                    "INTEROP_CONFORMANCE_JS".into(),
-                    conformance_js.display().to_string(),
-                ));
-                env.push((
-                    "INTEROP_OUTPUT_DIR".into(),
-                    work.join("conformance-dcr").display().to_string(),
-                ));
-                env
-            },
-            cwd: dir.clone(),
-            browser: Some(forms.browser(&password)),
-            min_authorizations: 1,
-            timeout: CLIENT_TIMEOUT,
-        },
-        ClientRun {
-            name: "mcp-remote-dcr".into(),
-            what: "mcp-remote 0.15.1 stdio proxy registering by DCR; host calls tool echo over stdio".into(),
-            program: args.node.clone(),
-            args: vec![node_script("mcp_remote.mjs")],
-            env: {
-                let mut env = forms.dcr_env();
-                env.push((
-                    "INTEROP_MCP_REMOTE_JS".into(),
-                    dir.join("node_modules/mcp-remote/dist/proxy.js")
-                        .display()
-                        .to_string(),
-                ));
-                env.push((
-                    "INTEROP_STATE_DIR".into(),
-                    work.join("mcp-remote").display().to_string(),
-                ));
-                env
-            },
-            cwd: dir.clone(),
-            browser: Some(forms.browser(&password)),
-            min_authorizations: 1,
-            timeout: CLIENT_TIMEOUT,
-        },
-        ClientRun {
-            name: "oauth4webapi".into(),
-            what: "oauth4webapi 3.8.8: discovery, iss, PKCE, token, refresh, introspect, revoke".into(),
-            program: args.node.clone(),
-            args: vec![node_script("oauth4webapi.mjs")],
-            env: {
-                let mut env = forms.client_env(&cimd_id("oauth4webapi"));
-                env.push(("INTEROP_INTROSPECT_ID".into(), INTROSPECTOR.into()));
-                env.push(("INTEROP_INTROSPECT_SECRET".into(), introspector_secret.clone()));
-                env
-            },
-            cwd: dir.clone(),
-            browser: Some(forms.browser(&password)),
-            min_authorizations: 1,
-            timeout: CLIENT_TIMEOUT,
-        },
-        ClientRun {
-            name: "authlib".into(),
-            what: "authlib 1.9.6: RFC 8414 metadata + RFC 9068 token validators".into(),
-            program: args.python_mcp2.clone(),
-            args: vec![node_script("authlib_check.py")],
-            env: auto.client_env(&cimd_id("authlib")),
-            cwd: dir.clone(),
-            browser: Some(auto.browser(&password)),
-            min_authorizations: 1,
-            timeout: CLIENT_TIMEOUT,
-        },
+        script(
+            "node-sdk-dcr",
+            "@modelcontextprotocol/sdk 1.32.2 auth() registering by DCR, tool echo",
+            &args.node,
+            "node_sdk.mjs",
+            &forms,
+            forms.dcr_env(),
+        ),
+        script(
+            "python-mcp-2.3.0-dcr",
+            "mcp 2.3.0 OAuthClientProvider registering by DCR, tool echo",
+            &args.python_mcp2,
+            "python_sdk.py",
+            &auto,
+            auto.dcr_env(),
+        ),
+        script(
+            "python-mcp-1.30.0-dcr",
+            "mcp 1.30.0 OAuthClientProvider registering by DCR, tool echo",
+            &args.python_mcp1,
+            "python_sdk.py",
+            &forms,
+            forms.dcr_env(),
+        ),
+        script(
+            "conformance-dcr",
+            "@modelcontextprotocol/conformance 0.2.0-alpha.12 authorization, client registered by DCR",
+            &args.node,
+            "conformance_dcr.mjs",
+            &forms,
+            with(
+                forms.dcr_env(),
+                &[
+                    ("INTEROP_CALLBACK_PORT", dcr_callback_port.to_string()),
+                    ("INTEROP_CONFORMANCE_JS", path(conformance_js.clone())),
+                    ("INTEROP_OUTPUT_DIR", path(work.join("conformance-dcr"))),
+                ],
+            ),
+        ),
+        script(
+            "mcp-remote-dcr",
+            "mcp-remote 0.15.1 stdio proxy registering by DCR; host calls tool echo over stdio",
+            &args.node,
+            "mcp_remote.mjs",
+            &forms,
+            with(
+                forms.dcr_env(),
+                &[
+                    (
+                        "INTEROP_MCP_REMOTE_JS",
+                        path(dir.join("node_modules/mcp-remote/dist/proxy.js")),
+                    ),
+                    ("INTEROP_STATE_DIR", path(work.join("mcp-remote"))),
+                ],
+            ),
+        ),
+        script(
+            "oauth4webapi",
+            "oauth4webapi 3.8.8: discovery, iss, PKCE, token, refresh, introspect, revoke",
+            &args.node,
+            "oauth4webapi.mjs",
+            &forms,
+            with(
+                forms.client_env(&cimd_id("oauth4webapi")),
+                &[
+                    ("INTEROP_INTROSPECT_ID", INTROSPECTOR.to_owned()),
+                    ("INTEROP_INTROSPECT_SECRET", introspector_secret.clone()),
+                ],
+            ),
+        ),
+        script(
+            "authlib",
+            "authlib 1.9.6: RFC 8414 metadata + RFC 9068 token validators",
+            &args.python_mcp2,
+            "authlib_check.py",
+            &auto,
+            auto.client_env(&cimd_id("authlib")),
+        ),
     ];
     if !args.only.is_empty() {
         runs.retain(|r| args.only.iter().any(|o| r.name.contains(o.as_str())));

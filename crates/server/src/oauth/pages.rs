@@ -202,22 +202,32 @@ pub fn consent(action: &str, csrf: &str, request: &str, v: &ConsentView<'_>) -> 
         .iter()
         .map(|w| format!("<p class=\"warn\">{}</p>", escape_html(w)))
         .collect();
-    let name = v
-        .client_name
-        .map(|n| {
-            if v.name_is_claim {
-                format!(
-                    "<p class=\"claim\">It calls itself “{}” (the client's own claim).</p>",
-                    escape_html(n)
-                )
-            } else {
-                format!(
-                    "<p class=\"claim\">Registered on this server as “{}”.</p>",
-                    escape_html(n)
-                )
-            }
-        })
-        .unwrap_or_default();
+    // Who is asking, led by what Steward knows rather than what the client
+    // says: a metadata-document client by its URL's host; a configured
+    // client by the name its operators gave it; a registered one as such,
+    // its name only as its own claim.
+    let is_url = v.client_host != v.client_id;
+    let (who, name) = match (is_url, v.name_is_claim, v.client_name) {
+        (false, false, Some(n)) => (
+            format!("<strong>{}</strong>, registered on this server,", escape_html(n)),
+            String::new(),
+        ),
+        (true, _, _) => (
+            format!(
+                "The application at <span class=\"host\">{}</span>",
+                escape_html(v.client_host)
+            ),
+            claimed_name(v.client_name),
+        ),
+        (false, true, _) => (
+            "An application that registered itself with this server".to_owned(),
+            claimed_name(v.client_name),
+        ),
+        (false, false, None) => (
+            "An application registered on this server".to_owned(),
+            String::new(),
+        ),
+    };
     let logo = v
         .logo_url
         .map(|u| {
@@ -229,13 +239,12 @@ pub fn consent(action: &str, csrf: &str, request: &str, v: &ConsentView<'_>) -> 
         .unwrap_or_default();
     let body = format!(
         "{logo}<h1>Allow access?</h1>\
-         <p>The application at <span class=\"host\">{ch}</span> wants to access <strong>{res}</strong> on your behalf.</p>\
+         <p>{who} wants to access <strong>{res}</strong> on your behalf.</p>\
          <p>After you decide, you will be sent to <span class=\"host\">{rh}</span>.</p>{name}{warnings}\
          <p>It asks to:</p><ul>{scopes}</ul><p class=\"claim\">Client id: {cid}</p>\
          <form method=\"post\" action=\"{action}\">{csrf}{req}\
          <button type=\"submit\" name=\"decision\" value=\"approve\">Allow</button>\
          <button type=\"submit\" name=\"decision\" value=\"deny\">Deny</button></form>",
-        ch = escape_html(v.client_host),
         rh = escape_html(v.redirect_host),
         res = escape_html(v.resource_name),
         cid = escape_html(v.client_id),
@@ -244,6 +253,17 @@ pub fn consent(action: &str, csrf: &str, request: &str, v: &ConsentView<'_>) -> 
         req = hidden("request", request),
     );
     page(StatusCode::OK, "Allow access?", &body)
+}
+
+/// A client's own name, said to be its claim.
+fn claimed_name(name: Option<&str>) -> String {
+    name.map(|n| {
+        format!(
+            "<p class=\"claim\">It calls itself “{}” (the client's own claim).</p>",
+            escape_html(n)
+        )
+    })
+    .unwrap_or_default()
 }
 
 /// What the access-request pages show (issue 13 item 7): the client by its

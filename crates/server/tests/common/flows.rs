@@ -318,3 +318,11 @@ pub async fn add_user(server: &TestServer, name: &str) {
         .await
         .unwrap();
 }
+
+/// With `STEWARD_PAGE_DUMP=DIR`, keeps a page's HTML for a browser
+/// screenshot (the pages are checked by eye in headless Chromium).
+pub fn dump_page(name: &str, html: &str) {
+    if let Ok(dir) = std::env::var("STEWARD_PAGE_DUMP") {
+        std::fs::write(std::path::Path::new(&dir).join(format!("{name}.html")), html).unwrap();
+    }
+}

@@ -64,6 +64,10 @@ async fn every_scenario_runs_without_errors() {
     s.egress.extra_root_certs = vec![dir.path().join("ca.pem")];
     s.egress.dns_servers = vec![ns.addr()];
     s.dev.auto_approve_user = Some("alice".to_owned());
+    // As the bench does for its register scenario: the anti-sprawl limits
+    // would otherwise answer 429 after 20 registrations a minute.
+    s.dcr.rate_limit.per_address_per_minute = 1_000_000;
+    s.dcr.rate_limit.global_per_minute = 1_000_000;
     s.resources = vec![ResourceSettings {
         uri: "https://mcp.example.com/mcp".to_owned(),
         name: "Smoke MCP".to_owned(),

@@ -147,8 +147,15 @@ struct Node {
 
 impl Node {
     fn spawn(dir: &Path, config: &Path) -> Child {
+        Node::spawn_logging(dir, config, "info")
+    }
+
+    /// Spawns a node whose log (`<config>.log`) is filtered by `filter`
+    /// (`STEWARD_LOG`).
+    fn spawn_logging(dir: &Path, config: &Path, filter: &str) -> Child {
         let log = std::fs::File::create(config.with_extension("log")).unwrap();
         steward(dir, &["--config", config.to_str().unwrap(), "serve"])
+            .env("STEWARD_LOG", filter)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)
@@ -872,4 +879,127 @@ fn suspension_and_policy_reload_reach_every_node() {
     }
     drop((a, b));
     drop(schema);
+}
+
+// ---------------------------------------------------------------- DCR sweep
+
+fn post_json(port: u16, path: &str, body: &str) -> Reply {
+    exchange(
+        port,
+        &format!(
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+}
+
+/// The windows a node's log says it swept (`registration sweep claimed
+/// window=N`) and how many times it found the sweep held by another node.
+fn sweep_windows(log: &Path) -> (Vec<i64>, usize) {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let claimed = text
+        .lines()
+        .filter(|l| l.contains("registration sweep claimed"))
+        .map(|l| {
+            let at = l.find("window=").expect("window field") + "window=".len();
+            l[at..].split_whitespace().next().unwrap().parse().unwrap()
+        })
+        .collect();
+    let held = text
+        .lines()
+        .filter(|l| l.contains("registration sweep held by another node"))
+        .count();
+    (claimed, held)
+}
+
+/// Issue 14 §3: the liveness sweep "runs on one node at a time". Two real
+/// nodes on one database sweep every second; registrations nobody used are
+/// deleted once each, and no sweep interval is swept by both nodes (each
+/// node logs the interval it claimed; without the claim both would sweep
+/// every interval).
+#[test]
+fn two_nodes_never_sweep_the_same_interval_and_delete_each_unused_registration_once() {
+    let Some(schema) = Schema::create() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let extra = "[purge]\ninterval_secs = 1\n[dcr]\nunused_ttl_secs = 1\n\
+                 [[resources]]\nuri = \"https://mcp.test/mcp\"\nname = \"Test\"\n\
+                 scopes = { \"mcp:tools\" = \"Tools\" }\nself_service_scopes = [\"mcp:tools\"]\n";
+    let issuer = "http://127.0.0.1/shared";
+    let (pa, pb) = (free_port(), free_port());
+    let ca = node_config(dir.path(), "a", issuer, pa, &schema.url(), extra);
+    let cb = node_config(dir.path(), "b", issuer, pb, &schema.url(), extra);
+    let filter = "info,steward_server::oauth::registration=debug";
+    let a = Node::started(Node::spawn_logging(dir.path(), &ca, filter), pa);
+    let b = Node::started(Node::spawn_logging(dir.path(), &cb, filter), pb);
+
+    let mut ids = Vec::new();
+    for n in 0..6 {
+        let port = if n % 2 == 0 { a.port } else { b.port };
+        let body = serde_json::json!({
+            "client_name": format!("Unused {n}"),
+            "redirect_uris": [format!("http://127.0.0.1:{}/cb", 30_000 + n)],
+            "token_endpoint_auth_method": "none",
+        });
+        let r = post_json(port, "/shared/register", &body.to_string());
+        assert_eq!(r.status, 201, "{}", r.body);
+        let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        ids.push(v["client_id"].as_str().unwrap().to_owned());
+    }
+
+    let counts = || {
+        block_on(async {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(&schema.url()).await.unwrap();
+            let deleted: Vec<(String, i64)> = sqlx::query_as(
+                "SELECT client_id, count(*) FROM audit_events \
+                 WHERE action = 'client.registration_deleted_unused' GROUP BY client_id",
+            )
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+            let left: i64 = sqlx::query_scalar("SELECT count(*) FROM clients WHERE kind = 'dynamic'")
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+            (deleted, left)
+        })
+    };
+    assert!(
+        eventually(Duration::from_secs(30), || counts().1 == 0),
+        "unused registrations still there: {:?}",
+        counts()
+    );
+    // Let both nodes compete for a few more intervals.
+    let enough = eventually(Duration::from_secs(30), || {
+        let (wa, ha) = sweep_windows(&ca.with_extension("log"));
+        let (wb, hb) = sweep_windows(&cb.with_extension("log"));
+        wa.len() + wb.len() >= 6 && ha + hb >= 1
+    });
+    drop(a);
+    drop(b);
+    let (wa, ha) = sweep_windows(&ca.with_extension("log"));
+    let (wb, hb) = sweep_windows(&cb.with_extension("log"));
+    let mut all: Vec<i64> = wa.iter().chain(&wb).copied().collect();
+    all.sort_unstable();
+    let swept = all.len();
+    all.dedup();
+    assert_eq!(all.len(), swept, "an interval swept twice: a {wa:?}, b {wb:?}");
+    // Both nodes took part: one found an interval already claimed.
+    assert!(
+        enough,
+        "too few sweeps logged: a {wa:?} held {ha}, b {wb:?} held {hb}"
+    );
+
+    let (deleted, _) = counts();
+    let mut got: Vec<String> = deleted.iter().map(|(id, _)| id.clone()).collect();
+    got.sort();
+    ids.sort();
+    assert_eq!(got, ids);
+    assert!(
+        deleted.iter().all(|(_, n)| *n == 1),
+        "deleted more than once: {deleted:?}"
+    );
 }

@@ -596,6 +596,75 @@ async fn the_consent_page_warns_when_a_registered_name_is_already_known() {
     }
 }
 
+/// The namesake check reads clients by name (indexed), not the inventory:
+/// case and surrounding spaces do not hide a namesake, another registration
+/// from the same address is no impersonation, and a name shared by more
+/// clients than the check reads is warned about rather than looked past
+/// (or one address registering many namesakes would push a genuine one out
+/// of view).
+#[tokio::test]
+async fn the_namesake_warning_ignores_case_and_cannot_be_crowded_out() {
+    let server = start(|s| {
+        s.dev.auto_approve_user = None;
+        s.dcr.rate_limit.per_address_per_minute = 1000;
+        s.dcr.rate_limit.global_per_minute = 1000;
+    })
+    .await;
+    flows::add_user(&server, "alice").await;
+    let register = |name: &str, n: usize| {
+        let mut body = public_client();
+        body["client_name"] = json!(name);
+        // Distinct redirect URIs: not deduplicated into one registration.
+        body["redirect_uris"] = json!([format!("http://127.0.0.1:{}/cb", 20_000 + n)]);
+        body
+    };
+    let warned = |id: String, cb: String| {
+        let server = &server;
+        async move {
+            let mut browser = flows::Browser::new(server);
+            let html = browser
+                .sign_in_to_consent(&flows::authorize_url(server, &id, &cb, ""), "alice")
+                .await;
+            html.contains("uses the same name")
+        }
+    };
+    let id_of = |v: Value| v["client_id"].as_str().unwrap().to_owned();
+
+    let shouting = id_of(
+        post(&server, &register("  PUBLIC app ", 0), None)
+            .await
+            .json()
+            .await
+            .unwrap(),
+    );
+    assert!(warned(shouting, "http://127.0.0.1:20000/cb".into()).await);
+
+    let first = id_of(
+        post(&server, &register("Twin Tool", 1), None)
+            .await
+            .json()
+            .await
+            .unwrap(),
+    );
+    let second = id_of(
+        post(&server, &register("twin tool", 2), None)
+            .await
+            .json()
+            .await
+            .unwrap(),
+    );
+    assert!(!warned(first, "http://127.0.0.1:20001/cb".into()).await);
+    assert!(!warned(second, "http://127.0.0.1:20002/cb".into()).await);
+
+    let mut last = String::new();
+    for n in 0..50 {
+        let reply = post(&server, &register("Crowd", 100 + n), None).await;
+        assert_eq!(reply.status(), 201);
+        last = id_of(reply.json().await.unwrap());
+    }
+    assert!(warned(last, "http://127.0.0.1:20149/cb".into()).await);
+}
+
 /// Issue 14 §3: the registration rate limit is counted in the database, so
 /// two nodes on one PostgreSQL database share it — a per-node count would
 /// let each node accept the limit again.

@@ -60,8 +60,21 @@ impl fmt::Debug for ClientRecord {
 pub struct ClientFilter {
     pub kind: Option<ClientKind>,
     pub state: Option<LifecycleState>,
+    /// Only clients whose display name equals this one, ignoring
+    /// surrounding spaces and ASCII case (see [`name_key`]). Indexed, so the
+    /// consent page's impersonation check reads the few clients of one name
+    /// rather than the whole inventory (RFC 7591 §5).
+    pub name: Option<String>,
     pub limit: Option<u32>,
     pub offset: u32,
+}
+
+/// How display names are compared: surrounding spaces and ASCII case do not
+/// count. Both stores compare `lower(trim(display_name))` with this, by the
+/// same expression their index is built on; SQLite's `lower` folds ASCII
+/// only, so non-ASCII letters must match exactly on every store.
+pub fn name_key(name: &str) -> String {
+    name.trim_matches(' ').to_ascii_lowercase()
 }
 
 #[async_trait]

@@ -34,7 +34,7 @@ pub use access_tokens::{AccessTokenRecord, AccessTokenStore};
 pub use assertions::AssertionStore;
 pub use attempts::AttemptStore;
 pub use audit::{AuditEvent, AuditFilter, AuditStore, NewAuditEvent};
-pub use clients::{ClientFilter, ClientRecord, ClientStore};
+pub use clients::{ClientFilter, ClientRecord, ClientStore, name_key};
 pub use codes::{AuthorizationCode, CodeConsumption, CodeIssuance, CodeStore};
 pub use dcr::{DcrRegistration, DcrStore, DcrUse, InitialToken, NewRegistration, RegisterOutcome};
 pub use deployment::DeploymentStore;

@@ -64,6 +64,11 @@ pub(crate) const SQLITE: &[Embedded] = &[
         "dynamic registration",
         include_str!("../migrations/sqlite/0010_dynamic_registration.sql"),
     ),
+    (
+        11,
+        "client name index",
+        include_str!("../migrations/sqlite/0011_client_name_index.sql"),
+    ),
 ];
 
 pub(crate) const POSTGRES: &[Embedded] = &[
@@ -111,6 +116,11 @@ pub(crate) const POSTGRES: &[Embedded] = &[
         10,
         "dynamic registration",
         include_str!("../migrations/postgres/0010_dynamic_registration.sql"),
+    ),
+    (
+        11,
+        "client name index",
+        include_str!("../migrations/postgres/0011_client_name_index.sql"),
     ),
 ];
 

@@ -542,12 +542,14 @@ impl ClientStore for PostgresStore {
     async fn list_clients(&self, f: &ClientFilter) -> Result<Vec<ClientRecord>, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT {CLIENT_COLS} FROM clients WHERE ($1 IS NULL OR kind = $1) AND ($2 IS NULL OR state = $2) \
+             AND ($5::TEXT IS NULL OR lower(trim(display_name)) = $5) \
              ORDER BY client_id LIMIT $3 OFFSET $4"
         ))
         .bind(f.kind.map(|k| k.as_str()))
         .bind(f.state.map(|s| s.as_str()))
         .bind(sql_limit(f.limit))
         .bind(i64::from(f.offset))
+        .bind(f.name.as_deref().map(crate::clients::name_key))
         .fetch_all(&self.pool)
         .await?;
         collect(&rows, client_row)

@@ -451,6 +451,25 @@ async fn client_list_filters_and_pages(s: Arc<dyn Store>) {
         ..Default::default()
     };
     assert_eq!(ids(s.list_clients(&page).await.unwrap()), ["b-dyn", "c-cimd"]);
+
+    // By name: surrounding spaces and ASCII case do not count, and a
+    // name that merely contains the other is no match.
+    let mut named = client("e-dyn", ClientKind::Dynamic, LifecycleState::Active);
+    named.display_name = Some(" Client C-CIMD".into());
+    s.upsert_client(&named).await.unwrap();
+    let mut longer = client("f-dyn", ClientKind::Dynamic, LifecycleState::Active);
+    longer.display_name = Some("client c-cimd 2".into());
+    s.upsert_client(&longer).await.unwrap();
+    let by_name = ClientFilter {
+        name: Some("CLIENT c-cimd ".into()),
+        ..Default::default()
+    };
+    assert_eq!(ids(s.list_clients(&by_name).await.unwrap()), ["c-cimd", "e-dyn"]);
+    let dynamic_by_name = ClientFilter {
+        kind: Some(ClientKind::Dynamic),
+        ..by_name
+    };
+    assert_eq!(ids(s.list_clients(&dynamic_by_name).await.unwrap()), ["e-dyn"]);
 }
 
 async fn client_touch_state_and_delete_cascades(s: Arc<dyn Store>) {

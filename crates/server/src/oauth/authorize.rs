@@ -541,21 +541,30 @@ async fn impersonation_warning(
     if client.kind != steward_core::ClientKind::Dynamic {
         return None;
     }
-    let norm = |s: &str| s.trim().to_lowercase();
-    let name = norm(client.name.as_deref()?);
-    if state
-        .settings
-        .clients
-        .iter()
-        .any(|c| c.client_id != client.id && c.name.as_deref().is_some_and(|n| norm(n) == name))
-    {
+    let name = steward_store::name_key(client.name.as_deref()?);
+    if state.settings.clients.iter().any(|c| {
+        c.client_id != client.id
+            && c.name
+                .as_deref()
+                .is_some_and(|n| steward_store::name_key(n) == name)
+    }) {
         return Some(IMPERSONATION);
     }
-    let others = state
+    // Only the clients of this name, by index: an open registration
+    // endpoint lets anyone grow the inventory, and this runs on every
+    // consent page a registered client shows.
+    let namesakes = state
         .store
-        .list_clients(&steward_store::ClientFilter::default())
+        .list_clients(&steward_store::ClientFilter {
+            name: Some(name),
+            limit: Some(NAMESAKES_READ),
+            ..Default::default()
+        })
         .await
         .ok()?;
+    if namesakes.len() >= NAMESAKES_READ as usize {
+        return Some(IMPERSONATION);
+    }
     let source = |id: &str| {
         let id = id.to_owned();
         async move {
@@ -569,16 +578,18 @@ async fn impersonation_warning(
         }
     };
     let mine = source(&client.id).await;
-    for other in others.iter().filter(|o| o.client_id != client.id) {
-        if other.display_name.as_deref().is_none_or(|n| norm(n) != name) {
-            continue;
-        }
+    for other in namesakes.iter().filter(|o| o.client_id != client.id) {
         if other.kind != steward_core::ClientKind::Dynamic || source(&other.client_id).await != mine {
             return Some(IMPERSONATION);
         }
     }
     None
 }
+
+/// Clients of one name read for the check. A name this many clients share
+/// is warned about without looking further: otherwise whoever registered
+/// that many from one address would push a genuine namesake out of view.
+const NAMESAKES_READ: u32 = 50;
 
 const IMPERSONATION: &str = "Another application known to this server uses the same name. The name is this \
      application's own unverified claim: make sure it is the one you meant before allowing it.";

@@ -877,8 +877,10 @@ pub async fn sweep(state: &AppState, interval_secs: u64) -> Result<SweepReport, 
         .await
         .map_err(WebError::internal)?;
     if claimed.is_none() {
+        tracing::debug!(window, "registration sweep held by another node");
         return Ok(SweepReport::default());
     }
+    tracing::debug!(window, "registration sweep claimed");
     let mut report = SweepReport {
         ran: true,
         ..SweepReport::default()

@@ -874,13 +874,15 @@ impl ClientStore for SqliteStore {
                     "SELECT ",
                     client_cols!(),
                     " FROM clients WHERE (?1 IS NULL OR kind = ?1) AND (?2 IS NULL OR state = ?2) \
+                     AND (?5 IS NULL OR lower(trim(display_name)) = ?5) \
                      ORDER BY client_id LIMIT ?3 OFFSET ?4"
                 ),
                 params![
                     f.kind.map(|k| k.as_str()),
                     f.state.map(|s| s.as_str()),
                     sql_limit(f.limit),
-                    i64::from(f.offset)
+                    i64::from(f.offset),
+                    f.name.as_deref().map(crate::clients::name_key)
                 ],
                 client_row,
             )

@@ -167,6 +167,59 @@ fn unreachable_postgresql_fails_fast_naming_database_url() {
     drop(silent);
 }
 
+/// A read-only command aimed at an empty PostgreSQL database (a fresh
+/// schema) says there is nothing there and leaves it empty: before, opening
+/// the store migrated it, creating every table.
+#[test]
+fn a_read_only_command_on_an_empty_postgresql_database_creates_no_tables() {
+    let base = std::env::var("STEWARD_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    let schema = format!("empty_{:016x}", rand::random::<u64>());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // `count`: a statement's one number; otherwise run it for its effect.
+    let run = |sql: String, count: bool| {
+        rt.block_on(async {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(&base).await?;
+            let n: i64 = if count {
+                sqlx::query_scalar(&sql).fetch_one(&mut conn).await?
+            } else {
+                sqlx::raw_sql(&sql).execute(&mut conn).await?;
+                0
+            };
+            conn.close().await?;
+            Ok::<i64, sqlx::Error>(n)
+        })
+    };
+    match run(format!("CREATE SCHEMA {schema}"), false) {
+        Ok(_) => {}
+        Err(e) if std::env::var("CI").as_deref() == Ok("true") => panic!("CI=true and no PostgreSQL: {e}"),
+        Err(e) => return eprintln!("SKIPPED: no PostgreSQL ({e})"),
+    }
+    let url = format!("{base}?options=-c%20search_path%3D{schema}");
+    let dir = tempfile::tempdir().unwrap();
+    let out = steward(
+        dir.path(),
+        &["clients", "list"],
+        &[("STEWARD_DATABASE__URL", &url)],
+    )
+    .stdin(Stdio::null())
+    .output()
+    .unwrap();
+    let tables = run(
+        format!("SELECT count(*) FROM information_schema.tables WHERE table_schema = '{schema}'"),
+        true,
+    );
+    let _ = run(format!("DROP SCHEMA {schema} CASCADE"), false);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("has no Steward tables yet"), "{stderr}");
+    assert_eq!(tables.unwrap(), 0, "tables were created");
+}
+
 /// Every entry under `dir`, recursively, for "nothing was created" checks.
 fn entries(dir: &Path) -> Vec<String> {
     let mut found = Vec::new();

@@ -598,16 +598,18 @@ async fn the_consent_page_warns_when_a_registered_name_is_already_known() {
 
 /// The namesake check reads clients by name (indexed), not the inventory:
 /// case and surrounding spaces do not hide a namesake, another registration
-/// from the same address is no impersonation, and a name shared by more
-/// clients than the check reads is warned about rather than looked past
-/// (or one address registering many namesakes would push a genuine one out
-/// of view).
+/// from the same address is no impersonation (from another, it is), and a
+/// name shared by more clients than the check reads is warned about rather
+/// than looked past (or one address registering many namesakes would push a
+/// genuine one out of view).
 #[tokio::test]
 async fn the_namesake_warning_ignores_case_and_cannot_be_crowded_out() {
     let server = start(|s| {
         s.dev.auto_approve_user = None;
         s.dcr.rate_limit.per_address_per_minute = 1000;
         s.dcr.rate_limit.global_per_minute = 1000;
+        // So a registration can come from another address (a header value only).
+        s.http.trusted_proxies = vec!["127.0.0.1".to_owned()];
     })
     .await;
     flows::add_user(&server, "alice").await;
@@ -655,6 +657,18 @@ async fn the_namesake_warning_ignores_case_and_cannot_be_crowded_out() {
     );
     assert!(!warned(first, "http://127.0.0.1:20001/cb".into()).await);
     assert!(!warned(second, "http://127.0.0.1:20002/cb".into()).await);
+    // The same name registered from another address is a namesake.
+    let elsewhere = client()
+        .post(server.url("/register"))
+        .header("content-type", "application/json")
+        .header("x-forwarded-for", "203.0.113.7")
+        .body(register("Twin Tool", 3).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(elsewhere.status(), 201);
+    let third = id_of(elsewhere.json().await.unwrap());
+    assert!(warned(third, "http://127.0.0.1:20003/cb".into()).await);
 
     let mut last = String::new();
     for n in 0..50 {

@@ -974,3 +974,115 @@ async fn discovery_lists_the_protocol_endpoints() {
         .unwrap();
     assert!(res.headers().get("access-control-allow-origin").is_none());
 }
+
+/// Issue 15 item 5: the login page names a configured client by the name
+/// its operators gave it; the consent page says who is signed in and lets
+/// someone else sign in instead: the session ends (its cookie is cleared
+/// and it is no longer accepted) and the same request asks for a sign-in.
+/// The switch is bound to the session's CSRF value like the decision.
+#[tokio::test]
+async fn consent_shows_who_is_signed_in_and_can_switch_account() {
+    let server = start(false).await;
+    add_user(&server, "alice").await;
+    add_user(&server, "bob").await;
+    let url = authorize_url(&server, "public-app", "https://app.example/cb", "&prompt=consent");
+    let mut browser = Browser::new(&server);
+    let login = browser.get(&url).await.text().await.unwrap();
+    assert!(
+        login.contains("to continue to <strong>Public App</strong>"),
+        "{login}"
+    );
+    dump_page("login-configured", &login);
+    let res = browser.login(&login, "alice").await;
+    let consent = res.text().await.unwrap();
+    dump_page("consent-signed-in", &consent);
+    assert!(
+        consent.contains("Signed in as <strong>alice</strong>"),
+        "{consent}"
+    );
+    let alice_session = browser.session();
+
+    // Another site's form (no valid CSRF value) cannot end the session.
+    let request = hidden_value(&consent, "request");
+    let forged = browser
+        .post(
+            "/authorize/consent",
+            &[("decision", "switch"), ("csrf", "forged"), ("request", &request)],
+        )
+        .await;
+    assert_ne!(forged.status(), 200);
+    let hash = steward_core::secret::token_hash(&alice_session);
+    let now = server.state.clock.now();
+    assert!(
+        server
+            .state
+            .store
+            .get_session(&hash, now)
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    let switched = browser.decide(&consent, "switch").await;
+    assert_eq!(switched.status(), 200);
+    let cleared = switched
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .any(|c| c.to_str().unwrap().starts_with("steward_session=;"));
+    assert!(cleared, "the session cookie is cleared");
+    let page = switched.text().await.unwrap();
+    assert!(page.contains("name=\"password\""), "{page}");
+    assert!(
+        server
+            .state
+            .store
+            .get_session(&hash, now)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    let res = browser.login(&page, "bob").await;
+    let consent = res.text().await.unwrap();
+    assert!(consent.contains("Signed in as <strong>bob</strong>"), "{consent}");
+    let res = browser.decide(&consent, "approve").await;
+    assert_eq!(res.status(), 302);
+    let (_, p) = location_params(&res);
+    let code = steward_core::secret::token_hash(&p["code"]);
+    let record = server.state.store.get_code(&code).await.unwrap().unwrap();
+    let bob = server.state.store.get_user_by_name("bob").await.unwrap().unwrap();
+    assert_eq!(record.user_id, bob.id);
+}
+
+/// Issue 15 item 5: an error page says what the person can do next and
+/// carries the request id (also in the response header); what went wrong in
+/// protocol terms is set apart for the application's developer.
+#[tokio::test]
+async fn error_pages_say_what_to_do_next_and_carry_the_request_id() {
+    let server = start(false).await;
+    let unknown = client()
+        .get(authorize_url(&server, "nobody", "https://app.example/cb", ""))
+        .send()
+        .await
+        .unwrap();
+    let id = unknown.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let html = unknown.text().await.unwrap();
+    assert!(html.contains("Go back to it and check"), "{html}");
+    assert!(html.contains(&format!("<code class=\"request-id\">{id}</code>")), "{html}");
+
+    let repeated = format!(
+        "{}&redirect_uri=https%3A%2F%2Fapp.example%2Fcb",
+        authorize_url(&server, "public-app", "https://app.example/cb", "")
+    );
+    let res = client().get(repeated).send().await.unwrap();
+    assert_eq!(res.status(), 400);
+    let html = res.text().await.unwrap();
+    dump_page("error-invalid-request", &html);
+    assert!(html.contains("Go back to it and try again"), "{html}");
+    assert!(
+        html.contains("For the application&#39;s developer: redirect_uri is repeated."),
+        "{html}"
+    );
+    assert!(html.contains("class=\"request-id\""), "{html}");
+}

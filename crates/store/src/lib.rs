@@ -126,6 +126,23 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
     connect_pooled(url, PoolSettings::default()).await
 }
 
+/// Whether a Steward database is already at `url`, without creating one:
+/// a SQLite file exists (an in-memory database always does), a PostgreSQL
+/// database has been migrated.
+pub async fn database_exists(url: &str) -> Result<bool, StoreError> {
+    let scheme = url.split(':').next().unwrap_or_default();
+    match scheme {
+        "sqlite" => Ok(match SqliteStore::file_of(url) {
+            Some(path) => path.exists(),
+            None => true,
+        }),
+        "postgres" | "postgresql" => PostgresStore::is_initialized(url).await,
+        other => Err(StoreError::UnsupportedUrl {
+            scheme: other.chars().take(32).collect(),
+        }),
+    }
+}
+
 /// [`connect`] with the PostgreSQL pool's settings (SQLite has no pool to
 /// wait for: its file is local).
 pub async fn connect_pooled(url: &str, pool: PoolSettings) -> Result<Arc<dyn Store>, StoreError> {

@@ -60,6 +60,35 @@ impl PostgresStore {
         Self::connect_with(options, pool).await
     }
 
+    /// Whether Steward has ever migrated the database at `url` (its
+    /// bookkeeping table is on the search path). Nothing is created: the
+    /// CLI's read-only commands ask this before opening a store, which would
+    /// migrate an empty database (issue 15 item 4).
+    pub async fn is_initialized(url: &str) -> Result<bool, StoreError> {
+        let options = PgConnectOptions::from_str(url).map_err(|e| StoreError::InvalidUrl(Box::new(e)))?;
+        let mut conn = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            <sqlx::PgConnection as sqlx::Connection>::connect_with(&options),
+        )
+        .await
+        .map_err(|_| StoreError::Database {
+            reason: "cannot connect to PostgreSQL",
+            source: Box::new(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no answer within {} s", CONNECT_TIMEOUT.as_secs()),
+            )),
+        })?
+        .map_err(|source| StoreError::Database {
+            reason: "cannot connect to PostgreSQL",
+            source: Box::new(source),
+        })?;
+        let found: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+            .fetch_one(&mut conn)
+            .await?;
+        let _ = sqlx::Connection::close(conn).await;
+        Ok(found)
+    }
+
     /// Connects with every table in `schema` (via `search_path`), e.g. one
     /// schema per test or per tenant. The schema must already exist.
     pub async fn connect_with_schema(url: &str, schema: &str) -> Result<Self, StoreError> {

@@ -52,6 +52,16 @@ pub async fn store(settings: &Settings) -> Result<Arc<dyn Store>> {
             file.display()
         );
     }
+    if !steward_store::database_exists(&settings.database.url)
+        .await
+        .context("database.url")?
+    {
+        bail!(
+            "database.url: the PostgreSQL database has no Steward tables yet, so nothing to read there \
+             (check --config and database.url; `steward serve`, `steward users add` and `steward clients \
+             create` create them)"
+        );
+    }
     store_or_create(settings).await
 }
 

@@ -73,6 +73,16 @@ struct Prompt {
     consent: bool,
 }
 
+/// How the login page names the client (see [`pages::LoginFor`]).
+fn login_label(client: &crate::oauth::clients::Client) -> pages::LoginFor {
+    use steward_core::ClientKind;
+    match (client.kind, &client.name) {
+        (ClientKind::PreRegistered, Some(name)) => pages::LoginFor::Configured(name.clone()),
+        (ClientKind::Dynamic, name) => pages::LoginFor::Registered(name.clone()),
+        _ => pages::LoginFor::Host(host_of(&client.id)),
+    }
+}
+
 fn host_of(uri: &str) -> String {
     url::Url::parse(uri)
         .ok()
@@ -174,20 +184,27 @@ async fn redirect_trusted(state: &AppState, to: &Destination, user: Option<&str>
 /// to fetch the document therefore gets the same page, status and headers;
 /// the details are logged with the request id and written to the audit trail
 /// (see `crate::cimd::record_refusal`).
+/// The next step after a failure on Steward's side.
+const SOMETHING_WRONG: &str =
+    "Try again in a few minutes. If it keeps happening, give the administrator the request id below.";
+
 fn client_error_page(e: &ClientError, request_id: &RequestId) -> Response {
     use steward_cimd::ResolveError;
-    let unusable = |reason: String| {
-        pages::error_page_with_id(
+    // What went wrong is for the application's developer; the person is
+    // told what they can do.
+    let unusable = |details: String| {
+        pages::error_page_for_developer(
             StatusCode::BAD_REQUEST,
             "This application cannot be used",
-            &reason,
-            request_id,
+            "This server cannot accept the application that sent you here. Go back to it and try again; \
+             if it keeps happening, tell its developer.",
+            Some(&details),
             None,
         )
     };
     match e {
         ClientError::Metadata(ResolveError::InvalidClientId(err)) => unusable(format!(
-            "Its client_id is not a usable metadata document URL ({}).",
+            "the client_id is not a usable metadata document URL ({})",
             err.reason()
         )),
         ClientError::Metadata(ResolveError::Invalid(problems)) => {
@@ -202,47 +219,46 @@ fn client_error_page(e: &ClientError, request_id: &RequestId) -> Response {
                 .collect();
             rules.dedup();
             unusable(format!(
-                "Its client metadata document was refused: {}. The application's developer can run \
-                 `steward cimd check` on it to see why.",
+                "its client metadata document breaks these rules: {}. `steward cimd check <client_id>` \
+                 explains each.",
                 rules.join(", ")
             ))
         }
-        ClientError::Metadata(m) => pages::error_page_with_id(
+        ClientError::Metadata(m) => pages::error_page(
             StatusCode::SERVICE_UNAVAILABLE,
             "The application's metadata is unavailable",
             "Steward could not retrieve the application's metadata document. Try again later.",
-            request_id,
             Some(m.retry_after_secs().unwrap_or(30)),
         ),
-        ClientError::Unknown => pages::error_page_with_id(
+        ClientError::Unknown => pages::error_page(
             StatusCode::BAD_REQUEST,
             "Unknown application",
-            "The client_id is not known to this server.",
-            request_id,
+            "This server does not know the application that sent you here. Go back to it and check \
+             which server it is set up to use.",
             None,
         ),
-        ClientError::DomainRefused => pages::error_page_with_id(
+        ClientError::DomainRefused => pages::error_page(
             StatusCode::FORBIDDEN,
             "This application is not allowed",
             "This server's administrators do not allow applications from this domain. Ask them if you \
              need it; quote the request id.",
-            request_id,
             None,
         ),
-        ClientError::NotActive(s) => pages::error_page_with_id(
+        ClientError::NotActive(s) => pages::error_page(
             StatusCode::FORBIDDEN,
             "This application is blocked",
-            &format!("The application is {s} on this server."),
-            request_id,
+            &format!(
+                "This application is {s} on this server, so it cannot sign you in. Ask the server's \
+                 administrators if you need it, quoting the request id below."
+            ),
             None,
         ),
         ClientError::Store(_) | ClientError::CorruptRegistration => {
             tracing::error!(request_id = request_id.as_str(), error = %e, "client resolution failed");
-            pages::error_page_with_id(
+            pages::error_page(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Something went wrong",
-                "Please try again later.",
-                request_id,
+                SOMETHING_WRONG,
                 None,
             )
         }
@@ -254,10 +270,12 @@ fn client_error_page(e: &ClientError, request_id: &RequestId) -> Response {
 async fn validate(state: &AppState, raw: &str, request_id: &RequestId) -> Result<Validated, Refusal> {
     let p = Params::parse(raw);
     let bad_page = |msg: &str| {
-        Refusal::Page(pages::error_page(
+        Refusal::Page(pages::error_page_for_developer(
             StatusCode::BAD_REQUEST,
             "Invalid authorization request",
-            msg,
+            "The application sent a sign-in request this server cannot accept. Go back to it and try \
+             again; if it keeps happening, tell its developer.",
+            Some(msg),
             None,
         ))
     };
@@ -400,7 +418,7 @@ fn login_page(state: &AppState, headers: &HeaderMap, v: &Validated) -> Response 
     let (csrf, set) = session::login_csrf(state, headers);
     let action = format!("{}/authorize/login", state.issuer.trim_end_matches('/'));
     session::with_cookies(
-        pages::login(&action, &csrf, &v.raw, &host_of(&v.client.id), None),
+        pages::login(&action, &csrf, &v.raw, &login_label(&v.client), None),
         set,
     )
 }
@@ -472,7 +490,7 @@ async fn signed_in(state: &AppState, v: &Validated, session: &Session, request_i
             return refuse(state, &v.to, Some(&session.user_id), &e, request_id).await;
         }
         let csrf = session::session_csrf(state, session);
-        return render_consent(state, v, &csrf, warnings.messages).await;
+        return render_consent(state, v, session, &csrf, warnings.messages).await;
     }
     issue_code(state, v, &session.user_id, session.auth_time).await
 }
@@ -597,6 +615,7 @@ const IMPERSONATION: &str = "Another application known to this server uses the s
 async fn render_consent(
     state: &AppState,
     v: &Validated,
+    session: &Session,
     csrf: &str,
     mut warnings: Vec<&'static str>,
 ) -> Response {
@@ -617,7 +636,9 @@ async fn render_consent(
         Some(uri) => crate::oauth::logo::logo_url(state, uri).await,
         None => None,
     };
+    let username = user_context(state, &session.user_id).await.map(|u| u.username);
     let view = ConsentView {
+        signed_in_as: username.as_deref(),
         logo_url: logo.as_deref(),
         client_host: &host_of(&v.client.id),
         redirect_host: &host_of(&v.to.redirect_uri),
@@ -734,7 +755,7 @@ pub async fn login_post(
     let password = p.get("password").unwrap_or_default();
     let (csrf, _) = session::login_csrf(&state, &headers);
     let action = format!("{}/authorize/login", state.issuer.trim_end_matches('/'));
-    let client_host = host_of(&v.client.id);
+    let login_for = login_label(&v.client);
     // Reserved before the password is checked (issue 11 items 10-11).
     let checks = crate::oauth::limits::login_checks(&state.settings.login, username, client_address);
     let reservation = state
@@ -749,7 +770,7 @@ pub async fn login_post(
             return pages::error_page(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Something went wrong",
-                "Please try again later.",
+                SOMETHING_WRONG,
                 None,
             );
         }
@@ -758,7 +779,7 @@ pub async fn login_post(
                 &action,
                 &csrf,
                 &raw,
-                &client_host,
+                &login_for,
                 Some("Too many failed attempts. Try again later."),
             );
             *res.status_mut() = StatusCode::TOO_MANY_REQUESTS;
@@ -782,7 +803,7 @@ pub async fn login_post(
                 return pages::error_page(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "Something went wrong",
-                    "Please try again later.",
+                    SOMETHING_WRONG,
                     None,
                 );
             }
@@ -801,7 +822,7 @@ pub async fn login_post(
                 return pages::error_page(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "Something went wrong",
-                    "Please try again later.",
+                    SOMETHING_WRONG,
                     None,
                 );
             }
@@ -836,7 +857,7 @@ pub async fn login_post(
                 &action,
                 &csrf,
                 &raw,
-                &client_host,
+                &login_for,
                 Some("The username or password is incorrect."),
             )
         }
@@ -845,7 +866,7 @@ pub async fn login_post(
             pages::error_page(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Something went wrong",
-                "Please try again later.",
+                SOMETHING_WRONG,
                 None,
             )
         }
@@ -904,10 +925,36 @@ pub async fn consent_post(State(state): State<AppState>, headers: HeaderMap, bod
             let e = OAuthError::new(ErrorCode::AccessDenied, "the user denied the request");
             error_redirect(&state, &v.to, &e)
         }
+        // "Not you?": this browser's session ends and the same request
+        // asks for a sign-in again (issue 15 item 5). Bound to the session's
+        // CSRF value like the decision, so no other site can sign anyone out.
+        Some("switch") => {
+            if let Err(e) = state.store.delete_session(&session.id_hash).await {
+                tracing::error!(error = %e, "could not end session");
+                return pages::error_page(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Something went wrong",
+                    "You are still signed in. Go back and try again in a moment.",
+                    None,
+                );
+            }
+            audit(
+                &state,
+                "user.logout",
+                Some(&v.client.id),
+                Some(&session.user_id),
+                serde_json::json!({ "reason": "switch_account" }),
+            )
+            .await;
+            session::with_cookies(
+                login_page(&state, &headers, &v),
+                [session::clear_cookie(&state, SESSION_COOKIE)],
+            )
+        }
         _ => pages::error_page(
             StatusCode::BAD_REQUEST,
             "Invalid form",
-            "Choose Allow or Deny.",
+            "Go back and choose Allow or Deny.",
             None,
         ),
     }
@@ -1017,11 +1064,10 @@ async fn send_access_request(
     request_id: &RequestId,
 ) -> Response {
     let Some(user) = user_context(state, user_id).await else {
-        return pages::error_page_with_id(
+        return pages::error_page(
             StatusCode::FORBIDDEN,
             "Sign in again",
             "Your account could not be found. Sign in again from the application.",
-            request_id,
             None,
         );
     };
@@ -1036,12 +1082,11 @@ async fn send_access_request(
         }
         Err(e) => {
             tracing::warn!(request_id = request_id.as_str(), error = %e, "access request not stored");
-            pages::error_page_with_id(
+            pages::error_page(
                 StatusCode::BAD_REQUEST,
                 "The request could not be sent",
                 "Steward could not record this access request. Try again; if it keeps failing, quote the \
                  request id to the administrator.",
-                request_id,
                 None,
             )
         }

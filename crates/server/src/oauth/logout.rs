@@ -49,7 +49,8 @@ pub async fn logout_post(State(state): State<AppState>, headers: HeaderMap, body
         return pages::error_page(
             StatusCode::INTERNAL_SERVER_ERROR,
             "Something went wrong",
-            "You are still signed in. Please try again later.",
+            "You are still signed in. Try again in a few minutes; if it keeps happening, give the \
+             administrator the request id below.",
             None,
         );
     }

@@ -5,7 +5,8 @@
 //! sent with a CSP that forbids framing (`frame-ancestors 'none'`, OAuth 2.1
 //! §7.11 clickjacking) and loading anything from elsewhere, and with
 //! `Referrer-Policy: no-referrer` (RFC 9700 §4.2.4). Form field names are
-//! fixed for automation: `username`, `password`, `decision=approve|deny`.
+//! fixed for automation: `username`, `password`, `decision=approve|deny` (and `switch`, to sign
+//! in as someone else).
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
@@ -20,7 +21,9 @@ const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:34rem;margi
 color:#1b1b1b}h1{font-size:1.4rem}.warn{background:#fff4e5;border-left:4px solid #e69500;padding:.5rem .8rem;\
 margin:.6rem 0}.host{font-family:ui-monospace,monospace;font-weight:600}label{display:block;margin:.6rem 0}\
 input[type=text],input[type=password]{width:100%;padding:.4rem}button{padding:.5rem 1.2rem;margin-right:.5rem}\
-ul{padding-left:1.2rem}.claim{color:#555;font-size:.9rem}";
+ul{padding-left:1.2rem}.claim{color:#555;font-size:.9rem}\
+button.link{padding:0;margin:0;border:0;background:none;color:#0645ad;text-decoration:underline;cursor:pointer;\
+font:inherit}.account{margin-top:1.2rem}";
 
 /// Wraps page content with the headers every flow page carries.
 pub fn page(status: StatusCode, title: &str, body: &str) -> Response {
@@ -43,30 +46,35 @@ pub fn secure_headers(h: &mut axum::http::HeaderMap) {
 }
 
 /// An error shown to the person, never a redirect (OAuth 2.1 §4.1.2.1).
+/// `reason` says what happened and what the person can do next, in their
+/// terms (issue 15 item 5); `details`, when given, is for the application's
+/// developer and shown apart from it. Every error page carries the request
+/// id, so the person can quote it and an administrator find the log line.
 pub fn error_page(status: StatusCode, title: &str, reason: &str, retry_after: Option<u64>) -> Response {
-    let body = format!("<h1>{}</h1><p>{}</p>", escape_html(title), escape_html(reason));
-    let mut res = page(status, title, &body);
-    if let Some(secs) = retry_after {
-        res.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-    }
-    res
+    error_page_for_developer(status, title, reason, None, retry_after)
 }
 
-/// An error page that names the request id, for failures whose details
-/// are kept for the log and the audit trail (issue 11 item 3).
-pub fn error_page_with_id(
+/// [`error_page`] with a line for the application's developer.
+pub fn error_page_for_developer(
     status: StatusCode,
     title: &str,
     reason: &str,
-    request_id: &RequestId,
+    details: Option<&str>,
     retry_after: Option<u64>,
 ) -> Response {
+    let details = details
+        .map(|d| {
+            format!(
+                "<p class=\"claim\">For the application&#39;s developer: {}</p>",
+                escape_html(d)
+            )
+        })
+        .unwrap_or_default();
     let body = format!(
-        "<h1>{}</h1><p>{}</p>{}",
+        "<h1>{}</h1><p>{}</p>{details}{}",
         escape_html(title),
         escape_html(reason),
-        request_id_line(request_id)
+        request_id_line(&RequestId::current())
     );
     let mut res = page(status, title, &body);
     if let Some(secs) = retry_after {
@@ -138,18 +146,44 @@ pub fn hidden(name: &str, value: &str) -> String {
     )
 }
 
+/// Who the login page says the person is signing in to, led by what
+/// Steward knows (issue 15 item 5).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LoginFor {
+    /// A configured client, by the name its operators gave it.
+    Configured(String),
+    /// A metadata-document client (or an unnamed one), by its host.
+    Host(String),
+    /// A registered client, its name only as its own claim.
+    Registered(Option<String>),
+}
+
+impl LoginFor {
+    fn html(&self) -> String {
+        match self {
+            LoginFor::Configured(name) => format!("<strong>{}</strong>", escape_html(name)),
+            LoginFor::Host(host) => format!("<span class=\"host\">{}</span>", escape_html(host)),
+            LoginFor::Registered(None) => "an application that registered itself with this server".to_owned(),
+            LoginFor::Registered(Some(name)) => format!(
+                "an application that registered itself with this server, calling itself \u{201c}{}\u{201d}",
+                escape_html(name)
+            ),
+        }
+    }
+}
+
 /// The login form; `request` is the original authorization request, replayed after login.
-pub fn login(action: &str, csrf: &str, request: &str, client_host: &str, message: Option<&str>) -> Response {
+pub fn login(action: &str, csrf: &str, request: &str, client: &LoginFor, message: Option<&str>) -> Response {
     let msg = message
         .map(|m| format!("<p class=\"warn\">{}</p>", escape_html(m)))
         .unwrap_or_default();
     let body = format!(
-        "<h1>Sign in</h1><p>to continue to <span class=\"host\">{host}</span></p>{msg}\
+        "<h1>Sign in</h1><p>to continue to {who}</p>{msg}\
          <form method=\"post\" action=\"{action}\">{csrf}{req}\
          <label>Username <input type=\"text\" name=\"username\" autocomplete=\"username\" required></label>\
          <label>Password <input type=\"password\" name=\"password\" autocomplete=\"current-password\" required></label>\
          <button type=\"submit\">Sign in</button></form>",
-        host = escape_html(client_host),
+        who = client.html(),
         action = escape_html(action),
         csrf = hidden("csrf", csrf),
         req = hidden("request", request),
@@ -167,6 +201,8 @@ pub fn login(action: &str, csrf: &str, request: &str, client_host: &str, message
 
 /// What the consent page shows.
 pub struct ConsentView<'a> {
+    /// The signed-in user's name, shown with a way to switch account.
+    pub signed_in_as: Option<&'a str>,
     pub client_host: &'a str,
     pub redirect_host: &'a str,
     pub client_name: Option<&'a str>,
@@ -244,7 +280,11 @@ pub fn consent(action: &str, csrf: &str, request: &str, v: &ConsentView<'_>) -> 
          <p>It asks to:</p><ul>{scopes}</ul><p class=\"claim\">Client id: {cid}</p>\
          <form method=\"post\" action=\"{action}\">{csrf}{req}\
          <button type=\"submit\" name=\"decision\" value=\"approve\">Allow</button>\
-         <button type=\"submit\" name=\"decision\" value=\"deny\">Deny</button></form>",
+         <button type=\"submit\" name=\"decision\" value=\"deny\">Deny</button></form>{account}",
+        account = v
+            .signed_in_as
+            .map(|u| switch_account(u, action, csrf, request))
+            .unwrap_or_default(),
         rh = escape_html(v.redirect_host),
         res = escape_html(v.resource_name),
         cid = escape_html(v.client_id),
@@ -253,6 +293,20 @@ pub fn consent(action: &str, csrf: &str, request: &str, v: &ConsentView<'_>) -> 
         req = hidden("request", request),
     );
     page(StatusCode::OK, "Allow access?", &body)
+}
+
+/// Who is deciding, and a way to decide as someone else: the session ends
+/// and the same request asks for a sign-in.
+fn switch_account(username: &str, action: &str, csrf: &str, request: &str) -> String {
+    format!(
+        "<form method=\"post\" action=\"{action}\" class=\"account\">{csrf}{req}\
+         <p class=\"claim\">Signed in as <strong>{user}</strong>. \
+         <button type=\"submit\" name=\"decision\" value=\"switch\" class=\"link\">Not you? Sign in as someone else</button></p></form>",
+        user = escape_html(username),
+        action = escape_html(action),
+        csrf = hidden("csrf", csrf),
+        req = hidden("request", request),
+    )
 }
 
 /// A client's own name, said to be its claim.

@@ -270,6 +270,14 @@ impl SqliteStore {
         })
     }
 
+    /// The file a `sqlite:` URL names (`None`: in memory, or not a SQLite URL).
+    pub fn file_of(url: &str) -> Option<std::path::PathBuf> {
+        match parse_url(url).ok()? {
+            Location::File(path) => Some(path),
+            Location::Memory => None,
+        }
+    }
+
     /// Reads one `PRAGMA` as text (tests and diagnostics).
     pub async fn pragma(&self, name: &'static str) -> Result<String, StoreError> {
         self.worker

@@ -1069,7 +1069,10 @@ async fn error_pages_say_what_to_do_next_and_carry_the_request_id() {
     let id = unknown.headers()["x-request-id"].to_str().unwrap().to_owned();
     let html = unknown.text().await.unwrap();
     assert!(html.contains("Go back to it and check"), "{html}");
-    assert!(html.contains(&format!("<code class=\"request-id\">{id}</code>")), "{html}");
+    assert!(
+        html.contains(&format!("<code class=\"request-id\">{id}</code>")),
+        "{html}"
+    );
 
     let repeated = format!(
         "{}&redirect_uri=https%3A%2F%2Fapp.example%2Fcb",

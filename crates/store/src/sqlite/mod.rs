@@ -60,9 +60,19 @@ pub struct SqliteStore {
 /// before every batch and drops all entries; entries also expire after
 /// [`CLIENT_CACHE_TTL`]. Only found clients are cached, so a client created
 /// elsewhere is seen at once.
+///
+/// Each entry carries the client's `governance_rev` (issue 13: the token
+/// endpoint reads it to know whether this node's governance view is still
+/// current). The revision also moves, by trigger, when a client's owners,
+/// approvals or metadata versions, or an owner's account, change: rows
+/// written through other methods than the client's own. Those tables are
+/// watched by SQLite's update hook on the one connection ([`watch_governance_tables`]),
+/// which drops every entry before the batch that wrote them answers. A
+/// `last_seen` update ([`ClientCache::seen`]) moves the revision in the
+/// database but not here: it changes nothing the policy sees.
 #[derive(Debug)]
 struct ClientCache {
-    entries: moka::sync::Cache<String, ClientRecord>,
+    entries: moka::sync::Cache<String, (ClientRecord, i64)>,
     generation: std::sync::atomic::AtomicU64,
 }
 
@@ -88,9 +98,10 @@ impl ClientCache {
     }
 
     /// Caches a record read under `generation`, unless a write came since.
-    fn fill(&self, generation: u64, record: &ClientRecord) {
+    fn fill(&self, generation: u64, record: &ClientRecord, revision: i64) {
         if self.generation() == generation {
-            self.entries.insert(record.client_id.clone(), record.clone());
+            self.entries
+                .insert(record.client_id.clone(), (record.clone(), revision));
         }
     }
 
@@ -111,9 +122,9 @@ impl ClientCache {
             .entry_by_ref(client_id)
             .and_compute_with(|entry| match entry {
                 Some(entry) => {
-                    let mut record = entry.into_value();
+                    let (mut record, revision) = entry.into_value();
                     record.last_seen = record.last_seen.max(now);
-                    moka::ops::compute::Op::Put(record)
+                    moka::ops::compute::Op::Put((record, revision))
                 }
                 None => moka::ops::compute::Op::Nop,
             });
@@ -138,6 +149,26 @@ fn watch_other_writers(clients: Arc<ClientCache>) -> impl FnMut(&Connection) + S
             Err(_) => clients.forget_all(),
         }
     }
+}
+
+/// The tables whose rows move a client's `governance_rev` by trigger
+/// without a write to the client's own row (migrations/sqlite/0009).
+const GOVERNANCE_TABLES: &[&str] = &["client_owners", "approvals", "client_metadata_versions", "users"];
+
+/// Registers the update hook that keeps [`ClientCache`] revisions exact:
+/// a row of a [`GOVERNANCE_TABLES`] table inserted, updated or deleted on
+/// this connection drops every cached client at once, inside the batch,
+/// so no caller is answered before the cache has forgotten. Such writes
+/// are rare (an owner added, an approval decided, a new document version);
+/// token traffic writes none of them.
+fn watch_governance_tables(conn: &Connection, clients: Arc<ClientCache>) {
+    conn.update_hook(Some(
+        move |_: rusqlite::hooks::Action, _: &str, table: &str, _: i64| {
+            if GOVERNANCE_TABLES.contains(&table) {
+                clients.forget_all();
+            }
+        },
+    ));
 }
 
 /// Where a `sqlite:` URL points.
@@ -260,7 +291,16 @@ impl SqliteStore {
             Location::Memory => None,
         };
         let clients = Arc::new(ClientCache::new());
-        let worker = Worker::start(move || open(&location), watch_other_writers(clients.clone())).await?;
+        let hooked = clients.clone();
+        let worker = Worker::start(
+            move || {
+                let conn = open(&location)?;
+                watch_governance_tables(&conn, hooked);
+                Ok(conn)
+            },
+            watch_other_writers(clients.clone()),
+        )
+        .await?;
         // After `open`: the file exists and is in WAL mode by now.
         let checkpoints = file.map(start_checkpoints).transpose()?;
         Ok(Self {
@@ -852,25 +892,10 @@ impl ClientStore for SqliteStore {
     }
 
     async fn get_client(&self, client_id: &str) -> Result<Option<ClientRecord>, StoreError> {
-        if let Some(record) = self.clients.entries.get(client_id) {
-            return Ok(Some(record));
-        }
-        let generation = self.clients.generation();
-        let id = client_id.to_owned();
-        let record = self
-            .read(move |db| {
-                one(
-                    db,
-                    concat!("SELECT ", client_cols!(), " FROM clients WHERE client_id = ?1"),
-                    [id],
-                    client_row,
-                )
-            })
-            .await?;
-        if let Some(record) = &record {
-            self.clients.fill(generation, record);
-        }
-        Ok(record)
+        Ok(self
+            .client_and_revision(client_id)
+            .await?
+            .map(|(record, _)| record))
     }
 
     async fn list_clients(&self, f: &ClientFilter) -> Result<Vec<ClientRecord>, StoreError> {
@@ -1970,20 +1995,29 @@ impl Store for SqliteStore {
     }
 
     async fn client_and_revision(&self, client_id: &str) -> Result<Option<(ClientRecord, i64)>, StoreError> {
+        if let Some(entry) = self.clients.entries.get(client_id) {
+            return Ok(Some(entry));
+        }
+        let generation = self.clients.generation();
         let id = client_id.to_owned();
-        self.read(move |db| {
-            one(
-                db,
-                concat!(
-                    "SELECT ",
-                    client_cols!(),
-                    ", governance_rev FROM clients WHERE client_id = ?1"
-                ),
-                [id.as_str()],
-                client_rev_row,
-            )
-        })
-        .await
+        let found = self
+            .read(move |db| {
+                one(
+                    db,
+                    concat!(
+                        "SELECT ",
+                        client_cols!(),
+                        ", governance_rev FROM clients WHERE client_id = ?1"
+                    ),
+                    [id.as_str()],
+                    client_rev_row,
+                )
+            })
+            .await?;
+        if let Some((record, revision)) = &found {
+            self.clients.fill(generation, record, *revision);
+        }
+        Ok(found)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

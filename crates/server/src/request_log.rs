@@ -60,6 +60,12 @@ pub fn current_request_id() -> Option<RequestId> {
     CONTEXT.try_with(|c| c.id.clone()).ok()
 }
 
+/// The client address of the request being handled (after trusted
+/// proxies, as for limits and the log), for the policy's `context.address`.
+pub fn current_client_address() -> Option<IpAddr> {
+    CONTEXT.try_with(|c| c.client_address).ok().flatten()
+}
+
 /// The longest client_id written to a log line; metadata-document URLs are
 /// capped in length elsewhere, this keeps the line bounded regardless.
 const MAX_LOGGED_CLIENT_ID: usize = 256;

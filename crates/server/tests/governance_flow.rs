@@ -190,6 +190,10 @@ async fn approval_story(pg: bool) {
     assert!(page.contains("Approval needed"), "{page}");
     assert!(page.contains("agent.test"), "names the client's host");
     assert!(
+        page.contains("Signed in as <strong>carol</strong>") && page.contains("value=\"switch\""),
+        "says who is asking, with a way to switch account: {page}"
+    );
+    assert!(
         page.contains("(mcp:admin)") && page.contains("(mcp:files)"),
         "{page}"
     );
@@ -545,4 +549,31 @@ async fn a_governance_change_decides_the_next_token_request() {
         "and so does its change: no stale view answers"
     );
     w.stop().await;
+}
+
+/// The policy sees the requester's address at the token endpoint
+/// (`context.address`, docs/policy.md): a policy refusing machine tokens to
+/// loopback callers refuses this test's loopback request, and one for
+/// another range lets it through. Without the address in the context the
+/// first policy could never match.
+#[tokio::test]
+async fn the_policy_sees_the_client_address_at_the_token_endpoint() {
+    for (range, refused) in [("127.0.0.0/8", true), ("192.0.2.0/24", false)] {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ops.cedar");
+        std::fs::write(
+            &file,
+            format!(
+                "@id(\"ops.no_tokens_from_range\")\nforbid (principal, action == Action::\"client_credentials\", resource is Scope)\n\
+                 when {{ context has address && context.address.isInRange(ip(\"{range}\")) }};\n"
+            ),
+        )
+        .unwrap();
+        let f = file.clone();
+        let w = world(false, move |s| s.governance.policy_files = vec![f])
+            .await
+            .unwrap();
+        let res = client_credentials(&w.server).await;
+        assert_eq!(res.status() == 400, refused, "{range}: {}", res.status());
+    }
 }

@@ -479,7 +479,7 @@ async fn signed_in(state: &AppState, v: &Validated, session: &Session, request_i
                 );
                 return refuse(state, &v.to, Some(&session.user_id), &e, request_id).await;
             }
-            return access_request_page(state, v, session, &needed);
+            return access_request_page(state, v, session, &needed).await;
         }
     }
     let v = &*v;
@@ -892,7 +892,7 @@ pub async fn consent_post(State(state): State<AppState>, headers: HeaderMap, bod
                 return refuse(&state, &v.to, Some(&session.user_id), &e, &request_id).await;
             }
             Err(Governed::NeedsApproval(needed)) => {
-                return access_request_page(&state, &v, &session, &needed);
+                return access_request_page(&state, &v, &session, &needed).await;
             }
         }
     }
@@ -989,7 +989,7 @@ async fn govern(state: &AppState, v: &mut Validated, user_id: &str) -> Result<()
         resource: &v.resource.uri,
         scopes: &v.scopes,
         user: user.as_ref(),
-        address: None,
+        address: crate::request_log::current_client_address(),
     };
     match crate::governance::ask(&state.governance, &ask).await {
         Ok(crate::governance::Outcome::Granted(granted)) => {
@@ -1027,10 +1027,14 @@ fn access_request_view<'a>(
     v: &'a Validated,
     host: &'a str,
     needed: &[String],
+    signed_in_as: Option<(&'a str, &'a str)>,
 ) -> pages::AccessRequestView<'a> {
     pages::AccessRequestView {
         client_host: host,
         client_id: &v.client.id,
+        client_name: v.client.name.as_deref(),
+        name_is_claim: v.client.kind != steward_core::ClientKind::PreRegistered,
+        signed_in_as,
         resource_name: &v.resource.name,
         scopes: needed
             .iter()
@@ -1046,11 +1050,25 @@ fn access_request_view<'a>(
 
 /// No code: the page that names the client and the scopes waiting for
 /// approval, with a field for the user's justification.
-fn access_request_page(state: &AppState, v: &Validated, session: &Session, needed: &[String]) -> Response {
+async fn access_request_page(
+    state: &AppState,
+    v: &Validated,
+    session: &Session,
+    needed: &[String],
+) -> Response {
     let csrf = session::session_csrf(state, session);
-    let action = format!("{}/authorize/request", state.issuer.trim_end_matches('/'));
+    let issuer = state.issuer.trim_end_matches('/');
+    let action = format!("{issuer}/authorize/request");
+    let switch = format!("{issuer}/authorize/consent");
     let host = host_of(&v.client.id);
-    pages::access_request(&action, &csrf, &v.raw, &access_request_view(v, &host, needed))
+    let username = user_context(state, &session.user_id).await.map(|u| u.username);
+    let signed_in = username.as_deref().map(|u| (u, switch.as_str()));
+    pages::access_request(
+        &action,
+        &csrf,
+        &v.raw,
+        &access_request_view(v, &host, needed, signed_in),
+    )
 }
 
 /// Stores the access request (the room dedupes a pending one for the same
@@ -1078,7 +1096,7 @@ async fn send_access_request(
     {
         Ok(r) => {
             let host = host_of(&v.client.id);
-            pages::access_requested(&r.id, &access_request_view(v, &host, needed))
+            pages::access_requested(&r.id, &access_request_view(v, &host, needed, None))
         }
         Err(e) => {
             tracing::warn!(request_id = request_id.as_str(), error = %e, "access request not stored");
@@ -1105,7 +1123,7 @@ pub async fn request_post(State(state): State<AppState>, headers: HeaderMap, bod
     let justification = p.get("justification").unwrap_or_default().trim().to_owned();
     match govern(&state, &mut v, &session.user_id).await {
         Err(Governed::NeedsApproval(needed)) if justification.is_empty() => {
-            access_request_page(&state, &v, &session, &needed)
+            access_request_page(&state, &v, &session, &needed).await
         }
         Err(Governed::NeedsApproval(needed)) => {
             send_access_request(&state, &v, &session.user_id, &needed, &justification, &request_id).await

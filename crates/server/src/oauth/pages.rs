@@ -238,32 +238,7 @@ pub fn consent(action: &str, csrf: &str, request: &str, v: &ConsentView<'_>) -> 
         .iter()
         .map(|w| format!("<p class=\"warn\">{}</p>", escape_html(w)))
         .collect();
-    // Who is asking, led by what Steward knows rather than what the client
-    // says: a metadata-document client by its URL's host; a configured
-    // client by the name its operators gave it; a registered one as such,
-    // its name only as its own claim.
-    let is_url = v.client_host != v.client_id;
-    let (who, name) = match (is_url, v.name_is_claim, v.client_name) {
-        (false, false, Some(n)) => (
-            format!("<strong>{}</strong>, registered on this server,", escape_html(n)),
-            String::new(),
-        ),
-        (true, _, _) => (
-            format!(
-                "The application at <span class=\"host\">{}</span>",
-                escape_html(v.client_host)
-            ),
-            claimed_name(v.client_name),
-        ),
-        (false, true, _) => (
-            "An application that registered itself with this server".to_owned(),
-            claimed_name(v.client_name),
-        ),
-        (false, false, None) => (
-            "An application registered on this server".to_owned(),
-            String::new(),
-        ),
-    };
+    let (who, name) = who_asks(v.client_host, v.client_id, v.name_is_claim, v.client_name);
     let logo = v
         .logo_url
         .map(|u| {
@@ -293,6 +268,40 @@ pub fn consent(action: &str, csrf: &str, request: &str, v: &ConsentView<'_>) -> 
         req = hidden("request", request),
     );
     page(StatusCode::OK, "Allow access?", &body)
+}
+
+/// Who is asking, led by what Steward knows rather than what the client
+/// says: a metadata-document client by its URL's host; a configured client
+/// by the name its operators gave it; a registered one as such, its name
+/// only as its own claim. Returns the lead phrase and the claim line.
+fn who_asks(
+    client_host: &str,
+    client_id: &str,
+    name_is_claim: bool,
+    client_name: Option<&str>,
+) -> (String, String) {
+    let is_url = client_host != client_id;
+    match (is_url, name_is_claim, client_name) {
+        (false, false, Some(n)) => (
+            format!("<strong>{}</strong>, registered on this server,", escape_html(n)),
+            String::new(),
+        ),
+        (true, _, _) => (
+            format!(
+                "The application at <span class=\"host\">{}</span>",
+                escape_html(client_host)
+            ),
+            claimed_name(client_name),
+        ),
+        (false, true, _) => (
+            "An application that registered itself with this server".to_owned(),
+            claimed_name(client_name),
+        ),
+        (false, false, None) => (
+            "An application registered on this server".to_owned(),
+            String::new(),
+        ),
+    }
 }
 
 /// Who is deciding, and a way to decide as someone else: the session ends
@@ -325,6 +334,12 @@ fn claimed_name(name: Option<&str>) -> String {
 pub struct AccessRequestView<'a> {
     pub client_host: &'a str,
     pub client_id: &'a str,
+    pub client_name: Option<&'a str>,
+    /// As in [`ConsentView::name_is_claim`].
+    pub name_is_claim: bool,
+    /// The signed-in user, with the form action that signs in as someone
+    /// else (the consent endpoint's `decision=switch`).
+    pub signed_in_as: Option<(&'a str, &'a str)>,
     pub resource_name: &'a str,
     /// (scope, description) of the scopes that need an approver.
     pub scopes: Vec<(String, String)>,
@@ -346,16 +361,20 @@ fn scope_list(scopes: &[(String, String)]) -> String {
 /// The policy wants an approver's decision before this client gets these
 /// scopes: no code is issued; the user may send a request with a reason.
 pub fn access_request(action: &str, csrf: &str, request: &str, v: &AccessRequestView<'_>) -> Response {
+    let (who, name) = who_asks(v.client_host, v.client_id, v.name_is_claim, v.client_name);
     let body = format!(
         "<h1>Approval needed</h1>\
-         <p>The application at <span class=\"host\">{ch}</span> asks for access to <strong>{res}</strong> \
-         that this server's platform team has not approved for it:</p><ul>{scopes}</ul>\
+         <p>{who} asks for access to <strong>{res}</strong> \
+         that this server's platform team has not approved for it:</p>{name}<ul>{scopes}</ul>\
          <p>You can ask them to approve it. Say why you need it; they will see your name and your reason.</p>\
          <form method=\"post\" action=\"{action}\">{csrf}{req}\
          <label>Why do you need this? <input type=\"text\" name=\"justification\" maxlength=\"2000\" required></label>\
          <button type=\"submit\">Ask for approval</button></form>\
-         <p class=\"claim\">Client id: {cid}</p>",
-        ch = escape_html(v.client_host),
+         <p class=\"claim\">Client id: {cid}</p>{account}",
+        account = v
+            .signed_in_as
+            .map(|(user, switch)| switch_account(user, switch, csrf, request))
+            .unwrap_or_default(),
         res = escape_html(v.resource_name),
         scopes = scope_list(&v.scopes),
         cid = escape_html(v.client_id),
@@ -370,11 +389,15 @@ pub fn access_request(action: &str, csrf: &str, request: &str, v: &AccessRequest
 pub fn access_requested(request_id: &str, v: &AccessRequestView<'_>) -> Response {
     let body = format!(
         "<h1>Request sent</h1>\
-         <p>Your request for <span class=\"host\">{ch}</span> to access <strong>{res}</strong> was sent to \
+         <p>Your request for {who} to access <strong>{res}</strong> was sent to \
          the platform team:</p><ul>{scopes}</ul>\
          <p>Once they approve it, start the sign-in from the application again. Nothing was shared with the \
          application.</p><p class=\"claim\">Access request: <code class=\"request-id\">{rid}</code></p>",
-        ch = escape_html(v.client_host),
+        who = match (v.client_host != v.client_id, v.name_is_claim, v.client_name) {
+            (false, false, Some(n)) => format!("<strong>{}</strong>", escape_html(n)),
+            (true, _, _) => format!("<span class=\"host\">{}</span>", escape_html(v.client_host)),
+            _ => "this application".to_owned(),
+        },
         res = escape_html(v.resource_name),
         scopes = scope_list(&v.scopes),
         rid = escape_html(request_id),

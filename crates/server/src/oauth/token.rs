@@ -516,7 +516,7 @@ async fn govern(
         resource,
         scopes: asked,
         user: user.as_ref(),
-        address: None,
+        address: crate::request_log::current_client_address(),
     };
     match crate::governance::ask(&state.governance, &ask).await {
         Ok(crate::governance::Outcome::Granted(g)) => Ok(g),

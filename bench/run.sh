@@ -29,7 +29,8 @@ echo "== micro-benchmarks (criterion)"
 crit=(--)
 if (( quick )); then crit=(-- --warm-up-time 1 --measurement-time 2); fi
 for spec in "steward-core hot_paths" "steward-egress classify" "steward-cimd client_id" \
-            "steward-cimd resolve" "steward-jose jwt" "steward-server client_secret"; do
+            "steward-cimd resolve" "steward-jose jwt" "steward-server client_secret" \
+            "steward-governance decision"; do
   read -r pkg name <<< "$spec"
   cargo bench -p "$pkg" --bench "$name" "${crit[@]}" 2>&1 | tee "$out/criterion-$name.txt" \
     | grep -E 'time:' -B1 | grep -v -e '^--$' -e 'Analyzing' || true

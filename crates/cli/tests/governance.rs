@@ -353,6 +353,26 @@ fn users_delete_passes_ownership_on_or_leaves_the_client_orphaned() {
         "--as",
         "olga",
     ]);
+    // One bad argument among good ones changes nothing.
+    let err = env.refused(&[
+        "clients",
+        "owners",
+        "app",
+        "--add",
+        "tom:technical",
+        "--remove",
+        "nobody",
+        "--as",
+        "olga",
+    ]);
+    assert!(err.contains("unknown user nobody"), "{err}");
+    assert_eq!(
+        env.json(&["clients", "owners", "app"])["owners"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
     let text = env.ok(&["users", "delete", "rita"]);
     assert!(text.contains("app: business owner is now tom"), "{text}");
     assert!(

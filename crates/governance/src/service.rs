@@ -521,6 +521,90 @@ impl Governance {
         }
     }
 
+    /// Several owner changes at once (`steward clients owners ID --add …
+    /// --remove …`): every one is checked against the client as it is —
+    /// the actor's right to make it, the user, whether it would change
+    /// anything, no user named twice — before any is written, so one bad
+    /// argument changes nothing. Then the additions, then the removals,
+    /// each with its own audit event. Returns how many changes were made.
+    pub async fn change_owners(
+        &self,
+        client_id: &str,
+        adds: &[(String, OwnerKind)],
+        removes: &[(String, Option<OwnerKind>)],
+        actor: &str,
+    ) -> Result<usize, GovernanceError> {
+        let view = self.view(client_id).await?;
+        let a = self.user(actor).await?;
+        separation::enabled(&a)?;
+        if !removes.is_empty() {
+            separation::require_any_role(&a, &[Role::Operator, Role::Approver], "remove owners")?;
+        }
+        if !adds.is_empty()
+            && !(a.has_role(Role::Operator) || a.has_role(Role::Approver) || view.ownership.is_owner(&a.id))
+        {
+            return Err(GovernanceError::NotPermitted {
+                user: a.username,
+                what: "assign owners of",
+                client: client_id.to_owned(),
+                why: "it takes an operator, an approver or an owner of the client",
+            });
+        }
+        // One user may be added in both capacities, but not twice in one,
+        // and not added and removed by the same command.
+        let mut added = std::collections::BTreeSet::new();
+        for (name, kind) in adds {
+            if !added.insert((name.as_str(), kind.as_str())) {
+                return Err(GovernanceError::InvalidInput(format!(
+                    "user {name} is named twice as a {kind} owner"
+                )));
+            }
+        }
+        let mut removed = std::collections::BTreeSet::new();
+        for (name, _) in removes {
+            if !removed.insert(name.as_str()) || added.iter().any(|(a, _)| a == name) {
+                return Err(GovernanceError::InvalidInput(format!(
+                    "user {name} is named twice; add or remove each user once"
+                )));
+            }
+        }
+        for (username, kind) in adds {
+            let u = self.user(username).await?;
+            separation::enabled(&u)?;
+            if view
+                .ownership
+                .owners
+                .iter()
+                .any(|o| o.user_id == u.id && o.kind == *kind)
+            {
+                return Err(GovernanceError::InvalidInput(format!(
+                    "user {username} is already a {kind} owner of client {client_id}"
+                )));
+            }
+        }
+        for (username, kind) in removes {
+            let u = self.user(username).await?;
+            let owns = view
+                .ownership
+                .owners
+                .iter()
+                .any(|o| o.user_id == u.id && kind.is_none_or(|k| o.kind == k));
+            if !owns {
+                return Err(GovernanceError::InvalidInput(match kind {
+                    Some(k) => format!("user {username} is not a {k} owner of client {client_id}"),
+                    None => format!("user {username} does not own client {client_id}"),
+                }));
+            }
+        }
+        for (username, kind) in adds {
+            self.add_owner(client_id, username, *kind, actor).await?;
+        }
+        for (username, kind) in removes {
+            self.remove_owner(client_id, username, *kind, actor).await?;
+        }
+        Ok(adds.len() + removes.len())
+    }
+
     /// Applies a `[[clients]]` entry's `organization` and `owners`: the
     /// configuration that declares a client is its approval (issue 13 item
     /// 3), so this acts as the system (`system:config`), adds the owners it

@@ -1001,3 +1001,69 @@ fn a_backer_ceiling_narrows_what_a_registration_may_hold() {
         .unwrap();
     assert!(r.accepted.is_empty(), "{r:?}");
 }
+
+/// `change_owners` checks every change before writing any: a valid
+/// addition next to an invalid removal (or a user named twice, or a user
+/// who does not exist) changes nothing.
+#[tokio::test]
+async fn one_bad_owner_change_among_several_changes_nothing() {
+    let w = world();
+    let owners = |w: &World| {
+        let mut o: Vec<String> = w.store.with(|s| {
+            s.clients[CLIENT]
+                .ownership
+                .owners
+                .iter()
+                .map(|o| format!("{}:{}", o.username, o.kind))
+                .collect()
+        });
+        o.sort();
+        o
+    };
+    let before = owners(&w);
+    let add = vec![("carol".to_owned(), OwnerKind::Technical)];
+    for (removes, says) in [
+        (vec![("dave".to_owned(), None)], "does not own"),
+        (
+            vec![("bob".to_owned(), Some(OwnerKind::Technical))],
+            "is not a technical owner",
+        ),
+        (vec![("carol".to_owned(), None)], "named twice"),
+        (vec![("nobody".to_owned(), None)], "nobody"),
+    ] {
+        let e = w
+            .gov
+            .change_owners(CLIENT, &add, &removes, "alice")
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains(says), "{says}: {e}");
+        assert_eq!(owners(&w), before, "nothing changed ({says})");
+    }
+    let twice = vec![
+        ("carol".to_owned(), OwnerKind::Technical),
+        ("carol".to_owned(), OwnerKind::Technical),
+    ];
+    let e = w
+        .gov
+        .change_owners(CLIENT, &twice, &[], "alice")
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("named twice"), "{e}");
+    assert_eq!(owners(&w), before);
+
+    // One user in both capacities is two changes, not a repetition.
+    let both = vec![
+        ("carol".to_owned(), OwnerKind::Technical),
+        ("carol".to_owned(), OwnerKind::Business),
+    ];
+    let n = w
+        .gov
+        .change_owners(CLIENT, &both, &[("bob".to_owned(), None)], "alice")
+        .await
+        .unwrap();
+    assert_eq!(n, 3);
+    assert_eq!(
+        owners(&w),
+        vec!["carol:business", "carol:technical", "tina:technical"]
+    );
+}

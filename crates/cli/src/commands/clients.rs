@@ -357,9 +357,8 @@ pub async fn lifecycle(
 }
 
 /// `steward clients owners ID [--add USER:KIND ...] [--remove USER[:KIND] ...] --as USER`.
-/// Changes apply in the order given, each through the room with its own
-/// audit event; the first refusal stops the command (changes printed
-/// before it stay made).
+/// Every change is checked before any is made (`Governance::change_owners`),
+/// so a bad argument anywhere changes nothing; each is audited on its own.
 pub async fn owners(
     settings: Settings,
     client_id: &str,
@@ -382,15 +381,12 @@ pub async fn owners(
     let (store, room) = room::open(&settings).await?;
     if !adds.is_empty() || !removes.is_empty() {
         let actor = actor.ok_or_else(|| anyhow::anyhow!("--as USER is required to change owners"))?;
-        for (user, kind) in &adds {
-            room.add_owner(client_id, user, *kind, actor).await?;
-            if output == Output::Text {
+        room.change_owners(client_id, &adds, &removes, actor).await?;
+        if output == Output::Text {
+            for (user, kind) in &adds {
                 println!("added {user} as {kind} owner of {client_id}");
             }
-        }
-        for (user, kind) in &removes {
-            room.remove_owner(client_id, user, *kind, actor).await?;
-            if output == Output::Text {
+            for (user, kind) in &removes {
                 match kind {
                     Some(k) => println!("removed {user} as {k} owner of {client_id}"),
                     None => println!("removed {user} as owner of {client_id}"),

@@ -540,9 +540,9 @@ impl Governance {
         if !removes.is_empty() {
             separation::require_any_role(&a, &[Role::Operator, Role::Approver], "remove owners")?;
         }
-        if !adds.is_empty()
-            && !(a.has_role(Role::Operator) || a.has_role(Role::Approver) || view.ownership.is_owner(&a.id))
-        {
+        let may_add =
+            a.has_role(Role::Operator) || a.has_role(Role::Approver) || view.ownership.is_owner(&a.id);
+        if !adds.is_empty() && !may_add {
             return Err(GovernanceError::NotPermitted {
                 user: a.username,
                 what: "assign owners of",

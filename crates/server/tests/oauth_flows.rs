@@ -975,6 +975,12 @@ async fn discovery_lists_the_protocol_endpoints() {
     assert!(res.headers().get("access-control-allow-origin").is_none());
 }
 
+/// Whether the session with this id hash is still live in the store.
+async fn session_live(server: &TestServer, hash: &str) -> bool {
+    let now = server.state.clock.now();
+    server.state.store.get_session(hash, now).await.unwrap().is_some()
+}
+
 /// Issue 15 item 5: the login page names a configured client by the name
 /// its operators gave it; the consent page says who is signed in and lets
 /// someone else sign in instead: the session ends (its cookie is cleared
@@ -1012,15 +1018,9 @@ async fn consent_shows_who_is_signed_in_and_can_switch_account() {
         .await;
     assert_ne!(forged.status(), 200);
     let hash = steward_core::secret::token_hash(&alice_session);
-    let now = server.state.clock.now();
     assert!(
-        server
-            .state
-            .store
-            .get_session(&hash, now)
-            .await
-            .unwrap()
-            .is_some()
+        session_live(&server, &hash).await,
+        "the forged switch ended nothing"
     );
 
     let switched = browser.decide(&consent, "switch").await;
@@ -1033,15 +1033,7 @@ async fn consent_shows_who_is_signed_in_and_can_switch_account() {
     assert!(cleared, "the session cookie is cleared");
     let page = switched.text().await.unwrap();
     assert!(page.contains("name=\"password\""), "{page}");
-    assert!(
-        server
-            .state
-            .store
-            .get_session(&hash, now)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(!session_live(&server, &hash).await, "the session is gone");
 
     let res = browser.login(&page, "bob").await;
     let consent = res.text().await.unwrap();

@@ -47,6 +47,28 @@ pub struct PostgresStore {
     pool: PgPool,
 }
 
+/// One direct connection, failing within [`CONNECT_TIMEOUT`] with the cause
+/// (a pool would retry a refused or unanswered connection until its acquire
+/// timeout and then report only "pool timed out").
+async fn one_connection(options: &PgConnectOptions) -> Result<sqlx::PgConnection, StoreError> {
+    tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        <sqlx::PgConnection as sqlx::Connection>::connect_with(options),
+    )
+    .await
+    .map_err(|_| StoreError::Database {
+        reason: "cannot connect to PostgreSQL",
+        source: Box::new(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("no answer within {} s", CONNECT_TIMEOUT.as_secs()),
+        )),
+    })?
+    .map_err(|source| StoreError::Database {
+        reason: "cannot connect to PostgreSQL",
+        source: Box::new(source),
+    })
+}
+
 impl PostgresStore {
     /// Connects to `url` (which may carry `?options=-c%20search_path%3D…`)
     /// and migrates the database.
@@ -66,22 +88,7 @@ impl PostgresStore {
     /// migrate an empty database (issue 15 item 4).
     pub async fn is_initialized(url: &str) -> Result<bool, StoreError> {
         let options = PgConnectOptions::from_str(url).map_err(|e| StoreError::InvalidUrl(Box::new(e)))?;
-        let mut conn = tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            <sqlx::PgConnection as sqlx::Connection>::connect_with(&options),
-        )
-        .await
-        .map_err(|_| StoreError::Database {
-            reason: "cannot connect to PostgreSQL",
-            source: Box::new(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!("no answer within {} s", CONNECT_TIMEOUT.as_secs()),
-            )),
-        })?
-        .map_err(|source| StoreError::Database {
-            reason: "cannot connect to PostgreSQL",
-            source: Box::new(source),
-        })?;
+        let mut conn = one_connection(&options).await?;
         let found: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
             .fetch_one(&mut conn)
             .await?;
@@ -99,25 +106,8 @@ impl PostgresStore {
     }
 
     async fn connect_with(options: PgConnectOptions, pool: PoolSettings) -> Result<Self, StoreError> {
-        // One direct connection first: the pool would retry a refused or
-        // unanswered connection until the acquire timeout and then report only
-        // "pool timed out"; this fails within CONNECT_TIMEOUT with the cause.
-        let probe = tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            <sqlx::PgConnection as sqlx::Connection>::connect_with(&options),
-        )
-        .await
-        .map_err(|_| StoreError::Database {
-            reason: "cannot connect to PostgreSQL",
-            source: Box::new(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!("no answer within {} s", CONNECT_TIMEOUT.as_secs()),
-            )),
-        })?
-        .map_err(|source| StoreError::Database {
-            reason: "cannot connect to PostgreSQL",
-            source: Box::new(source),
-        })?;
+        // One direct connection first, for a fast and specific failure.
+        let probe = one_connection(&options).await?;
         let _ = sqlx::Connection::close(probe).await;
         let pool = PgPoolOptions::new()
             .max_connections(POOL_SIZE)

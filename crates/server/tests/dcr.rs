@@ -958,3 +958,31 @@ async fn an_issuer_jwks_uri_at_a_forbidden_address_is_never_fetched() {
     );
     assert_eq!(client_count(&server).await, before, "nothing stored");
 }
+
+/// The pages are templates that escape every value: a registered name made
+/// of markup is shown as text on the login and consent pages, never run.
+#[tokio::test]
+async fn a_registered_name_made_of_markup_is_shown_as_text() {
+    let server = start(|s| s.dev.auto_approve_user = None).await;
+    flows::add_user(&server, "alice").await;
+    let mut body = public_client();
+    body["client_name"] = json!("<script>alert(\"x\")</script><img src=x onerror=alert(1)>");
+    let reg: Value = post(&server, &body, None).await.json().await.unwrap();
+    let id = reg["client_id"].as_str().unwrap();
+    let mut browser = flows::Browser::new(&server);
+    let login = browser
+        .get(&flows::authorize_url(&server, id, CB, ""))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let res = browser.login(&login, "alice").await;
+    let consent = res.text().await.unwrap();
+    for html in [&login, &consent] {
+        assert!(
+            !html.contains("<script>") && !html.contains("<img src=x"),
+            "{html}"
+        );
+        assert!(html.contains("&#60;script&#62;alert(&#34;x&#34;)"), "{html}");
+    }
+}

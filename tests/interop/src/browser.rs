@@ -208,12 +208,18 @@ fn attr(tag: &str, name: &str) -> Option<String> {
     Some(unescape(&tag[start..end]))
 }
 
+/// Named or numeric entities (Steward's pages write `&#38;`, `&#34;` …);
+/// `&` last, so nothing is decoded twice.
 fn unescape(s: &str) -> String {
     s.replace("&lt;", "<")
+        .replace("&#60;", "<")
         .replace("&gt;", ">")
+        .replace("&#62;", ">")
         .replace("&quot;", "\"")
+        .replace("&#34;", "\"")
         .replace("&#39;", "'")
         .replace("&amp;", "&")
+        .replace("&#38;", "&")
 }
 
 fn encode(fields: &[(String, String)]) -> String {

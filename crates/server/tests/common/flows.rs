@@ -166,12 +166,17 @@ pub fn hidden_value(html: &str, name: &str) -> String {
     let needle = format!("name=\"{name}\" value=\"");
     let start = html.find(&needle).unwrap() + needle.len();
     let end = start + html[start..].find('"').unwrap();
+    // Named or numeric (askama writes `&#38;`, `&#34;` …); `&` last.
     html[start..end]
-        .replace("&amp;", "&")
         .replace("&quot;", "\"")
+        .replace("&#34;", "\"")
         .replace("&#39;", "'")
         .replace("&lt;", "<")
+        .replace("&#60;", "<")
         .replace("&gt;", ">")
+        .replace("&#62;", ">")
+        .replace("&amp;", "&")
+        .replace("&#38;", "&")
 }
 
 /// A Steward that trusts a test CA and reaches an HTTPS document host on

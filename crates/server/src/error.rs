@@ -6,7 +6,7 @@
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use steward_core::{ErrorCode, OAuthError};
 
@@ -17,14 +17,6 @@ pub enum WebError {
         error: OAuthError,
         status: StatusCode,
         www_authenticate: Option<String>,
-    },
-    /// An error shown to a person, never redirected (e.g. an unknown client at
-    /// /authorize: OAuth 2.1 §4.1.2.1 forbids redirecting to an unvalidated URI).
-    Page {
-        status: StatusCode,
-        title: String,
-        message: String,
-        retry_after: Option<u64>,
     },
     /// A JSON error for the admin API.
     Api { status: StatusCode, message: String },
@@ -89,22 +81,6 @@ impl WebError {
     }
 }
 
-/// Minimal HTML escaping for text placed in element content or quoted attributes.
-pub fn escape_html(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
-        }
-    }
-    out
-}
-
 impl IntoResponse for WebError {
     fn into_response(self) -> Response {
         match self {
@@ -123,26 +99,6 @@ impl IntoResponse for WebError {
                 }
                 res.extensions_mut()
                     .insert(crate::request_log::ErrorCodeSent(error.code.as_str()));
-                res
-            }
-            WebError::Page {
-                status,
-                title,
-                message,
-                retry_after,
-            } => {
-                let html = format!(
-                    "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title></head>\
-                     <body><main><h1>{t}</h1><p>{m}</p></main></body></html>",
-                    t = escape_html(&title),
-                    m = escape_html(&message)
-                );
-                let mut res = (status, Html(html)).into_response();
-                let h = res.headers_mut();
-                h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-                if let Some(secs) = retry_after {
-                    h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
-                }
                 res
             }
             WebError::Api { status, message } => {
@@ -185,14 +141,6 @@ impl IntoResponse for WebError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn escapes_markup() {
-        assert_eq!(
-            escape_html("<a href=\"x\">'&"),
-            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;"
-        );
-    }
 
     #[test]
     fn internal_errors_do_not_leak() {

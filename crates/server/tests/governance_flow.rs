@@ -425,19 +425,22 @@ async fn client_credentials(server: &TestServer) -> reqwest::Response {
     .await
 }
 
-#[tokio::test]
-async fn a_policy_reload_with_a_broken_file_keeps_the_running_set() {
+/// A world whose operators add one policy file (`ops.cedar`, in the
+/// returned directory, which must outlive the test) to the default set.
+async fn world_with_policy(text: &str) -> (World, tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("ops.cedar");
-    std::fs::write(
-        &file,
-        "@id(\"ops.no_tools_for_machines\")\nforbid (principal, action == Action::\"client_credentials\", resource is Scope)\nwhen { resource.name == \"mcp:tools\" };\n",
-    )
-    .unwrap();
+    std::fs::write(&file, text).unwrap();
     let f = file.clone();
     let w = world(false, move |s| s.governance.policy_files = vec![f])
         .await
         .unwrap();
+    (w, dir, file)
+}
+
+#[tokio::test]
+async fn a_policy_reload_with_a_broken_file_keeps_the_running_set() {
+    let (w, _dir, file) = world_with_policy("@id(\"ops.no_tools_for_machines\")\nforbid (principal, action == Action::\"client_credentials\", resource is Scope)\nwhen { resource.name == \"mcp:tools\" };\n").await;
     let res = client_credentials(&w.server).await;
     assert_eq!(res.status(), 400);
     let body: Value = res.json().await.unwrap();
@@ -511,17 +514,7 @@ async fn with_an_allow_list_other_hosts_are_refused_before_any_fetch() {
 /// would) decides the very next request, in both directions.
 #[tokio::test]
 async fn a_governance_change_decides_the_next_token_request() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("ops.cedar");
-    std::fs::write(
-        &file,
-        "@id(\"ops.accountable_machines\")\nforbid (principal, action == Action::\"client_credentials\", resource is Scope)\nunless { principal.organization == \"Acme\" };\n",
-    )
-    .unwrap();
-    let f = file.clone();
-    let w = world(false, move |s| s.governance.policy_files = vec![f])
-        .await
-        .unwrap();
+    let (w, _dir, _) = world_with_policy("@id(\"ops.accountable_machines\")\nforbid (principal, action == Action::\"client_credentials\", resource is Scope)\nunless { principal.organization == \"Acme\" };\n").await;
     people(&w.server).await;
     let gov = &w.server.state.governance;
     for _ in 0..2 {
@@ -559,20 +552,10 @@ async fn a_governance_change_decides_the_next_token_request() {
 #[tokio::test]
 async fn the_policy_sees_the_client_address_at_the_token_endpoint() {
     for (range, refused) in [("127.0.0.0/8", true), ("192.0.2.0/24", false)] {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("ops.cedar");
-        std::fs::write(
-            &file,
-            format!(
+        let (w, _dir, _) = world_with_policy(&format!(
                 "@id(\"ops.no_tokens_from_range\")\nforbid (principal, action == Action::\"client_credentials\", resource is Scope)\n\
                  when {{ context has address && context.address.isInRange(ip(\"{range}\")) }};\n"
-            ),
-        )
-        .unwrap();
-        let f = file.clone();
-        let w = world(false, move |s| s.governance.policy_files = vec![f])
-            .await
-            .unwrap();
+            )).await;
         let res = client_credentials(&w.server).await;
         assert_eq!(res.status() == 400, refused, "{range}: {}", res.status());
     }

@@ -43,24 +43,22 @@ pub struct OutputArg {
 /// empty database (and its directory) and report that it had found nothing.
 /// It now says there is nothing there and creates no file.
 pub async fn store(settings: &Settings) -> Result<Arc<dyn Store>> {
-    if let Some(file) = settings.database.sqlite_file()
-        && !file.exists()
-    {
-        bail!(
-            "database.url: no database at {} yet, so nothing to read there (check --config and \
-             database.url; `steward serve`, `steward users add` and `steward clients create` create it)",
-            file.display()
-        );
-    }
-    if !steward_store::database_exists(&settings.database.url)
+    let exists = steward_store::database_exists(&settings.database.url)
         .await
-        .context("database.url")?
-    {
-        bail!(
-            "database.url: the PostgreSQL database has no Steward tables yet, so nothing to read there \
-             (check --config and database.url; `steward serve`, `steward users add` and `steward clients \
-             create` create them)"
-        );
+        .context("database.url")?;
+    if !exists {
+        match settings.database.sqlite_file() {
+            Some(file) => bail!(
+                "database.url: no database at {} yet, so nothing to read there (check --config and \
+                 database.url; `steward serve`, `steward users add` and `steward clients create` create it)",
+                file.display()
+            ),
+            None => bail!(
+                "database.url: the PostgreSQL database has no Steward tables yet, so nothing to read there \
+                 (check --config and database.url; `steward serve`, `steward users add` and `steward clients \
+                 create` create them)"
+            ),
+        }
     }
     store_or_create(settings).await
 }

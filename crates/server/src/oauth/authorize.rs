@@ -73,13 +73,20 @@ struct Prompt {
     consent: bool,
 }
 
-/// How the login page names the client (see [`pages::LoginFor`]).
-fn login_label(client: &crate::oauth::clients::Client) -> pages::LoginFor {
+/// The next step after a failure on Steward's side.
+const SOMETHING_WRONG: &str =
+    "Try again in a few minutes. If it keeps happening, give the administrator the request id below.";
+
+/// How the pages name the client (see [`pages::ClientLabel`]), from its kind.
+fn client_label(client: &crate::oauth::clients::Client) -> pages::ClientLabel {
     use steward_core::ClientKind;
     match (client.kind, &client.name) {
-        (ClientKind::PreRegistered, Some(name)) => pages::LoginFor::Configured(name.clone()),
-        (ClientKind::Dynamic, name) => pages::LoginFor::Registered(name.clone()),
-        _ => pages::LoginFor::Host(host_of(&client.id)),
+        (ClientKind::PreRegistered, Some(name)) => pages::ClientLabel::Configured(name.clone()),
+        (ClientKind::PreRegistered, None) => pages::ClientLabel::Unnamed(client.id.clone()),
+        (ClientKind::MetadataDocument, name) => {
+            pages::ClientLabel::Document(host_of(&client.id), name.clone())
+        }
+        (ClientKind::Dynamic, name) => pages::ClientLabel::Registered(name.clone()),
     }
 }
 
@@ -184,10 +191,6 @@ async fn redirect_trusted(state: &AppState, to: &Destination, user: Option<&str>
 /// to fetch the document therefore gets the same page, status and headers;
 /// the details are logged with the request id and written to the audit trail
 /// (see `crate::cimd::record_refusal`).
-/// The next step after a failure on Steward's side.
-const SOMETHING_WRONG: &str =
-    "Try again in a few minutes. If it keeps happening, give the administrator the request id below.";
-
 fn client_error_page(e: &ClientError, request_id: &RequestId) -> Response {
     use steward_cimd::ResolveError;
     // What went wrong is for the application's developer; the person is
@@ -418,7 +421,7 @@ fn login_page(state: &AppState, headers: &HeaderMap, v: &Validated) -> Response 
     let (csrf, set) = session::login_csrf(state, headers);
     let action = format!("{}/authorize/login", state.issuer.trim_end_matches('/'));
     session::with_cookies(
-        pages::login(&action, &csrf, &v.raw, &login_label(&v.client), None),
+        pages::login(&action, &csrf, &v.raw, &client_label(&v.client), None),
         set,
     )
 }
@@ -640,10 +643,8 @@ async fn render_consent(
     let view = ConsentView {
         signed_in_as: username.as_deref(),
         logo_url: logo.as_deref(),
-        client_host: &host_of(&v.client.id),
+        client: &client_label(&v.client),
         redirect_host: &host_of(&v.to.redirect_uri),
-        client_name: v.client.name.as_deref(),
-        name_is_claim: v.client.kind != steward_core::ClientKind::PreRegistered,
         client_id: &v.client.id,
         resource_name: &v.resource.name,
         scopes,
@@ -755,7 +756,7 @@ pub async fn login_post(
     let password = p.get("password").unwrap_or_default();
     let (csrf, _) = session::login_csrf(&state, &headers);
     let action = format!("{}/authorize/login", state.issuer.trim_end_matches('/'));
-    let login_for = login_label(&v.client);
+    let login_for = client_label(&v.client);
     // Reserved before the password is checked (issue 11 items 10-11).
     let checks = crate::oauth::limits::login_checks(&state.settings.login, username, client_address);
     let reservation = state
@@ -1025,15 +1026,13 @@ async fn govern(state: &AppState, v: &mut Validated, user_id: &str) -> Result<()
 
 fn access_request_view<'a>(
     v: &'a Validated,
-    host: &'a str,
+    client: &'a pages::ClientLabel,
     needed: &[String],
     signed_in_as: Option<(&'a str, &'a str)>,
 ) -> pages::AccessRequestView<'a> {
     pages::AccessRequestView {
-        client_host: host,
+        client,
         client_id: &v.client.id,
-        client_name: v.client.name.as_deref(),
-        name_is_claim: v.client.kind != steward_core::ClientKind::PreRegistered,
         signed_in_as,
         resource_name: &v.resource.name,
         scopes: needed
@@ -1060,14 +1059,14 @@ async fn access_request_page(
     let issuer = state.issuer.trim_end_matches('/');
     let action = format!("{issuer}/authorize/request");
     let switch = format!("{issuer}/authorize/consent");
-    let host = host_of(&v.client.id);
+    let label = client_label(&v.client);
     let username = user_context(state, &session.user_id).await.map(|u| u.username);
     let signed_in = username.as_deref().map(|u| (u, switch.as_str()));
     pages::access_request(
         &action,
         &csrf,
         &v.raw,
-        &access_request_view(v, &host, needed, signed_in),
+        &access_request_view(v, &label, needed, signed_in),
     )
 }
 
@@ -1095,8 +1094,8 @@ async fn send_access_request(
         .await
     {
         Ok(r) => {
-            let host = host_of(&v.client.id);
-            pages::access_requested(&r.id, &access_request_view(v, &host, needed, None))
+            let label = client_label(&v.client);
+            pages::access_requested(&r.id, &access_request_view(v, &label, needed, None))
         }
         Err(e) => {
             tracing::warn!(request_id = request_id.as_str(), error = %e, "access request not stored");

@@ -148,16 +148,32 @@ pub fn signed_out() -> Response {
     render(StatusCode::OK, &SignedOut { title: "Signed out" })
 }
 
-/// Who the login page says the person is signing in to, led by what
-/// Steward knows (issue 15 item 5).
+/// Who a page says is asking, led by what Steward knows rather than what
+/// the client says (issue 15 item 5): a configured client by the name its
+/// operators gave it, a metadata-document client by its URL's host, a
+/// registered client as such. A name the client gave itself is only ever
+/// shown as its own claim ([`ClientLabel::claimed`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum LoginFor {
-    /// A configured client, by the name its operators gave it.
+pub enum ClientLabel {
+    /// A configured client, by its configured name.
     Configured(String),
-    /// A metadata-document client (or an unnamed one), by its host.
-    Host(String),
-    /// A registered client, its name only as its own claim.
+    /// A configured client without a name, by its client id.
+    Unnamed(String),
+    /// A metadata-document client: its URL's host, and the name its
+    /// document claims.
+    Document(String, Option<String>),
+    /// A dynamically registered client, and the name it registered.
     Registered(Option<String>),
+}
+
+impl ClientLabel {
+    /// The name the client gave itself, never the operators' name.
+    pub fn claimed(&self) -> Option<&str> {
+        match self {
+            ClientLabel::Document(_, name) | ClientLabel::Registered(name) => name.as_deref(),
+            ClientLabel::Configured(_) | ClientLabel::Unnamed(_) => None,
+        }
+    }
 }
 
 #[derive(Template)]
@@ -167,12 +183,18 @@ struct Login<'a> {
     action: &'a str,
     csrf: &'a str,
     request: &'a str,
-    client: &'a LoginFor,
+    client: &'a ClientLabel,
     message: Option<&'a str>,
 }
 
 /// The login form; `request` is the original authorization request, replayed after login.
-pub fn login(action: &str, csrf: &str, request: &str, client: &LoginFor, message: Option<&str>) -> Response {
+pub fn login(
+    action: &str,
+    csrf: &str,
+    request: &str,
+    client: &ClientLabel,
+    message: Option<&str>,
+) -> Response {
     let status = if message.is_some() {
         StatusCode::UNAUTHORIZED
     } else {
@@ -191,45 +213,12 @@ pub fn login(action: &str, csrf: &str, request: &str, client: &LoginFor, message
     )
 }
 
-/// Who is asking, led by what Steward knows rather than what the client
-/// says: a metadata-document client by its URL's host; a configured client
-/// by the name its operators gave it; a registered one as such (its name
-/// shown apart, as its own claim).
-enum Who<'a> {
-    Configured(&'a str),
-    Host(&'a str),
-    Registered,
-    Unnamed,
-}
-
-impl<'a> Who<'a> {
-    /// The lead, and the name to show as the client's own claim.
-    fn of(
-        client_host: &'a str,
-        client_id: &str,
-        name_is_claim: bool,
-        name: Option<&'a str>,
-    ) -> (Self, Option<&'a str>) {
-        match (client_host != client_id, name_is_claim, name) {
-            (false, false, Some(n)) => (Who::Configured(n), None),
-            (true, _, _) => (Who::Host(client_host), name),
-            (false, true, _) => (Who::Registered, name),
-            (false, false, None) => (Who::Unnamed, None),
-        }
-    }
-}
-
 /// What the consent page shows.
 pub struct ConsentView<'a> {
     /// The signed-in user's name, shown with a way to switch account.
     pub signed_in_as: Option<&'a str>,
-    pub client_host: &'a str,
+    pub client: &'a ClientLabel,
     pub redirect_host: &'a str,
-    pub client_name: Option<&'a str>,
-    /// Whether the name is the client's own claim (a metadata document's or
-    /// a registration's), or the operator's (a `[[clients]]` entry), which
-    /// must not be labelled as the client's word.
-    pub name_is_claim: bool,
     /// Steward's own stored copy of the client's logo, never the client's URL.
     pub logo_url: Option<&'a str>,
     pub client_id: &'a str,
@@ -245,8 +234,7 @@ struct Consent<'a> {
     action: &'a str,
     csrf: &'a str,
     request: &'a str,
-    who: Who<'a>,
-    claimed: Option<&'a str>,
+    client: &'a ClientLabel,
     logo_url: Option<&'a str>,
     resource_name: &'a str,
     redirect_host: &'a str,
@@ -258,7 +246,6 @@ struct Consent<'a> {
 }
 
 pub fn consent(action: &str, csrf: &str, request: &str, v: &ConsentView<'_>) -> Response {
-    let (who, claimed) = Who::of(v.client_host, v.client_id, v.name_is_claim, v.client_name);
     render(
         StatusCode::OK,
         &Consent {
@@ -266,8 +253,7 @@ pub fn consent(action: &str, csrf: &str, request: &str, v: &ConsentView<'_>) -> 
             action,
             csrf,
             request,
-            who,
-            claimed,
+            client: v.client,
             logo_url: v.logo_url,
             resource_name: v.resource_name,
             redirect_host: v.redirect_host,
@@ -282,11 +268,8 @@ pub fn consent(action: &str, csrf: &str, request: &str, v: &ConsentView<'_>) -> 
 /// What the access-request pages show (issue 13 item 7): the client by its
 /// `client_id` host first, the resource and the scopes waiting for approval.
 pub struct AccessRequestView<'a> {
-    pub client_host: &'a str,
+    pub client: &'a ClientLabel,
     pub client_id: &'a str,
-    pub client_name: Option<&'a str>,
-    /// As in [`ConsentView::name_is_claim`].
-    pub name_is_claim: bool,
     /// The signed-in user, with the form action that signs in as someone
     /// else (the consent endpoint's `decision=switch`).
     pub signed_in_as: Option<(&'a str, &'a str)>,
@@ -302,8 +285,7 @@ struct AccessRequest<'a> {
     action: &'a str,
     csrf: &'a str,
     request: &'a str,
-    who: Who<'a>,
-    claimed: Option<&'a str>,
+    client: &'a ClientLabel,
     resource_name: &'a str,
     scopes: &'a [(String, String)],
     client_id: &'a str,
@@ -313,7 +295,6 @@ struct AccessRequest<'a> {
 /// The policy wants an approver's decision before this client gets these
 /// scopes: no code is issued; the user may send a request with a reason.
 pub fn access_request(action: &str, csrf: &str, request: &str, v: &AccessRequestView<'_>) -> Response {
-    let (who, claimed) = Who::of(v.client_host, v.client_id, v.name_is_claim, v.client_name);
     render(
         StatusCode::FORBIDDEN,
         &AccessRequest {
@@ -321,8 +302,7 @@ pub fn access_request(action: &str, csrf: &str, request: &str, v: &AccessRequest
             action,
             csrf,
             request,
-            who,
-            claimed,
+            client: v.client,
             resource_name: v.resource_name,
             scopes: &v.scopes,
             client_id: v.client_id,
@@ -335,7 +315,7 @@ pub fn access_request(action: &str, csrf: &str, request: &str, v: &AccessRequest
 #[template(path = "access_requested.html")]
 struct AccessRequested<'a> {
     title: &'a str,
-    who: Who<'a>,
+    client: &'a ClientLabel,
     resource_name: &'a str,
     scopes: &'a [(String, String)],
     request_id: &'a str,
@@ -343,12 +323,11 @@ struct AccessRequested<'a> {
 
 /// The access request is stored and waits for the platform team.
 pub fn access_requested(request_id: &str, v: &AccessRequestView<'_>) -> Response {
-    let (who, _) = Who::of(v.client_host, v.client_id, v.name_is_claim, v.client_name);
     render(
         StatusCode::ACCEPTED,
         &AccessRequested {
             title: "Request sent",
-            who,
+            client: v.client,
             resource_name: v.resource_name,
             scopes: &v.scopes,
             request_id,
